@@ -1,0 +1,1 @@
+"""Compression stages: prune, quantize, distill, search, and the shared training loop."""

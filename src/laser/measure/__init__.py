@@ -1,0 +1,1 @@
+"""Measurement: the LASER figures (Latency, Accuracy, Size, Energy, Robustness)."""

@@ -1,0 +1,66 @@
+"""PyTorch eager backend: inference mode, intra-op threads, optional channels-last."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from laser.artifact import Artifact
+from laser.errors import BackendError
+from laser.runtime.base import Runner
+
+
+class TorchRunner(Runner):
+    backend = "torch"
+
+    def __init__(self, artifact: Artifact, threads: int | None = None, device: str = "cpu",
+                 channels_last: bool = False):
+        import torch
+
+        super().__init__(artifact, threads, device)
+        if artifact.format != "torch":
+            raise BackendError(f"the torch backend runs torch artifacts, {artifact.name!r} is {artifact.format}; "
+                               "use backend='onnxruntime' or 'torchscript' for it")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(f"device {device!r} asked for, but torch sees no CUDA device; use device='cpu'")
+        torch.set_num_threads(self.threads)
+        self.channels_last = channels_last
+        self.module = artifact.module().eval().to(device)
+        if channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+
+    def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        args = []
+        for t in self.spec.inputs:
+            x = torch.from_numpy(np.ascontiguousarray(inputs[t.name])).to(self.device)
+            if self.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            args.append(x)
+        with torch.inference_mode():
+            result = self.module(*args)
+        return outputs_to_numpy(result, self.spec.output_names)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "channels_last": self.channels_last}
+
+
+def outputs_to_numpy(result: object, names: list[str]) -> dict[str, np.ndarray]:
+    """Map a module's return value (tensor, tuple/list, dict, or an object with .logits) to named arrays."""
+    import torch
+
+    if isinstance(result, torch.Tensor):
+        values = [result]
+    elif isinstance(result, Mapping):
+        values = [result[n] for n in names] if all(n in result for n in names) else list(result.values())
+    elif isinstance(result, (tuple, list)):
+        values = list(result)
+    elif hasattr(result, "logits"):  # transformers ModelOutput
+        values = [result.logits]
+    else:
+        raise BackendError(f"cannot map a {type(result).__name__} model output to outputs {names}")
+    if len(values) < len(names):
+        raise BackendError(f"model returned {len(values)} output(s), spec names {len(names)}: {names}")
+    return {n: v.detach().cpu().numpy() for n, v in zip(names, values)}
