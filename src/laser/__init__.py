@@ -4,9 +4,14 @@ measured numbers: Latency, Accuracy, Size, Energy, Robustness.
     >>> import laser
     >>> art = laser.load("digits-cnn")            # a catalog name, bundle, .onnx, .pt or package.module:factory
     >>> runner = laser.run(art)                   # a Runner on the best backend for its format
+
+Heavy parts are imported on first use: ``import laser`` stays fast and needs only the core deps.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -15,6 +20,25 @@ from laser.errors import LaserError
 from laser.loader import load
 from laser.runtime import run
 from laser.spec import ModelSpec, TensorSpec, Tolerance
+
+# Public names imported on first use: name -> "module:attribute".
+_LAZY: dict[str, str] = {
+    "hub": "laser.hub:",
+    "data": "laser.data:",
+    "load_recipe": "laser.stages:load_recipe",
+    "save_recipe": "laser.stages:save_recipe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'laser' has no attribute {name!r}")
+    mod, _, attr = _LAZY[name].partition(":")
+    module = importlib.import_module(mod)
+    value = getattr(module, attr) if attr else module
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Artifact",
@@ -26,4 +50,5 @@ __all__ = [
     "__version__",
     "load",
     "run",
+    *_LAZY,
 ]
