@@ -27,6 +27,11 @@ _LAZY: dict[str, str] = {
     "data": "laser.data:",
     "load_recipe": "laser.stages:load_recipe",
     "save_recipe": "laser.stages:save_recipe",
+    "export": "laser.export:export",
+    "Export": "laser.export:Export",
+    # the package, callable as laser.measure(...) (a function here would shadow laser.measure.<module>)
+    "measure": "laser.measure:",
+    "Report": "laser.measure.report:Report",
 }
 
 

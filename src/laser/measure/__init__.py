@@ -1,1 +1,26 @@
-"""Measurement: the LASER figures (Latency, Accuracy, Size, Energy, Robustness)."""
+"""Measurement: the LASER figures (Latency, Accuracy, Size, Energy, Robustness).
+
+``laser.measure(artifacts, backends=None, data=None, ...) -> Report``; the pieces live in
+latency.py, accuracy.py, size.py, energy.py, robustness.py, hardware.py and report.py.
+
+``laser.measure`` is this package *and* callable: importing a submodule (``laser.measure.latency``)
+makes Python bind the package as the attribute ``laser.measure``, so the package itself forwards
+calls to ``measure`` rather than a function shadowing it (which would break ``laser.measure.latency``).
+"""
+
+import sys
+import types
+from typing import Any
+
+from laser.measure.bench import measure
+from laser.measure.report import Report
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return measure(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
+
+__all__ = ["Report", "measure"]

@@ -1,7 +1,18 @@
-"""Accuracy figures measured by running the artifact on a dataset through a Runner."""
+"""Accuracy figures measured by running the artifact on a dataset through a Runner.
+
+Task metrics (all fractions in [0, 1]):
+
+- classification: top-1, top-5
+- text-classification: accuracy, macro F1
+- segmentation: mIoU and Dice (mean over classes present in prediction or ground truth)
+- detection: mAP@0.5 and mAP@[.5:.95] (COCO-style, torchmetrics' MeanAveragePrecision over pycocotools)
+
+and agreement with a reference artifact: top-1 agreement and max-abs error of the first output.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,16 +31,145 @@ def topk(scores: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -
     return out
 
 
-def predict(runner: Any, data: Dataset, batch_size: int = 64) -> np.ndarray:
-    """First output of ``runner`` over the whole dataset, concatenated."""
+def predict(runner: Any, data: Dataset, batch_size: int = 64, output: int = 0) -> np.ndarray:
+    """One output of ``runner`` (by index in the spec) over the whole dataset, concatenated."""
     names = runner.spec.input_names
-    outs = [runner(feeds)[runner.spec.output_names[0]] for feeds, _ in data.batches(names, batch_size)]
+    key = runner.spec.output_names[output]
+    outs = [runner(feeds)[key] for feeds, _ in data.batches(names, batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0,))
+
+
+def _labelled(data: Dataset) -> np.ndarray:
+    if data.labels is None or len(data) == 0:
+        raise ConfigError(f"dataset {data.name!r} is empty or unlabelled; accuracy needs labelled samples")
+    return data.labels
 
 
 def classification(runner: Any, data: Dataset, batch_size: int = 64) -> dict[str, float]:
     """top-1 and top-5 of a classifier on a labelled dataset."""
-    if data.labels is None or len(data) == 0:
-        raise ConfigError(f"dataset {data.name!r} is empty or unlabelled; accuracy needs labelled samples")
+    labels = _labelled(data)
     scores = predict(runner, data, batch_size)
-    return {**topk(scores, data.labels), "samples": len(data)}
+    return {**topk(scores, labels), "samples": len(data)}
+
+
+def f1_macro(pred: np.ndarray, labels: np.ndarray, classes: int) -> float:
+    """Macro F1: the unweighted mean over classes of 2·TP / (2·TP + FP + FN) (classes absent from
+    both prediction and truth are left out)."""
+    scores = []
+    for c in range(classes):
+        tp = int(((pred == c) & (labels == c)).sum())
+        fp = int(((pred == c) & (labels != c)).sum())
+        fn = int(((pred != c) & (labels == c)).sum())
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def text_classification(runner: Any, data: Dataset, batch_size: int = 64) -> dict[str, float]:
+    """accuracy and macro F1 of a text classifier (first output: (N, C) logits)."""
+    labels = _labelled(data)
+    scores = predict(runner, data, batch_size)
+    pred = scores.argmax(axis=1)
+    return {"accuracy": float((pred == labels).mean()), "f1_macro": f1_macro(pred, labels, scores.shape[1]),
+            "samples": len(data)}
+
+
+def iou_dice(pred: np.ndarray, target: np.ndarray, classes: int, ignore_index: int | None = 255,
+             ) -> dict[str, float]:
+    """mIoU and mean Dice from integer masks (N, H, W); classes present in neither are left out."""
+    keep = np.ones(target.shape, bool) if ignore_index is None else target != ignore_index
+    ious, dices = [], []
+    for c in range(classes):
+        p, t = (pred == c) & keep, (target == c) & keep
+        inter, union, total = int((p & t).sum()), int((p | t).sum()), int(p.sum() + t.sum())
+        if union:
+            ious.append(inter / union)
+            dices.append(2 * inter / total)
+    return {"miou": float(np.mean(ious)) if ious else 0.0, "dice": float(np.mean(dices)) if dices else 0.0}
+
+
+def segmentation(runner: Any, data: Dataset, batch_size: int = 16) -> dict[str, float]:
+    """mIoU and Dice of a segmenter: first output (N, C, H, W) scores, labels (N, H, W) class masks."""
+    labels = _labelled(data)
+    scores = predict(runner, data, batch_size)
+    if scores.ndim != 4:
+        raise ConfigError(f"segmentation expects a (N, C, H, W) first output, got shape {list(scores.shape)}")
+    return {**iou_dice(scores.argmax(axis=1), labels, scores.shape[1]), "samples": len(data)}
+
+
+def mean_average_precision(preds: list[Mapping[str, np.ndarray]], targets: list[Mapping[str, np.ndarray]],
+                           ) -> dict[str, float]:
+    """COCO mAP@0.5 and mAP@[.5:.95] from per-image dicts: preds {boxes (K, 4) xyxy, scores (K,),
+    labels (K,)}, targets {boxes, labels}. Computed by torchmetrics (pycocotools backend)."""
+    import torch
+
+    from laser.errors import require
+    from laser.models.vision_compat import torchvision
+
+    torchvision()  # torchmetrics imports torchvision; load it through the compat shim first
+    detection = require("torchmetrics.detection", "metrics", "torchmetrics")
+    metric = detection.MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+
+    def tensors(d: Mapping[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, Any]:
+        return {k: torch.as_tensor(np.asarray(d[k])) for k in keys}
+
+    metric.update([tensors(p, ("boxes", "scores", "labels")) for p in preds],
+                  [tensors(t, ("boxes", "labels")) for t in targets])
+    res = metric.compute()
+    return {"map_50": float(res["map_50"]), "map_50_95": float(res["map"])}
+
+
+def detection(runner: Any, data: Dataset, batch_size: int = 8) -> dict[str, float]:
+    """mAP of a detector whose outputs are named boxes (N, K, 4), scores (N, K), labels (N, K);
+    dataset labels are one dict per image {boxes, labels}. Padding rows have score <= 0."""
+    targets = list(_labelled(data))
+    names = runner.spec.output_names
+    missing = {"boxes", "scores", "labels"} - set(names)
+    if missing:
+        raise ConfigError(f"detection needs outputs named boxes, scores, labels; the model has {names}")
+    preds = []
+    for feeds, _ in data.batches(runner.spec.input_names, batch_size):
+        out = runner(feeds)
+        for i in range(len(out["boxes"])):
+            keep = out["scores"][i] > 0
+            preds.append({"boxes": out["boxes"][i][keep], "scores": out["scores"][i][keep],
+                          "labels": out["labels"][i][keep].astype(np.int64)})
+    return {**mean_average_precision(preds, targets), "samples": len(data)}
+
+
+# task -> (metric function, method text)
+TASKS: dict[str, tuple[Callable[[Any, Dataset], dict[str, float]], str]] = {
+    "classification": (classification, "top-k over the runner's logits"),
+    "text-classification": (text_classification, "argmax of the runner's logits; macro F1"),
+    "segmentation": (segmentation, "per-pixel argmax; IoU and Dice per class, mean over classes present"),
+    "detection": (detection, "torchmetrics MeanAveragePrecision (pycocotools), COCO 101-point"),
+}
+
+
+def evaluate(task: str, runner: Any, data: Dataset) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """(metrics, label per metric) for the artifact's task, measured on every sample of ``data``."""
+    if task not in TASKS:
+        raise ConfigError(f"no accuracy metric for task {task!r}; known tasks: {sorted(TASKS)}")
+    fn, how = TASKS[task]
+    metrics = fn(runner, data)
+    method = f"measured on {len(data)} samples of {data.name!r} through the runner: {how}"
+    labels = {k: {"unit": "fraction (0-1)", "method": method, "kind": "measured"} for k in metrics}
+    labels["samples"] = {"unit": "count", "method": "samples evaluated", "kind": "counted"}
+    return metrics, labels
+
+
+def agreement(runner: Any, reference: Any, data: Dataset, batch_size: int = 64,
+              ) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
+    """Top-1 agreement (classification-shaped outputs) and max-abs error of the first output against a
+    reference runner on the same inputs."""
+    a, b = predict(runner, data, batch_size), predict(reference, data, batch_size)
+    if a.shape != b.shape:
+        raise ConfigError(f"outputs differ in shape: {list(a.shape)} vs reference {list(b.shape)}")
+    out = {"max_abs_error": float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())}
+    method = f"measured: first output vs reference {reference.artifact.name!r} on {len(data)} samples"
+    labels = {"max_abs_error": {"unit": "output units (e.g. logits)", "method": method, "kind": "measured"}}
+    if a.ndim >= 2:
+        out["top1_agreement"] = float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
+        labels["top1_agreement"] = {"unit": "fraction (0-1)", "method": method + "; same argmax",
+                                    "kind": "measured"}
+    return out, labels

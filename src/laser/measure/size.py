@@ -1,11 +1,17 @@
-"""Size figures: parameters, non-zero parameters, MACs and FLOPs, bytes on disk.
+"""Size figures: parameters, non-zero parameters, MACs and FLOPs, bytes on disk, bytes by dtype,
+peak activation memory.
 
 FLOPs come from ``torch.utils.flop_counter``, which counts a multiply-accumulate as 2 FLOPs; MACs are
-FLOPs / 2. Both are per *one sample* (batch 1) and always reported together, labelled.
+FLOPs / 2. Both are per *one sample* (batch 1) and always reported together, labelled. ONNX artifacts
+count parameters from their initializers and take MACs from the lineage (recorded by the step that
+made them from a torch model) or, failing that, count them from the graph (see ``onnx_size``).
 """
 
 from __future__ import annotations
 
+import weakref
+import zlib
+from collections import Counter
 from typing import Any
 
 from laser.artifact import Artifact
@@ -20,27 +26,116 @@ def parameters(module: Any) -> tuple[int, int]:
     return total, nonzero
 
 
+def _example_args(spec: Any) -> list[Any]:
+    import torch
+
+    feeds = spec.example_inputs(batch=1)
+    return [torch.from_numpy(feeds[t.name]) for t in spec.inputs]
+
+
 def flops(module: Any, spec: Any) -> int:
     """FLOPs of one forward pass at batch 1 (counted by torch.utils.flop_counter)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    feeds = spec.example_inputs(batch=1)
-    args = [torch.from_numpy(feeds[t.name]) for t in spec.inputs]
+    args = _example_args(spec)
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         module(*args)
     return int(counter.get_total_flops())
 
 
-def size_of(artifact: Artifact) -> dict[str, Any]:
-    """Size figures of an artifact, each labelled with its unit and method."""
-    out: dict[str, Any] = {"bytes": artifact.bytes, "files": {k: p.stat().st_size for k, p in artifact.files.items()}}
+def bytes_by_dtype_torch(module: Any) -> dict[str, int]:
+    """Bytes of parameters and buffers per dtype (what the weights file mostly holds)."""
+    out: Counter[str] = Counter()
+    for t in [*module.parameters(), *module.buffers()]:
+        out[str(t.dtype).removeprefix("torch.")] += t.numel() * t.element_size()
+    return dict(out)
+
+
+def peak_activation_bytes(module: Any, spec: Any) -> int:
+    """Peak bytes of live intermediate tensors during one batch-1 forward in torch eager.
+
+    Every tensor an op returns is tracked by its storage until Python frees it; inputs, parameters
+    and buffers are not counted. In-place ops (ReLU(inplace=True)) return an existing storage and so
+    add nothing, as in reality.
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    args = _example_args(spec)
+    static = {t.untyped_storage().data_ptr() for t in [*module.parameters(), *module.buffers(), *args]}
+    live: dict[int, int] = {}  # storage data_ptr -> bytes
+    refs: Counter[int] = Counter()  # storage data_ptr -> live Python tensors using it
+    state = {"now": 0, "peak": 0}
+
+    def release(ptr: int) -> None:
+        refs[ptr] -= 1
+        if refs[ptr] == 0 and ptr in live:
+            state["now"] -= live.pop(ptr)
+
+    class Tracker(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            for t in (out if isinstance(out, (tuple, list)) else [out]):
+                if not isinstance(t, torch.Tensor):
+                    continue
+                storage = t.untyped_storage()
+                ptr = storage.data_ptr()
+                if ptr in static or ptr == 0:
+                    continue
+                if ptr not in live:
+                    live[ptr] = storage.nbytes()
+                    state["now"] += live[ptr]
+                    state["peak"] = max(state["peak"], state["now"])
+                refs[ptr] += 1
+                weakref.finalize(t, release, ptr)
+            return out
+
+    with Tracker(), torch.inference_mode():
+        result = module(*args)
+    del result
+    return int(state["peak"])
+
+
+def compressed_bytes(artifact: Artifact, level: int = 6) -> int:
+    """Bytes of the artifact's files after zlib (DEFLATE, as gzip/zip use) at ``level``, summed."""
+    total = 0
+    for path in artifact.files.values():
+        c = zlib.compressobj(level)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                total += len(c.compress(chunk))
+        total += len(c.flush())
+    return total
+
+
+def size_of(artifact: Artifact, activations: bool = True) -> dict[str, Any]:
+    """Size figures of an artifact; ``method`` says how each was obtained (with its unit)."""
+    out: dict[str, Any] = {"bytes": artifact.bytes, "bytes_compressed": compressed_bytes(artifact),
+                           "files": {k: p.stat().st_size for k, p in artifact.files.items()}}
+    method = {"bytes": "measured: file sizes on disk (B)",
+              "bytes_compressed": "measured: zlib level 6 (DEFLATE, as gzip) of each file, summed (B)"}
     if artifact.format == "torch":
         module = artifact.module()
         out["params"], out["nonzero_params"] = parameters(module)
         f = flops(module, artifact.spec)
         out["flops"], out["macs"] = f, f // 2
-        out["method"] = {"params": "counted (torch parameters)", "flops": "torch.utils.flop_counter, batch 1",
-                         "macs": "FLOPs / 2 (1 MAC = 2 FLOPs)", "bytes": "file sizes on disk"}
+        out["bytes_by_dtype"] = bytes_by_dtype_torch(module)
+        method.update({"params": "counted: torch parameters (count)",
+                       "nonzero_params": "counted: torch parameters != 0 (count)",
+                       "flops": "counted: torch.utils.flop_counter, batch 1 (FLOPs per sample)",
+                       "macs": "FLOPs / 2: 1 MAC = 2 FLOPs (MACs per sample)",
+                       "bytes_by_dtype": "counted: parameters + buffers, numel × element size (B)"})
+        if activations:
+            out["peak_activation_bytes"] = peak_activation_bytes(module, artifact.spec)
+            method["peak_activation_bytes"] = ("measured: peak bytes of live intermediate tensors in one batch-1 "
+                                               "torch eager forward, tracked with TorchDispatchMode (B)")
+    elif artifact.format == "onnx":
+        from laser.measure.size_onnx import onnx_size
+
+        figures, how = onnx_size(artifact)
+        out.update(figures)
+        method.update(how)
+    out["method"] = method
     return out

@@ -1,0 +1,205 @@
+"""``laser.measure(...)``: the five LASER groups for each artifact × backend, as one Report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from laser.artifact import Artifact
+from laser.data import Dataset
+from laser.errors import BackendError, ConfigError
+from laser.measure import energy as energy_mod
+from laser.measure.hardware import efficiency, fingerprint
+from laser.measure.latency import LatencyResult, latency, repeated
+from laser.measure.report import Report
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EPSILONS = (0.0, 0.007, 0.03, 0.1)
+
+
+def _artifacts(items: Artifact | str | Sequence[Artifact | str]) -> list[Artifact]:
+    from laser.loader import load
+
+    if isinstance(items, (Artifact, str)):
+        items = [items]
+    arts = [a if isinstance(a, Artifact) else load(a) for a in items]
+    if not arts:
+        raise ConfigError("measure needs at least one artifact, got none")
+    return arts
+
+
+def _backends(art: Artifact, wanted: Sequence[str] | None) -> list[str]:
+    from laser.runtime import BACKENDS, backends_for
+
+    runnable = backends_for(art)
+    if not wanted or list(wanted) == ["auto"]:
+        return runnable[:1]
+    unknown = [b for b in wanted if b not in BACKENDS and b != "auto"]
+    if unknown:
+        raise ConfigError(f"unknown backend(s) {unknown}; known: {sorted(BACKENDS)}")
+    return [b for b in wanted if b in runnable]
+
+
+def _dataset(data: Dataset | str | None) -> Dataset | None:
+    if data is None or isinstance(data, Dataset):
+        return data
+    from laser import data as datasets
+
+    return datasets.load(data, "test")
+
+
+def _torch_reference(art: Artifact, reference: Artifact | None, arts: list[Artifact]) -> Artifact | None:
+    """The differentiable model attacks are computed on: the artifact itself if torch, else the
+    given reference, else the first torch artifact measured alongside it with the same spec."""
+    for cand in (art, reference, *arts):
+        if cand is not None and cand.format == "torch" and cand.spec.inputs == art.spec.inputs:
+            return cand
+    return None
+
+
+def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequence[str] | str | None = None,
+            data: Dataset | str | None = None, *, reference: Artifact | str | None = None,
+            batch_sizes: Sequence[int] = (1,), repeats: int = 3, warmup: int = 10, min_iters: int = 30,
+            max_seconds: float = 1.0, threads: int | None = None, robustness: bool = False,
+            epsilons: Sequence[float] = DEFAULT_EPSILONS, robust_samples: int = 200, peak: bool = True,
+            activations: bool = True) -> Report:
+    """Measure Latency, Accuracy, Size, Energy and Robustness of each artifact on each backend.
+
+    ``backends``: names (or "a,b"); None = the first backend that runs each artifact's format.
+    ``data``: a dataset name or Dataset for accuracy and robustness (None: both skipped).
+    ``reference``: artifact for agreement figures and the torch model attacks are computed on
+    (default: the first artifact when several are measured). The reported latency is the median
+    run of ``repeats`` at ``batch_sizes[0]``; every batch size is in ``latency_sweep`` and the best
+    throughput among them is the Offline figure.
+    """
+    from laser.runtime import run
+
+    arts = _artifacts(artifacts)
+    if isinstance(backends, str):
+        backends = [b.strip() for b in backends.split(",") if b.strip()]
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ConfigError(f"batch_sizes must be positive integers, got {list(batch_sizes)}")
+    ref = _artifacts(reference)[0] if reference is not None else (arts[0] if len(arts) > 1 else None)
+    ds = _dataset(data)
+    hw = fingerprint(peak=peak)
+    report = Report(artifacts=[], hardware=hw, settings={
+        "backends": list(backends or ["auto"]), "data": ds.name if ds else None, "batch_sizes": list(batch_sizes),
+        "repeats": repeats, "warmup": warmup, "min_iters": min_iters, "max_seconds": max_seconds,
+        "threads": threads, "robustness": robustness, "epsilons": list(epsilons),
+        "reference": ref.name if ref else None})
+    lat_kw = {"warmup": warmup, "min_iters": min_iters, "max_seconds": max_seconds}
+    for art in arts:
+        chosen = _backends(art, backends)
+        if not chosen:
+            report.skipped.append({"name": art.name, "format": art.format,
+                                   "reason": f"none of the backends {list(backends or [])} runs {art.format} "
+                                             "artifacts"})
+            continue
+        from laser.measure.size import size_of
+
+        size = size_of(art, activations=activations)
+        for backend in chosen:
+            with run(art, backend=backend, threads=threads) as runner:
+                entry = _measure_one(art, runner, size, ds, ref, hw, batch_sizes, repeats, lat_kw)
+                if robustness and ds is not None:
+                    entry["robustness"], how = _robustness(art, runner, ds, ref, arts, epsilons, robust_samples)
+                    entry["figures"].update(how)
+            report.artifacts.append(entry)
+    if not report.artifacts:
+        raise BackendError(f"nothing was measured: {report.skipped}; pick backends that run these formats "
+                           "(see laser.runtime.BACKENDS) or export the artifacts first")
+    labels = [Report.label(a) for a in report.artifacts]
+    for a in report.artifacts:  # names repeat when the same model is measured twice: number them
+        if labels.count(Report.label(a)) > 1:
+            a["label"] = f"{Report.label(a)}#{report.artifacts.index(a) + 1}"
+    return report
+
+
+def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset | None, ref: Artifact | None,
+                 hw: dict[str, Any], batch_sizes: Sequence[int], repeats: int, lat_kw: dict[str, Any]) -> dict[str, Any]:
+    figures: dict[str, dict[str, str]] = {}
+    rep = repeated(runner, repeats=repeats, batch_size=batch_sizes[0], **lat_kw)
+    main: LatencyResult = rep.median_run
+    sweep = [main] + [latency(runner, batch_size=b, **lat_kw) for b in batch_sizes[1:]]
+    best = max(sweep, key=lambda r: r.throughput_per_s)
+    lat = {**main.to_dict(), "p50_runs_ms": rep.p50s, "spread_pct": rep.spread_pct}
+    for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "ci95_ms", "std_ms"):
+        figures[f"latency.{k}"] = {"unit": "ms per query", "method": main.method, "kind": "measured"}
+    figures["latency.throughput_per_s"] = {"unit": "samples/s", "method": main.method, "kind": "measured"}
+    figures["latency.spread_pct"] = {"unit": "%", "method": rep.to_dict()["method"], "kind": "measured"}
+    figures["latency.p50_runs_ms"] = {"unit": "ms", "method": rep.to_dict()["method"], "kind": "measured"}
+    figures["latency_sweep"] = {"unit": "ms per query; samples/s", "method": main.method, "kind": "measured"}
+    figures["offline"] = {"unit": "samples/s", "kind": "measured",
+                          "method": f"MLPerf Offline: best throughput over batch sizes {list(batch_sizes)}"}
+    for k in ("params", "nonzero_params", "macs", "flops", "bytes", "bytes_compressed", "bytes_by_dtype",
+              "peak_activation_bytes"):
+        if k in size:
+            how = size["method"].get(k, "")
+            figures[f"size.{k}"] = {"unit": how.rpartition("(")[2].rstrip(")") or "", "method": how,
+                                    "kind": how.partition(":")[0] if ":" in how else "counted"}
+    accuracy: dict[str, Any] = {}
+    if ds is not None:
+        from laser.measure.accuracy import agreement, evaluate
+
+        accuracy, how = evaluate(art.task, runner, ds)
+        for k in accuracy:
+            figures[f"accuracy.{k}"] = how[k]
+        if ref is not None and ref is not art:
+            from laser.runtime import run
+
+            with run(ref) as ref_runner:
+                agree, how = agreement(runner, ref_runner, ds)
+            accuracy.update(agree)
+            figures.update({f"accuracy.{k}": v for k, v in how.items()})
+    flops = size.get("flops")
+    e = _energy(runner, main, flops, hw)
+    figures["energy.joules_per_inference"] = {"unit": "J per inference (one sample)", "method": e.source,
+                                              "kind": e.method}
+    figures["energy.gops_per_joule"] = {"unit": "GOP/J (1 op = 1 FLOP)", "method": "FLOPs per inference / 1e9 "
+                                        "/ joules per inference", "kind": e.method}
+    figures["energy.watts"] = {"unit": "W", "method": e.source, "kind": e.method}
+    eff = efficiency(flops, main.throughput_per_s, hw, int8=_is_int8(art))
+    if eff:
+        figures["efficiency"] = {"unit": eff["unit"], "method": eff["method"], "kind": "estimated"}
+    return {
+        "name": art.name, "backend": runner.backend, "format": art.format, "task": art.task,
+        "runner": runner.describe(), "steps": [s.op for s in art.lineage],
+        "latency": lat, "latency_sweep": [r.to_dict(samples=False) for r in sweep],
+        "offline": {"throughput_per_s": best.throughput_per_s, "batch_size": best.batch_size,
+                    "p50_ms": best.p50_ms},
+        "accuracy": accuracy,
+        "size": {k: v for k, v in size.items() if k != "method"},
+        "energy": e.to_dict(), "efficiency": eff, "robustness": None, "figures": figures,
+    }
+
+
+def _is_int8(art: Artifact) -> bool:
+    return any("int8" in str(s.params.get("method", "")) or s.op == "quantize" for s in art.lineage)
+
+
+def _energy(runner: Any, lat: LatencyResult, flops: float | None, hw: dict[str, Any]) -> energy_mod.EnergyResult:
+    """Measured from RAPL/NVML when a counter is readable, else estimated from the latency run."""
+    reader = energy_mod.reader_for(getattr(runner, "device", "cpu"))
+    if reader is None:
+        return energy_mod.from_latency(lat, flops, hw.get("cpu", {}).get("model", ""))
+    feeds = runner.spec.example_inputs(batch=lat.batch_size)
+    n = max(lat.iters, 10)
+
+    def work() -> int:
+        for _ in range(n):
+            runner(feeds)
+        return n * lat.batch_size
+
+    return energy_mod.measure_with(reader, work, flops)
+
+
+def _robustness(art: Artifact, runner: Any, ds: Dataset, ref: Artifact | None, arts: list[Artifact],
+                epsilons: Sequence[float], samples: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    from laser.measure.robustness import robustness
+
+    torch_ref = _torch_reference(art, ref, arts)
+    return robustness(runner, ds.take(samples) if samples else ds,
+                      torch_ref.module() if torch_ref is not None else None, epsilons=epsilons,
+                      reference_name=torch_ref.name if torch_ref is not None else None)

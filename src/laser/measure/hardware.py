@@ -1,0 +1,165 @@
+"""The machine a report was measured on: fingerprint and peak FP32 / INT8 throughput.
+
+Peak figures come from short micro-benchmarks: the best of a few large matrix products
+(FP32: ``torch.mm``; INT8: ``torch._int_mm``, int8 × int8 -> int32) timed with perf_counter,
+counting 2 ops per multiply-accumulate. Library matmuls reach most, not all, of the theoretical
+peak (DESIGN.md: an FMA loop measured ~230 GFLOP/s FP32 on this 2-core VM; torch.mm at n=2048 gets
+~200), so "% of peak" is relative to what a well-tuned kernel achieves here, as labelled.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+# CPU flags that matter for inference speed (from /proc/cpuinfo), in the order we list them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+             "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve")
+
+
+def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+    """CPU model, logical cores (usable by this process), ISA flags relevant to inference."""
+    from laser.runtime.base import default_threads
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "logical_cores": os.cpu_count() or 1, "usable_cores": default_threads(),
+            "isa": [f for f in ISA_FLAGS if f in flags], "arch": platform.machine()}
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """NVIDIA GPUs and driver via nvidia-smi (empty when there is none)."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,driver_version,memory.total,power.limit",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 4:
+            gpus.append({"name": parts[0], "driver": parts[1], "memory_mib": _num(parts[2]),
+                         "power_limit_w": _num(parts[3])})
+    return gpus
+
+
+def _num(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _best_seconds(fn: Any, reps: int) -> float:
+    fn()  # warm-up: thread pool start, packing buffers
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def peak_fp32(n: int = 2048, reps: int = 5, threads: int | None = None) -> dict[str, Any]:
+    """FP32 GFLOP/s of the best of ``reps`` n×n torch.mm (2 n³ FLOPs each)."""
+    import torch
+
+    from laser.runtime.base import default_threads
+
+    threads = threads or default_threads()
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        s = _best_seconds(lambda: torch.mm(a, b), reps)
+    finally:
+        torch.set_num_threads(prev)
+    return {"gflops": 2 * n**3 / s / 1e9, "unit": "GFLOP/s", "kind": "measured",
+            "method": f"best of {reps} torch.mm {n}x{n} float32, {threads} threads, 2 FLOPs per MAC"}
+
+
+def peak_int8(n: int = 2048, reps: int = 5, threads: int | None = None) -> dict[str, Any] | None:
+    """INT8 GOP/s of the best of ``reps`` n×n torch._int_mm (int8 -> int32), or None if unsupported."""
+    import torch
+
+    from laser.runtime.base import default_threads
+
+    if not hasattr(torch, "_int_mm"):
+        return None
+    threads = threads or default_threads()
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+        b = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+        s = _best_seconds(lambda: torch._int_mm(a, b), reps)
+    except RuntimeError:  # no int8 GEMM kernel for this CPU/build
+        return None
+    finally:
+        torch.set_num_threads(prev)
+    return {"gops": 2 * n**3 / s / 1e9, "unit": "GOP/s", "kind": "measured",
+            "method": f"best of {reps} torch._int_mm {n}x{n} int8->int32 (oneDNN; uses VNNI/AMX where present), "
+                      f"{threads} threads, 2 ops per MAC"}
+
+
+@functools.cache
+def fingerprint(peak: bool = True) -> dict[str, Any]:
+    """What a report was measured on. ``peak`` adds the FP32/INT8 micro-benchmarks (~1-2 s)."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_info(), "gpus": gpu_info(), "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(), "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "hostname_hash": _host_hash(),
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    if peak:
+        info["peak_fp32"] = peak_fp32()
+        info["peak_int8"] = peak_int8()
+    return info
+
+
+def _host_hash() -> str:
+    """A short stable id of the host (not its name) so reports from one machine can be grouped."""
+    import hashlib
+
+    return hashlib.sha256(platform.node().encode()).hexdigest()[:12]
+
+
+def efficiency(flops_per_inference: float | None, inferences_per_s: float, hardware: dict[str, Any],
+               int8: bool = False) -> dict[str, Any] | None:
+    """Effective throughput = FLOPs per inference × inferences/s, and its share of the measured peak."""
+    if not flops_per_inference or not inferences_per_s:
+        return None
+    effective = flops_per_inference * inferences_per_s / 1e9
+    peak = hardware.get("peak_int8") if int8 else hardware.get("peak_fp32")
+    peak_g = (peak or {}).get("gops" if int8 else "gflops")
+    return {"effective_gops": effective, "peak_gops": peak_g,
+            "percent_of_peak": 100.0 * effective / peak_g if peak_g else None,
+            "peak": "int8" if int8 else "fp32", "unit": "GOP/s (1 op = 1 FLOP, 2 per MAC)",
+            "method": "estimated: FLOPs per inference (batch 1 count) × measured inferences/s; peak from the "
+                      "hardware micro-benchmark"}
