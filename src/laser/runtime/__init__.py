@@ -1,20 +1,25 @@
 """Backends, one file each. ``laser.run(artifact, backend=...)`` returns a ready Runner.
 
 BACKENDS maps a backend name to ``module:class`` (imported on use, so a missing optional runtime only
-matters when asked for) and the artifact formats it runs.
+matters when asked for) and the artifact formats it runs. ``backend="auto"`` measures the backends
+that run the artifact's format on this machine and returns the fastest (see ``runtime/auto.py``).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from laser.artifact import Artifact
-from laser.errors import BackendError, NotFoundError
+from laser.errors import BackendError, ConfigError, NotFoundError
 from laser.runtime.base import Runner, default_threads
 
 BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "torch": ("laser.runtime.torch:TorchRunner", ("torch",)),
+    "torchscript": ("laser.runtime.torchscript:TorchScriptRunner", ("torchscript",)),
+    "onnxruntime": ("laser.runtime.onnxruntime:OnnxRuntimeRunner", ("onnx", "ort")),
+    "openvino": ("laser.runtime.openvino:OpenVINORunner", ("onnx",)),
     "echo": ("laser.runtime.echo:EchoRunner", ("torch", "onnx", "torchscript", "ort")),
 }
 
@@ -24,25 +29,44 @@ def backends_for(artifact: Artifact) -> list[str]:
     return [b for b, (_, formats) in BACKENDS.items() if artifact.format in formats and b != "echo"]
 
 
+def runner_class(backend: str) -> type[Runner]:
+    if backend not in BACKENDS:
+        raise NotFoundError(f"unknown backend {backend!r}; use one of {sorted(BACKENDS)} or 'auto'")
+    mod, _, cls = BACKENDS[backend][0].partition(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
 def run(artifact: Artifact | str, backend: str = "auto", **options: Any) -> Runner:
-    """A Runner for the artifact on the backend ('auto': the first that can run its format)."""
+    """A Runner for the artifact on the backend.
+
+    ``backend="auto"`` times every backend that runs the artifact's format on example inputs and
+    returns the fastest; ``runner.choice`` says what was picked and why. Options (``threads``,
+    ``device``, ``providers`` ...) go to the backend; with 'auto', each candidate gets those it takes.
+    """
     if isinstance(artifact, str):
         from laser.loader import load
 
         artifact = load(artifact)
     if backend == "auto":
-        candidates = backends_for(artifact)
-        if not candidates:
-            raise BackendError(f"no backend runs {artifact.format} artifacts; known backends: {sorted(BACKENDS)}")
-        backend = candidates[0]
-    if backend not in BACKENDS:
-        raise NotFoundError(f"unknown backend {backend!r}; use one of {sorted(BACKENDS)} or 'auto'")
-    target, formats = BACKENDS[backend]
+        from laser.runtime.auto import choose
+
+        def build(name: str) -> Runner:
+            cls = runner_class(name)
+            accepted = inspect.signature(cls.__init__).parameters
+            return cls(artifact, **{k: v for k, v in options.items() if k in accepted})
+
+        return choose(artifact, backends_for(artifact), build, threads=options.get("threads"))
+    cls = runner_class(backend)
+    formats = BACKENDS[backend][1]
     if artifact.format not in formats:
         raise BackendError(f"backend {backend!r} runs {list(formats)} artifacts, {artifact.name!r} is "
                            f"{artifact.format}; export it first (laser export) or pick another backend")
-    mod, _, cls = target.partition(":")
-    return getattr(importlib.import_module(mod), cls)(artifact, **options)
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = sorted(k for k in options if k not in accepted)
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        raise ConfigError(f"backend {backend!r} takes no option(s) {unknown}; it takes "
+                          f"{sorted(k for k in accepted if k not in ('self', 'artifact'))}")
+    return cls(artifact, **options)
 
 
-__all__ = ["BACKENDS", "Runner", "backends_for", "default_threads", "run"]
+__all__ = ["BACKENDS", "Runner", "backends_for", "default_threads", "run", "runner_class"]

@@ -1,0 +1,154 @@
+"""Export: a torch artifact to ONNX, TorchScript or ORT format, always validated against its parent.
+
+    >>> onnx_art = laser.export.export(art, to="onnx")          # or Export(to="onnx")(art)
+    >>> onnx_art.lineage[-1].results["validation"]["outputs"]   # max abs / rel error per output
+
+ONNX (``exporter="auto"``): the torch.export-based (dynamo) exporter first; when it fails, or its graph
+fails the parity check, the TorchScript-based (legacy) exporter. The lineage step records which path
+produced the file, why the other failed, the opset, ``onnx.checker``'s verdict, and the validation
+figures (or ``verified: false`` when ``verify=False``: then nothing was checked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from laser.artifact import Artifact, Step, workspace
+from laser.errors import ConfigError, ExportError, LaserError, ParityError
+from laser.export.adapter import fixed_batch_spec
+from laser.stages import Stage
+
+log = logging.getLogger("laser.export")
+
+TARGETS = ("onnx", "torchscript", "ort")
+EXPORTER_CHOICES = ("auto", "dynamo", "legacy")
+MIN_OPSET, MAX_OPSET = 9, 23
+
+
+@dataclasses.dataclass(frozen=True)
+class Export(Stage):
+    """Export to ``to`` ('onnx' | 'torchscript' | 'ort'), then check parity with the parent on Spec
+    example inputs (and ``data``: a ``laser.data.Dataset`` or dataset name, when given)."""
+
+    op: ClassVar[str] = "export"
+    to: str = "onnx"
+    opset: int | None = None
+    dynamic_batch: bool = True
+    verify: bool = True
+    exporter: str = "auto"
+    data: Any = None
+
+    def __post_init__(self) -> None:
+        if self.to not in TARGETS:
+            raise ConfigError(f"Export(to={self.to!r}) is not a target; use one of {TARGETS}, e.g. Export(to='onnx')")
+        if self.exporter not in EXPORTER_CHOICES:
+            raise ConfigError(f"Export(exporter={self.exporter!r}) is unknown; use one of {EXPORTER_CHOICES}")
+        if self.opset is not None and not (isinstance(self.opset, int) and MIN_OPSET <= self.opset <= MAX_OPSET):
+            raise ConfigError(f"Export(opset={self.opset!r}) is out of range; use an int in "
+                              f"[{MIN_OPSET}, {MAX_OPSET}] or None for the exporter's default, e.g. opset=18")
+        if self.to == "torchscript" and (self.opset is not None or self.exporter != "auto"):
+            raise ConfigError("opset and exporter apply to ONNX only; drop them for Export(to='torchscript')")
+
+    def apply(self, artifact: Artifact) -> Artifact:
+        if self.to == "ort":
+            if artifact.format == "ort":
+                raise ConfigError(f"{artifact.name!r} is already in ORT format; nothing to export")
+            source = artifact if artifact.format == "onnx" else replace(self, to="onnx")(artifact)
+            return self._to_ort(source)
+        if artifact.format != "torch":
+            raise ExportError(f"{artifact.name!r} is a {artifact.format} artifact; export to {self.to} starts from "
+                              "a torch artifact (the PyTorch model with its architecture). Load the original "
+                              "model (laser.load('name' or 'pkg.mod:factory', weights=...)) and export that"
+                              + ("; an ONNX artifact can be converted with to='ort'" if artifact.format == "onnx" else ""))
+        if self.to == "torchscript":
+            return self._to_torchscript(artifact)
+        return self._to_onnx(artifact)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _params(self) -> dict[str, Any]:
+        return self.params()
+
+    def _child_spec(self, artifact: Artifact) -> Any:
+        return artifact.spec if self.dynamic_batch else fixed_batch_spec(artifact.spec, 1)
+
+    def _finish(self, parent: Artifact, child: Artifact, results: dict[str, Any]) -> Artifact:
+        """Validate ``child`` against ``parent`` and return it with the complete lineage step."""
+        from laser.export.validate import compare
+
+        if self.verify:
+            results["validation"] = compare(parent, child, data=self.data)
+            results["verified"] = True
+        else:
+            results["verified"] = False
+            results["validation"] = None
+            log.warning("export of %s to %s was not verified (verify=False)", parent.name, self.to)
+        step = Step("export", params=self._params(), results=results)
+        return Artifact(replace(child.manifest, lineage=(*parent.lineage, step)), child.files)
+
+    def _to_onnx(self, artifact: Artifact) -> Artifact:
+        from laser.export.onnx import export_onnx
+
+        module = artifact.module().eval()
+        spec = self._child_spec(artifact)
+        order = ["dynamo", "legacy"] if self.exporter == "auto" else [self.exporter]
+        attempts: list[dict[str, Any]] = []
+        for exporter in order:
+            path = workspace(f"{artifact.name}-onnx-{exporter}") / "model.onnx"
+            try:
+                info = export_onnx(module, artifact.spec, path, exporter=exporter, opset=self.opset,
+                                   dynamic_batch=self.dynamic_batch)
+                files: dict[str, Any] = {"model.onnx": path}
+                files.update({name: (path.parent / name, "external-data") for name in info["external_data"]})
+                child = artifact.derive(Step("export", params=self._params()), files=files, format="onnx",
+                                        spec=spec, architecture=None)
+                results = {"exporter_used": exporter, "opset": info["opset"], "checker": info["checker"],
+                           "export": info, "attempts": [*attempts, {"exporter": exporter, "ok": True,
+                                                                     "seconds": info["seconds"]}]}
+                if attempts:
+                    results["fallback_reason"] = attempts[-1]["error"]
+                return self._finish(artifact, child, results)
+            except (ExportError, ParityError) as exc:
+                attempts.append({"exporter": exporter, "ok": False, "error": str(exc)[:600]})
+                log.info("ONNX export of %s with %s failed: %s", artifact.name, exporter, exc)
+                if exporter == order[-1]:
+                    if len(attempts) == 1:
+                        raise
+                    raise type(exc)(f"cannot export {artifact.name!r} ({type(module).__name__}) to ONNX: " +
+                                    "; ".join(f"{a['exporter']} exporter: {a['error']}" for a in attempts)) from exc
+            except LaserError as exc:  # the exported graph does not load in onnxruntime (BackendError)
+                attempts.append({"exporter": exporter, "ok": False, "error": str(exc)[:600]})
+                if exporter == order[-1]:
+                    raise ExportError(f"cannot export {artifact.name!r} ({type(module).__name__}) to ONNX: " +
+                                      "; ".join(f"{a['exporter']} exporter: {a['error']}" for a in attempts)) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _to_torchscript(self, artifact: Artifact) -> Artifact:
+        from laser.export.torchscript import export_torchscript
+
+        path = workspace(f"{artifact.name}-torchscript") / "model.pt"
+        spec = self._child_spec(artifact)
+        info = export_torchscript(artifact.module().eval(), spec, path, dynamic_batch=self.dynamic_batch)
+        log.warning("%s", info["note"])
+        child = artifact.derive(Step("export", params=self._params()), files={"model.pt": path},
+                                format="torchscript", spec=spec, architecture=None)
+        return self._finish(artifact, child, {"exporter_used": f"torch.jit.{info['method']} + freeze", "export": info})
+
+    def _to_ort(self, artifact: Artifact) -> Artifact:
+        from laser.export.ort_format import convert_to_ort
+
+        path = workspace(f"{artifact.name}-ort") / "model.ort"
+        info = convert_to_ort(artifact.model_file, path)
+        child = artifact.derive(Step("export", params=self._params()), files={"model.ort": path}, format="ort",
+                                architecture=None)
+        return self._finish(artifact, child, {"exporter_used": "onnxruntime ORT-format conversion", "export": info})
+
+
+def export(artifact: Artifact, to: str = "onnx", **options: Any) -> Artifact:
+    """``Export(to=to, **options)(artifact)``: the exported artifact, validated against ``artifact``."""
+    return Export(to=to, **options)(artifact)
+
+
+__all__ = ["TARGETS", "Export", "export"]

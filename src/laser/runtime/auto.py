@@ -1,0 +1,146 @@
+"""``backend="auto"``: the fastest backend for this artifact, measured on this machine.
+
+Every backend that runs the artifact's format is built, warmed up, and timed on example inputs from the
+Spec (batch 1, a short bounded loop); the fastest by median wins. The decision is cached in memory per
+(model file sha256, machine, threads), so asking again costs one runner construction. The winner is
+returned with ``runner.choice``: what was picked, why, and every candidate's measured median.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from laser.artifact import Artifact
+from laser.errors import BackendError, DependencyError
+from laser.runtime.base import Runner
+from laser.spec import ModelSpec
+
+log = logging.getLogger("laser.runtime")
+
+# Timing loop per candidate: at least MIN_RUNS calls and at most BUDGET_S seconds (after WARMUP calls).
+WARMUP, MIN_RUNS, MAX_RUNS, BUDGET_S = 3, 5, 50, 0.5
+# Size used for named dynamic dims other than the batch (sequence length ...) in example inputs.
+EXAMPLE_DIM = 16
+
+_DECISIONS: dict[tuple[str, str, int], dict[str, Any]] = {}
+
+
+def example_dims(spec: ModelSpec, size: int = EXAMPLE_DIM) -> dict[str, int]:
+    """A size for every named dynamic dim of the spec except the batch."""
+    return {d: size for t in spec.inputs for d in t.dynamic_dims.values() if d != "batch"}
+
+
+def example_feeds(spec: ModelSpec, batch: int = 1, seed: int = 0, size: int = EXAMPLE_DIM) -> dict[str, np.ndarray]:
+    return spec.example_inputs(batch=batch, seed=seed, dims=example_dims(spec, size))
+
+
+@functools.cache
+def machine() -> str:
+    """A short fingerprint of what makes timings comparable: CPU model, usable cores, OS/arch."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cores = os.cpu_count() or 1
+    return f"{cpu} x{cores} {platform.system()}-{platform.machine()}"
+
+
+def interleaved_median_ms(calls: Mapping[str, Callable[[], object]], warmup: int = WARMUP,
+                          budget_s: float = BUDGET_S) -> tuple[dict[str, float], int]:
+    """Median milliseconds of each call, timed in rounds (one call of each per round) so that load
+    from other processes hits every candidate alike; (medians, rounds)."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    start, rounds = time.perf_counter(), 0
+    deadline = budget_s * max(1, len(calls))
+    while calls and (rounds < MIN_RUNS or (rounds < MAX_RUNS and time.perf_counter() - start < deadline)):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: float(np.median(t)) * 1e3 for name, t in times.items()}, rounds
+
+
+def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Runner],
+           threads: int | None = None) -> Runner:
+    """Build the fastest of ``candidates`` (measured, or from this process's cache) and return it with
+    ``runner.choice`` set."""
+    if not candidates:
+        raise BackendError(f"no backend runs {artifact.format} artifacts like {artifact.name!r}")
+    key = (_model_sha(artifact), machine(), threads or 0)
+    cached = _DECISIONS.get(key)
+    if cached and cached["backend"] in candidates:
+        runner = build(cached["backend"])
+        runner.choice = {**cached, "cached": True}  # type: ignore[attr-defined]
+        log.info("auto backend for %s: %s (cached decision: %s)", artifact.name, cached["backend"], cached["reason"])
+        return runner
+    if len(candidates) == 1:
+        runner = build(candidates[0])
+        choice = {"backend": candidates[0], "timings_ms": {}, "skipped": {}, "machine": machine(),
+                  "reason": f"{candidates[0]} is the only backend that runs {artifact.format} artifacts"
+                            + ("; export to ONNX for onnxruntime/openvino" if artifact.format == "torch" else "")}
+        runner.choice = {**choice, "cached": False}  # type: ignore[attr-defined]
+        return runner
+    feeds = example_feeds(artifact.spec, batch=1)
+    runners: dict[str, Runner] = {}
+    skipped: dict[str, str] = {}
+    for name in candidates:
+        try:
+            runner = build(name)
+        except (DependencyError, BackendError) as exc:
+            skipped[name] = str(exc)[:200]
+            continue
+        try:
+            runner._run(feeds)  # a backend that loads the model but cannot run it is not a candidate
+        except Exception as exc:  # runtimes raise their own types (RuntimeError, ort Fail ...)
+            skipped[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+            runner.close()
+            continue
+        runners[name] = runner
+    timings, runs = interleaved_median_ms({n: (lambda r=r: r._run(feeds)) for n, r in runners.items()})
+    best = min(timings, key=timings.__getitem__) if timings else None
+    for name, runner in runners.items():
+        if name != best:
+            runner.close()
+    if best is None:
+        raise BackendError(f"no backend could run {artifact.name!r}: " +
+                           "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    winner = runners[best]
+    ranked = sorted(timings, key=timings.__getitem__)
+    others = ", ".join(f"{k} {timings[k]:.3g} ms" for k in ranked[1:])
+    reason = (f"fastest measured here: {best} median {timings[best]:.3g} ms"
+              + (f" vs {others}" if others else "")
+              + f" (batch 1, {winner.threads} threads, {runs} timed calls each, interleaved, after {WARMUP} warm-up)")
+    if skipped:
+        reason += "; not available: " + ", ".join(skipped)
+    choice = {"backend": best, "reason": reason, "timings_ms": timings, "skipped": skipped,
+              "machine": machine(), "method": "measured: median wall time of runner calls, batch 1"}
+    _DECISIONS[key] = choice
+    winner.choice = {**choice, "cached": False}  # type: ignore[attr-defined]
+    log.info("auto backend for %s: %s", artifact.name, reason)
+    return winner
+
+
+def _model_sha(artifact: Artifact) -> str:
+    files: Mapping[str, Mapping[str, Any]] = artifact.manifest.files
+    return "+".join(sorted(str(m["sha256"]) for m in files.values()))
+
+
+def clear_cache() -> None:
+    _DECISIONS.clear()
