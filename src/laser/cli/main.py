@@ -13,6 +13,7 @@ from laser.errors import LaserError
 # One line per area of the CLI; a module's ``register(subparsers)`` adds its subcommands.
 COMMAND_MODULES = (
     "laser.cli.core",
+    "laser.cli.export",
 )
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
+import types
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -150,5 +152,15 @@ def export(artifact: Artifact, to: str = "onnx", **options: Any) -> Artifact:
     """``Export(to=to, **options)(artifact)``: the exported artifact, validated against ``artifact``."""
     return Export(to=to, **options)(artifact)
 
+
+class _CallablePackage(types.ModuleType):
+    """``laser.export(art, to=...)`` must work whether ``laser.export`` resolved to this function (the
+    lazy table) or to this package (set by Python once any ``laser.export.*`` submodule is imported)."""
+
+    def __call__(self, artifact: Artifact, to: str = "onnx", **options: Any) -> Artifact:
+        return export(artifact, to=to, **options)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
 
 __all__ = ["TARGETS", "Export", "export"]

@@ -1,0 +1,203 @@
+"""Deployment subcommands: export, run, diff."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laser.cli.common import add_model_args, load_model
+from laser.cli.output import emit_json, table
+from laser.errors import ConfigError, InputError, NotFoundError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX, TorchScript or ORT format, validated against it")
+    add_model_args(p)
+    p.add_argument("--to", default="onnx", choices=("onnx", "torchscript", "ort"), help="target format (default: onnx)")
+    p.add_argument("-o", "--output", required=True,
+                   help="bundle directory to write; an existing non-bundle directory or a path ending in / gets "
+                        "the bundle inside it as NAME-FORMAT")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the batch dim dynamic (default: yes)")
+    p.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "legacy"),
+                   help="ONNX exporter; auto tries dynamo, then legacy (default: auto)")
+    p.add_argument("--data", help="also validate on this dataset's test samples (e.g. digits)")
+    p.add_argument("--no-verify", action="store_true", help="skip the parity check (the manifest records it)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("run", help="run a model on an input file (.npy, .npz or an image) and print or save outputs")
+    add_model_args(p)
+    p.add_argument("--input", required=True, help=".npy (one input), .npz (arrays named as the inputs) or an image")
+    p.add_argument("--backend", default="auto", help="torch, torchscript, onnxruntime, openvino, echo or auto")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    p.add_argument("-o", "--output", help="write all outputs to this .npz file")
+    p.add_argument("--top-k", type=int, default=5, help="classes to print for classifiers (default: 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("diff", help="per-layer divergence of an ONNX child from its parent (exit 1 if one diverges)")
+    p.add_argument("parent", help="the reference: catalog name, bundle, or .onnx file")
+    p.add_argument("child", help="the ONNX model to check: bundle or .onnx file")
+    p.add_argument("--weights", help="weights for the parent when it is a catalog name or factory")
+    p.add_argument("--data", help="use this dataset's first test samples instead of spec examples")
+    p.add_argument("--batch", type=int, default=1, help="samples to compare (default: 1)")
+    p.add_argument("--all", action="store_true", help="list every layer, not only up to the first divergent one")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_diff)
+
+
+def bundle_dir(output: str, name: str, to: str) -> Path:
+    path = Path(output)
+    inside = output.endswith(("/", "\\")) or (path.is_dir() and not (path / "laser.json").is_file() and any(path.iterdir()))
+    return path / f"{name}-{to}" if inside else path
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from laser.export import Export
+    from laser.export.validate import summary
+
+    art = load_model(args)
+    stage = Export(to=args.to, opset=args.opset, dynamic_batch=args.dynamic_batch, verify=not args.no_verify,
+                   exporter=args.exporter, data=args.data)
+    saved = stage(art).save(bundle_dir(args.output, art.name, args.to))
+    results = saved.lineage[-1].results
+    if args.json:
+        emit_json({"output": str(saved.location), "format": saved.format, **results})
+        return 0
+    used = results.get("exporter_used", "")
+    extra = f", opset {results['opset']}" if "opset" in results else ""
+    print(f"exported {art.name} to {saved.format} with {used}{extra}: {saved.location}")
+    for attempt in results.get("attempts", []):
+        if not attempt["ok"]:
+            print(f"  {attempt['exporter']} exporter failed first: {attempt['error']}")
+    note = results.get("export", {}).get("note")
+    if note:
+        print(f"  note: {note}")
+    if results.get("verified"):
+        print(f"  validation against {art.format}: {summary(results['validation'])}")
+    else:
+        print("  NOT VERIFIED (--no-verify): the manifest records that nothing was checked")
+    return 0
+
+
+def read_inputs(path: str, art: Any) -> dict[str, np.ndarray]:
+    """Runner feeds from a .npy/.npz file or an image, shaped and typed as the artifact's spec says."""
+    from laser.preprocess import image_to_array
+
+    file = Path(path)
+    if not file.is_file():
+        raise NotFoundError(f"input file {file} does not exist")
+    spec = art.spec
+    suffix = file.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        if len(spec.inputs) != 1:
+            raise InputError(f"{art.name!r} takes {len(spec.inputs)} inputs {spec.input_names}; an image gives one. "
+                             "Pass a .npz file with one array per input")
+        arrays = {spec.inputs[0].name: image_to_array(file, art.preprocessing)}
+    elif suffix == ".npy":
+        if len(spec.inputs) != 1:
+            raise InputError(f"{art.name!r} takes {len(spec.inputs)} inputs {spec.input_names}; a .npy file holds "
+                             "one. Pass a .npz file with one array per input name")
+        arrays = {spec.inputs[0].name: np.load(file, allow_pickle=False)}
+    elif suffix == ".npz":
+        with np.load(file, allow_pickle=False) as z:
+            found = dict(z.items())
+        if len(spec.inputs) == 1 and len(found) == 1:
+            arrays = {spec.inputs[0].name: next(iter(found.values()))}
+        else:
+            missing = [n for n in spec.input_names if n not in found]
+            if missing:
+                raise InputError(f"{file} holds arrays {sorted(found)}; {art.name!r} needs {spec.input_names} "
+                                 f"(missing {missing}); save them with np.savez(path, name=array, ...)")
+            arrays = {n: found[n] for n in spec.input_names}
+    else:
+        raise ConfigError(f"cannot read inputs from {file.name}: use .npy, .npz or an image ({', '.join(IMAGE_SUFFIXES)})")
+    feeds = {}
+    for t in spec.inputs:
+        a = np.asarray(arrays[t.name])
+        if a.ndim == len(t.shape) - 1:  # one sample without the batch dim
+            a = a[None]
+        if a.dtype != t.np_dtype and a.dtype.kind == t.np_dtype.kind:  # float64 -> float32, int32 -> int64
+            a = a.astype(t.np_dtype)
+        feeds[t.name] = np.ascontiguousarray(a)
+    return feeds
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from laser.preprocess import top_k
+    from laser.runtime import run
+
+    art = load_model(args)
+    feeds = read_inputs(args.input, art)
+    options = {"threads": args.threads} if args.threads else {}
+    with run(art, backend=args.backend, **options) as runner:
+        outputs = runner(feeds)
+        described = runner.describe()
+        choice = getattr(runner, "choice", None)
+    result: dict[str, Any] = {"model": art.name, "backend": described, "outputs": {
+        n: {"shape": list(v.shape), "dtype": str(v.dtype)} for n, v in outputs.items()}}
+    if choice:
+        result["auto_choice"] = choice["reason"]
+    first = art.spec.outputs[0].name
+    if art.task == "classification" and outputs[first].ndim == 2:
+        result["top_k"] = top_k(outputs[first], art.labels, args.top_k)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, **outputs)
+        result["written"] = str(out)
+    if args.json:
+        emit_json(result)
+        return 0
+    print(f"{art.name} on {described['backend']}" + (f" (auto: {choice['reason']})" if choice else ""))
+    if "top_k" in result:
+        for i, row in enumerate(result["top_k"]):
+            ranked = ", ".join(f"{r['label']} {100 * r['score']:.1f} %" for r in row)
+            print(f"  sample {i}: {ranked}")
+    else:
+        for n, v in outputs.items():
+            print(f"  {n}: shape {list(v.shape)} {v.dtype}, first values {np.ravel(v)[:5].tolist()}")
+    if args.output:
+        print(f"outputs written to {args.output}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from laser.export.diff import diff
+    from laser.loader import load
+
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {args.batch}")
+    parent = load(args.parent, weights=args.weights)
+    child = load(args.child)
+    result = diff(parent, child, data=args.data, batch=args.batch)
+    first = result["first_divergent"]
+    if args.json:
+        emit_json(result)
+        return 1 if first else 0
+    rows = []
+    for row in result["layers"]:
+        mark = "<-- first divergent" if row is first else ""
+        rows.append((row["layer"], row["type"], "x".join(map(str, row["shape"])), f"{row['max_abs_error']:.3g}",
+                     f"{row['max_rel_error']:.3g}", "ok" if row["within_tolerance"] else "OUT", mark))
+        if row is first and not args.all:
+            rows.append(("...", "", "", "", "", "", f"({len(result['layers']) - len(rows)} more layers; --all)"))
+            break
+    print(f"{result['child']} vs {result['parent']} ({result['parent_format']}) on {result['inputs']}, "
+          f"tolerance atol={result['tolerance']['atol']:g} rtol={result['tolerance']['rtol']:g}")
+    print(table(rows, ("layer", "type", "shape", "max abs err", "max rel err", "check", "note")))
+    if result["unmatched"]:
+        print(f"{len(result['unmatched'])} module(s) have no tensor of their own in the graph (fused by the "
+              f"exporter): {', '.join(result['unmatched'][:8])}{' ...' if len(result['unmatched']) > 8 else ''}")
+    if first:
+        print(f"first divergent layer: {first['layer']} ({first['type']}), max abs error {first['max_abs_error']:.3g}")
+        return 1
+    print("no layer diverges beyond tolerance")
+    return 0
