@@ -6,7 +6,7 @@ An image preprocessing dict (``Artifact.preprocessing``)::
     {"type": "image", "mode": "L", "size": [8, 8], "mean": [0.5], "std": [0.5], "ink": "light"}
 
 Pixels are scaled to [0, 1], resized (``resize``: shorter side, then ``crop``: centre crop; or ``size``:
-exact [H, W]), then normalised per channel: (x - mean) / std. ``ink: "light"`` means the model was
+exact [H, W]; ``interpolation``: "bilinear" (default), "bicubic" or "nearest"), then normalised per channel: (x - mean) / std. ``ink: "light"`` means the model was
 trained on light strokes on a dark background (the digits data): images with a light background are
 inverted first.
 """
@@ -58,14 +58,16 @@ def image_to_array(image: Any, pre: Mapping[str, Any]) -> np.ndarray:
         raise ConfigError(f"this model's preprocessing is {pre.get('type')!r}, not 'image'; "
                           "pass a .npy/.npz tensor instead")
     img = load_image(image).convert(pre.get("mode", "RGB"))
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}.get(
+        pre.get("interpolation", "bilinear"), Image.BILINEAR)  # as the model's training transforms resized
     if "size" in pre:
         h, w = pre["size"]
-        img = img.resize((int(w), int(h)), Image.BILINEAR)
+        img = img.resize((int(w), int(h)), resample)
     else:
         if "resize" in pre:
             short = int(pre["resize"])
             scale = short / min(img.size)
-            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), resample)
         if "crop" in pre:
             c = int(pre["crop"])
             left, top = (img.width - c) // 2, (img.height - c) // 2
