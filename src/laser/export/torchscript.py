@@ -42,8 +42,8 @@ def export_torchscript(module: Any, spec: ModelSpec, path: Path, *, dynamic_batc
                          if issubclass(w.category, torch.jit.TracerWarning)})
         method, script_error = "trace", None
         if tracer:  # the trace froze control flow or values: scripting keeps them, if it compiles
-            try:
-                graph = torch.jit.script(adapter)
+            try:  # the model itself (the adapter's *args cannot be scripted); outputs are mapped by the runner
+                graph = torch.jit.script(module)
                 method = "script"
             except Exception as exc:  # torch.jit.frontend errors, NotSupportedError, RuntimeError
                 script_error = reason(exc)

@@ -113,7 +113,10 @@ def compare(parent: Artifact, child: Artifact, data: Any = None, batch: int = 2,
         rel = s["max_abs_error"] / s["ref_max_abs"] if s["ref_max_abs"] > 0 else float(s["max_abs_error"] > 0)
         frac = s["outside"] / s["elements"] if s["elements"] else 0.0
         outputs[name] = {"max_abs_error": s["max_abs_error"], "max_rel_error": rel, "outside_tolerance": frac,
-                         "within_tolerance": s["outside"] == 0}
+                         "within_tolerance": s["outside"] == 0, "parent_max_abs": s["ref_max_abs"]}
+        if s["ref_max_abs"] < 10 * tol.atol:
+            outputs[name]["note"] = (f"the parent's {name!r} is tiny (max |value| {s['ref_max_abs']:.3g} < 10 × atol): "
+                                     "atol alone passes it, so read max_rel_error (e.g. random weights)")
         if s["outside"]:
             failures.append(f"output {name!r} differs from the parent by up to {s['max_abs_error']:.3g} (max abs; "
                             f"{rel:.3g} of its largest magnitude {s['ref_max_abs']:.3g}) on {s['worst_input']}; "
@@ -147,7 +150,7 @@ def compare(parent: Artifact, child: Artifact, data: Any = None, batch: int = 2,
 def summary(result: Mapping[str, Any]) -> str:
     """One line for terminals: worst error per output and top-1 agreement."""
     parts = [f"{n}: max abs {o['max_abs_error']:.2g}, max rel {o['max_rel_error']:.2g}"
-             for n, o in result["outputs"].items()]
+             + (" (outputs tiny: atol hides errors)" if "note" in o else "") for n, o in result["outputs"].items()]
     if "top1_agreement" in result:
         parts.append(f"top-1 agreement {100 * result['top1_agreement']:.1f} % of {result['top1_samples']}")
     return ("passed" if result["passed"] else "FAILED") + " (" + "; ".join(parts) + ")"

@@ -72,7 +72,7 @@ def tensorrt_options(artifact: Artifact, device_id: int = 0) -> dict[str, Any]:
     if any(t.dynamic_dims for t in artifact.spec.inputs):
         def shapes(batch: int, other: int) -> str:
             return ",".join(f"{t.name}:" + "x".join(str(d) for d in t.concrete_shape(
-                {d: other for d in t.dynamic_dims.values()}, batch=batch)) for t in artifact.spec.inputs)
+                {d: other for d in t.dynamic_dims.values() if d != "batch"}, batch=batch)) for t in artifact.spec.inputs)
 
         opts.update(trt_profile_min_shapes=shapes(1, 1), trt_profile_opt_shapes=shapes(1, 128),
                     trt_profile_max_shapes=shapes(TRT_MAX_BATCH, DYNAMIC_DIM_MAX))
