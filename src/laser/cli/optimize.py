@@ -1,0 +1,114 @@
+"""``laser optimize`` (the best deployable artifact under a budget) and ``laser doctor`` (why not faster)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from laser.cli.common import parse_shape
+from laser.cli.output import emit_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("optimize", help="try recipes × formats × backends, measure each on LASER, keep the best "
+                       "that meets the budget (report.html, pareto.png, winner/)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="catalog name, bundle, .onnx, TorchScript .pt or package.module:factory (default: digits-cnn)")
+    p.add_argument("-o", "--output", required=True, help="output directory (report, winner, resumable cache)")
+    p.add_argument("--data", default="default",
+                   help="labelled dataset for accuracy (default: digits for the built-in model; 'none' = top-1 "
+                        "agreement with the FP32 model on synthetic inputs)")
+    p.add_argument("--budget", default="accuracy_drop<=1%",
+                   help="constraints, e.g. 'accuracy_drop<=1%%,p50<=5ms,size<=2MB,energy<=0.5mJ' "
+                        "(default: accuracy_drop<=1%%; '' for none)")
+    p.add_argument("--objective", default="p50", help="what the winner minimises (p50, p99, size, energy) or "
+                   "maximises (accuracy, throughput); default p50")
+    p.add_argument("--recipes", help="comma-separated: none, int8-static, int8-dynamic, fp16, prune-N, prune-N+int8, "
+                   "search (default: none,int8-static,fp16,prune-30,prune-50,prune-70,prune-50+int8,search)")
+    p.add_argument("--formats", help="comma-separated: torch, onnx, torchscript (default: all three)")
+    p.add_argument("--backends", help="comma-separated: torch, torchscript, onnxruntime, openvino "
+                   "(default: every installed one)")
+    p.add_argument("--time-budget", help="stop starting new candidates after this long, e.g. 90s, 10m, 1h")
+    p.add_argument("--recipe", help="a winner.toml from an earlier run: rebuild that artifact and measure it")
+    p.add_argument("--fresh", action="store_true", help="ignore the cache of an earlier run in OUTPUT")
+    p.add_argument("--robustness", action="store_true", help="also measure robustness (FGSM/PGD, corruptions)")
+    p.add_argument("--quick", action="store_true", help="few latency iterations and short fine-tuning (smoke runs)")
+    p.add_argument("--random-weights", action="store_true", help="random weights, for structure-only work")
+    p.add_argument("--input-shape", help="per-sample input shape for a factory, e.g. 3,224,224")
+    p.add_argument("--serve", action="store_true", help="start laser serve on the winner when done")
+    p.add_argument("--port", type=int, default=8000, help="port for --serve (127.0.0.1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="report.json's summary on stdout")
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("doctor", help="why CHILD is not faster than PARENT (or less accurate): measured causes + fixes")
+    p.add_argument("parent", help="the model before (catalog name, bundle, .onnx ...)")
+    p.add_argument("child", help="the model after (bundle, .onnx ...)")
+    p.add_argument("--backend", help="backend the child runs on (default: the first for its format)")
+    p.add_argument("--parent-backend", help="backend for the parent (default: --backend when it runs it)")
+    p.add_argument("--data", help="labelled dataset to compare top-1 (e.g. digits)")
+    p.add_argument("--max-accuracy-drop", type=float, help="allowed top-1 drop in percentage points (default 1 with --data)")
+    p.add_argument("--quick", action="store_true", help="fewer iterations")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_doctor)
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from laser.optimize import Settings, optimize
+
+    settings = Settings.fast(robustness=args.robustness) if args.quick else Settings(robustness=args.robustness)
+    model: Any = args.model
+    if args.input_shape and model is not None:
+        from laser.loader import load
+
+        model = load(model, random_weights=args.random_weights, input_shape=parse_shape(args.input_shape))
+    data = None if str(args.data).lower() == "none" else args.data
+    result = optimize(model, data=data, budget=args.budget, objective=args.objective, recipes=args.recipes,
+                      formats=args.formats, backends=args.backends, output=args.output,
+                      time_budget=args.time_budget, resume=not args.fresh, recipe=args.recipe, settings=settings,
+                      progress=not args.no_progress,
+                      random_weights=args.random_weights)
+    out = Path(args.output)
+    if args.json:
+        d = result.to_dict()
+        emit_json({k: d[k] for k in ("verdict", "winner", "feasible", "front", "budget", "interrupted",
+                                     "timed_out", "elapsed_s")} | {"output": str(out)})
+    else:
+        print(result.summary())
+        print(f"\nreport: {out / 'report.html'}   json: {out / 'report.json'}   plot: {out / 'pareto.png'}")
+        if result.winner_artifact is not None:
+            print(f"winner: {out / 'winner'}   recipe: {out / 'winner.toml'} "
+                  f"(rebuild: laser optimize --recipe {out / 'winner.toml'} -o OUT)")
+    if result.interrupted:
+        return 130
+    if args.serve:
+        return _serve(result, out, args.port)
+    return 0
+
+
+def _serve(result: Any, out: Path, port: int) -> int:
+    from laser.errors import ConfigError
+
+    if result.winner_artifact is None:
+        raise ConfigError("--serve: there is no winner to serve (nothing was measured); see the report")
+    try:
+        from laser.serve import serve
+    except ImportError as exc:
+        raise ConfigError(f"--serve: laser.serve is not available in this install ({exc}); serve the winner "
+                          f"later with `laser serve {out / 'winner'}`") from exc
+    print(f"serving {out / 'winner'} on http://127.0.0.1:{port} (Ctrl-C stops)")
+    serve(str(out / "winner"), host="127.0.0.1", port=port)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from laser.optimize import doctor
+
+    d = doctor(args.parent, args.child, backend=args.backend, parent_backend=args.parent_backend, data=args.data,
+               allowed_drop_pts=args.max_accuracy_drop, quick=args.quick)
+    if args.json:
+        emit_json(d.to_dict())
+    else:
+        print(d.to_text())
+    return 0

@@ -1,0 +1,35 @@
+"""Optimize: from a PyTorch model to the best deployable artifact under a budget.
+
+``laser.optimize(model, budget="accuracy_drop<=1%,p50<=5ms", output="out/")`` builds candidates
+(compression recipes × formats × backends), measures each on LASER on the runtime it would ship on,
+and returns the winner that meets the budget (or the best effort and what it misses), the Pareto front,
+and, for every candidate that is not faster than its parent, the doctor's explanation.
+``laser.optimize.doctor(parent, child, backend=...)`` runs the doctor on one pair.
+
+Files: budget.py (constraints), candidates.py (recipes × formats × backends), evaluate.py (measuring one
+candidate), engine.py (the loop), analysis.py (front, winner), cache.py (resume), doctor.py and
+doctor_checks.py (why not faster), report.py and html.py (outputs), api.py (``optimize``).
+
+Like ``laser.measure``, the package itself is callable (``laser.optimize(...)``): importing a submodule
+binds the package as the attribute ``laser.optimize``, so the package forwards calls to ``optimize``.
+"""
+
+import sys
+import types
+from typing import Any
+
+from laser.optimize.api import optimize
+from laser.optimize.budget import Budget
+from laser.optimize.doctor import Diagnosis, doctor
+from laser.optimize.engine import OptimizeResult, Outcome
+from laser.optimize.evaluate import Settings
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> OptimizeResult:
+        return optimize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
+
+__all__ = ["Budget", "Diagnosis", "OptimizeResult", "Outcome", "Settings", "doctor", "optimize"]

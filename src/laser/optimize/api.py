@@ -1,0 +1,151 @@
+"""``laser.optimize(...)``: one call from a PyTorch model to the best deployable artifact under a budget."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from laser.artifact import Artifact
+from laser.data import Dataset
+from laser.errors import ConfigError
+from laser.optimize import candidates as cands
+from laser.optimize.budget import Budget, parse_duration
+from laser.optimize.candidates import Recipe
+from laser.optimize.engine import OptimizeResult, Search
+from laser.optimize.evaluate import Settings
+
+DEFAULT_MODEL = "digits-cnn"
+DEFAULT_DATA = "digits"
+DEFAULT_BUDGET = "accuracy_drop<=1%"
+
+
+def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Dataset | str | None = "default",
+             budget: str | Budget | None = DEFAULT_BUDGET, objective: str = "p50",
+             recipes: Sequence[str | Recipe] | str | None = None, formats: Sequence[str] | str | None = None,
+             backends: Sequence[str] | str | None = None, output: str | os.PathLike[str] | None = None,
+             time_budget: str | float | None = None, resume: bool = True, robustness: bool = False,
+             recipe: str | os.PathLike[str] | None = None, settings: Settings | None = None,
+             progress: bool = True, random_weights: bool = False,
+             evaluate: Callable[..., dict[str, Any]] | None = None) -> OptimizeResult:
+    """Build, measure and rank candidates (recipes × formats × backends); return the outcome.
+
+    ``model``: a catalog name, bundle, file or Artifact (default: the built-in digits-cnn).
+    ``data``: labelled dataset (name or Dataset) for accuracy; None = top-1 agreement with the FP32
+    parent on synthetic inputs. The default is the digits dataset for the built-in model, else None.
+    ``budget``: constraints such as ``"accuracy_drop<=1%,p50<=5ms,size<=2MB"``; ``objective``: what
+    the winner minimises (``p50``) or maximises (``accuracy``, ``throughput``).
+    ``output``: directory for report.html, report.json, pareto.png, winner/, winner.toml and the
+    resumable cache (re-running with the same directory skips measured candidates).
+    ``time_budget``: e.g. "10m"; candidates not reached in time are reported as skipped.
+    ``recipes``: names (see ``laser.optimize.candidates``) or ``Recipe`` objects with your own stages.
+    ``recipe``: a winner.toml from an earlier run: rebuild that artifact from the base model and measure it.
+    """
+    from laser.loader import load
+
+    settings = settings or Settings(robustness=robustness)
+    if robustness and not settings.robustness:
+        settings = Settings(**{**settings.to_dict(), "robustness": True})
+    meta: dict[str, Any] = {}
+    custom: list[Recipe] = []
+    if recipe is not None:
+        custom, meta = _recipe_file(recipe)
+        model = model if model is not None else meta.get("model")
+        random_weights = random_weights or bool(meta.get("random_weights"))
+        if data == "default":
+            data = meta.get("data") or None
+        if budget == DEFAULT_BUDGET and "budget" in meta:
+            budget = None if meta["budget"] == "(no constraint)" else meta["budget"]
+            objective = str(meta.get("objective", objective))
+    source = str(model) if isinstance(model, (str, os.PathLike)) else (
+        str(model.location) if isinstance(model, Artifact) and model.location else
+        (model.name if isinstance(model, Artifact) else DEFAULT_MODEL))
+    if model is None:
+        model = DEFAULT_MODEL
+    if isinstance(model, Artifact):
+        base = model
+    else:
+        if random_weights:  # seeded, so a winner.toml made on random weights rebuilds the same model
+            import torch
+
+            torch.manual_seed(0)
+        base = load(model, random_weights=random_weights)
+    if data == "default":
+        data = DEFAULT_DATA if source == DEFAULT_MODEL else None
+    b = budget if isinstance(budget, Budget) else Budget.parse(budget, objective)
+    out = Path(output) if output is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    names: list[str | Recipe] = list(custom) if custom else cands.parse_list(recipes, cands.DEFAULT_RECIPES)
+    chosen_backends = [meta["backend"]] if custom else (cands.parse_list(backends, []) or None)
+    search = Search(base, source, data=data, budget=b, recipes=names,
+                    formats=[meta["format"]] if custom else cands.parse_list(formats, cands.DEFAULT_FORMATS),
+                    backends=chosen_backends,
+                    settings=settings, output=out, resume=resume, time_budget_s=parse_duration(time_budget),
+                    progress=progress, evaluate=evaluate)
+    result = search.run(winner_from=[r.name for r in custom] or None)
+    result.hardware = _hardware()
+    stages: list[Any] = []
+    if result.winner is not None:
+        try:
+            stages = search.stages_for(result.winner)
+            result.winner_artifact = search.artifact_for(result.winner)
+        except Exception as exc:  # the report still matters when the winner cannot be rebuilt
+            result.notes.append(f"the winner's artifact could not be loaded or rebuilt: {exc}")
+    if out is not None:
+        write_outputs(result, out, stages, random_weights)
+    return result
+
+
+def _recipe_file(path: str | os.PathLike[str]) -> tuple[list[Recipe], dict[str, Any]]:
+    from laser.stages import load_recipe
+
+    stages, meta = load_recipe(path)
+    missing = [k for k in ("model", "format", "backend") if k not in meta]
+    if missing:
+        raise ConfigError(f"recipe {path} has no {missing} in its [meta] table; laser optimize --recipe reads "
+                          "the winner.toml an optimize run writes (it names the base model, format and backend)")
+    name = str(meta.get("recipe", "recipe"))
+    return [Recipe(name, tuple(stages), str(meta["format"]))], meta
+
+
+def _hardware() -> dict[str, Any]:
+    try:
+        from laser.measure.hardware import fingerprint
+
+        return fingerprint(peak=False)
+    except Exception as exc:  # a report without a fingerprint beats no report
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def write_outputs(result: OptimizeResult, out: Path, stages: Sequence[Any] = (), random_weights: bool = False) -> None:
+    """report.json, pareto.png, winner/ + winner.toml, then report.html (which shows all of them)."""
+    from laser.optimize.html import write_html
+    from laser.optimize.report import write_json, write_pareto
+    from laser.stages import save_recipe
+
+    out.mkdir(parents=True, exist_ok=True)
+    if result.measured:
+        write_pareto(result, out / "pareto.png")
+    w = result.winner
+    if w is not None and result.winner_artifact is not None:
+        result.winner_artifact = result.winner_artifact.save(out / "winner")
+        meta = {"model": result.source, "random_weights": random_weights, "base_sha256": _digest(result), "recipe": w.candidate.recipe,
+                "format": w.candidate.format, "backend": w.candidate.backend,
+                "data": result.reference.data.name if not result.reference.proxy else "",
+                "budget": result.budget.text, "objective": result.budget.objective.metric,
+                "feasible": result.feasible, "measured_p50_ms": w.metrics.get("p50_ms"),
+                "measured_accuracy": w.metrics.get("accuracy")}
+        save_recipe(out / "winner.toml", stages, meta)
+    elif (out / "winner").exists() and w is None:
+        shutil.rmtree(out / "winner", ignore_errors=True)
+    write_json(result, out / "report.json")
+    write_html(result, out / "report.html")
+
+
+def _digest(result: OptimizeResult) -> str:
+    from laser.optimize.cache import artifact_digest
+
+    return artifact_digest(result.base)

@@ -1,0 +1,231 @@
+"""Candidates: compression recipes × artifact formats × runtime backends.
+
+A recipe is a named list of stages (``prune-50`` = Prune(0.5) then Distill from the base model). The
+stages of a recipe end either in the torch domain (the result can still be exported to ONNX or
+TorchScript, or run eagerly) or in the ONNX domain (quantization: the result is an ONNX file). A
+candidate adds the export to one format and the backend it is measured (and would ship) on.
+
+Recipe names (``--recipes``):
+
+    none             the base model as it is
+    int8-static      post-training INT8, calibrated, QDQ (ONNX Runtime quantization)
+    int8-dynamic     dynamic INT8 (weights only; slow for convolutions on CPU: the doctor explains why)
+    fp16             FP16 weights and activations (ONNX)
+    prune-N          structured pruning of N % of the channels + distillation from the base model
+    prune-N+int8     the same, then int8-static
+    search           latency-aware width search for a latency budget on ONNX Runtime
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from laser.errors import ConfigError, LaserError
+from laser.stages import Stage, stage_class
+
+DEFAULT_RECIPES = ("none", "int8-static", "fp16", "prune-30", "prune-50", "prune-70", "prune-50+int8", "search")
+DEFAULT_FORMATS = ("torch", "onnx", "torchscript")
+TORCH_FORMATS = ("torch", "onnx", "torchscript")  # where a torch-domain result can go
+# backend -> the module it needs (a backend whose runtime is not installed is left out, with a note)
+BACKEND_NEEDS: dict[str, str] = {"torch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime",
+                                 "openvino": "openvino"}
+_PRUNE = re.compile(r"^prune-(\d{1,2})(\+int8)?$")
+
+
+class Unavailable(LaserError):
+    """A recipe cannot be built here (a stage is missing, or the model/data does not allow it)."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What recipes need to know about the run."""
+
+    source: str  # how the base model is loaded again (catalog name, bundle path): teacher of distillation
+    base_format: str
+    data: str | None  # labelled dataset name, or None (synthetic inputs)
+    distill_epochs: int = 8
+    search_budget_ms: float | None = None  # latency budget of the width search
+    quick: bool = False  # tests: fewer epochs and calibration samples
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    stages: tuple[Stage, ...]
+    domain: str  # "torch" (result can be exported) or "onnx"
+    note: str = ""
+
+    def stage_dicts(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.stages]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    recipe: str
+    format: str
+    backend: str
+    order: int = field(default=0, compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.recipe} · {self.format} · {self.backend}"
+
+    @property
+    def short(self) -> str:
+        return f"{self.recipe}/{self.format}/{self.backend}"
+
+
+def make_stage(op: str, **kwargs: Any) -> Stage:
+    """An instance of the stage class for ``op``; Unavailable when that stage is not in this install."""
+    try:
+        cls = stage_class(op)
+    except (ImportError, AttributeError) as exc:
+        raise Unavailable(f"the {op!r} stage is not available in this install ({exc})") from exc
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise Unavailable(f"the {op!r} stage takes no option(s) {unknown} (it takes {sorted(names)})")
+    return cls(**kwargs)
+
+
+def _optional(op: str, **kwargs: Any) -> dict[str, Any]:
+    """The subset of optional settings the stage class has (e.g. progress bars off)."""
+    try:
+        names = {f.name for f in dataclasses.fields(stage_class(op))}
+    except (ImportError, AttributeError, LaserError):
+        return {}
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
+def _int8(ctx: Context) -> Stage:
+    # without labelled data, calibrate on random inputs drawn from the spec (the quantize stage's 'random')
+    extra = {"samples": 64} if ctx.quick else {}
+    return make_stage("quantize", method="int8-static", calibration=ctx.data or "random", **extra,
+                      **_optional("quantize", progress=False))
+
+
+def _prune(ratio: float, ctx: Context) -> tuple[Stage, ...]:
+    if ctx.base_format != "torch":
+        raise Unavailable(f"pruning needs a torch model; the base is {ctx.base_format}")
+    prune = make_stage("prune", ratio=ratio, data=ctx.data, **_optional("prune", progress=False))
+    if ctx.data is None:
+        return (prune,)  # nothing to fine-tune on: pruned weights as they are (the note says so)
+    epochs = 2 if ctx.quick else ctx.distill_epochs
+    distill = make_stage("distill", teacher=ctx.source, data=ctx.data, epochs=epochs,
+                         **_optional("distill", progress=False))
+    return prune, distill
+
+
+def _search(ctx: Context) -> tuple[Stage, ...]:
+    if ctx.base_format != "torch":
+        raise Unavailable(f"width search needs a torch model; the base is {ctx.base_format}")
+    if ctx.search_budget_ms is None:
+        raise Unavailable("width search needs a latency budget: give p50<=... in --budget")
+    return (make_stage("search", latency_budget_ms=round(ctx.search_budget_ms, 4), backend="onnxruntime",
+                       **_optional("search", data=ctx.data, progress=False)),)
+
+
+# name -> (builder, domain, what it is)
+RECIPES: dict[str, tuple[Callable[[Context], tuple[Stage, ...]], str, str]] = {
+    "none": (lambda ctx: (), "torch", "the base model as it is"),
+    "int8-static": (lambda ctx: (_int8(ctx),), "onnx", "post-training static INT8 (QDQ, calibrated)"),
+    "int8-dynamic": (lambda ctx: (make_stage("quantize", method="int8-dynamic"),), "onnx",
+                     "dynamic INT8 (weights quantized, activations at run time)"),
+    "fp16": (lambda ctx: (make_stage("quantize", method="fp16"),), "onnx", "FP16 weights and activations"),
+    "search": (_search, "torch", "latency-aware width search (ONNX Runtime lookup table)"),
+}
+
+
+def recipe_domain(name: str, base_format: str) -> str:
+    if base_format != "torch":
+        return "onnx" if base_format == "onnx" else base_format
+    m = _PRUNE.match(name)
+    if m:
+        return "onnx" if m.group(2) else "torch"
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; use {', '.join(sorted(RECIPES))}, prune-N or prune-N+int8 "
+                          "(N = percent of channels removed, e.g. prune-50)")
+    return RECIPES[name][1]
+
+
+def build_recipe(name: str, ctx: Context) -> Recipe:
+    """The stages of a named recipe (Unavailable when it cannot be built here)."""
+    domain = recipe_domain(name, ctx.base_format)
+    m = _PRUNE.match(name)
+    if m:
+        ratio = int(m.group(1)) / 100
+        if not 0 < ratio < 1:
+            raise ConfigError(f"recipe {name!r}: the prune percentage must be 1-99")
+        stages = _prune(ratio, ctx) + ((_int8(ctx),) if m.group(2) else ())
+        note = "" if ctx.data else "no labelled data: pruned without fine-tuning or distillation"
+        return Recipe(name, stages, domain, note)
+    builder, _, _ = RECIPES[name]
+    if name != "none" and ctx.base_format not in ("torch", "onnx"):
+        raise Unavailable(f"recipe {name!r} needs a torch or onnx base model, got {ctx.base_format}")
+    return Recipe(name, builder(ctx), domain)
+
+
+def describe(name: str) -> str:
+    m = _PRUNE.match(name)
+    if m:
+        return f"structured pruning of {m.group(1)} % of channels + distillation" + (", then INT8" if m.group(2) else "")
+    return RECIPES[name][2] if name in RECIPES else name
+
+
+def formats_for(domain: str, wanted: Sequence[str]) -> list[str]:
+    if domain == "torch":
+        return [f for f in wanted if f in TORCH_FORMATS]
+    return [f for f in wanted if f == domain]
+
+
+def installed_backends() -> list[str]:
+    return [b for b, mod in BACKEND_NEEDS.items() if importlib.util.find_spec(mod) is not None]
+
+
+def backends_for_format(fmt: str, wanted: Sequence[str] | None) -> list[str]:
+    """Backends that run ``fmt`` here, in BACKENDS order, restricted to ``wanted`` when given."""
+    from laser.runtime import BACKENDS
+
+    here = installed_backends()
+    out = [b for b, (_, formats) in BACKENDS.items() if fmt in formats and b != "echo" and b in here]
+    return [b for b in out if b in wanted] if wanted else out
+
+
+def plan(recipes: Sequence[str], formats: Sequence[str], backends: Sequence[str] | None,
+         base_format: str) -> list[Candidate]:
+    """Every (recipe, format, backend) to measure, recipes in the given order."""
+    from laser.runtime import BACKENDS
+
+    unknown = [b for b in backends or () if b not in BACKENDS]
+    if unknown:
+        raise ConfigError(f"unknown backend(s) {unknown}; known: {sorted(b for b in BACKENDS if b != 'echo')}")
+    bad = [f for f in formats if f not in ("torch", "onnx", "torchscript", "ort")]
+    if bad:
+        raise ConfigError(f"unknown format(s) {bad}; use torch, onnx, torchscript or ort")
+    out: list[Candidate] = []
+    for r in dict.fromkeys(recipes):  # keep order, drop repeats
+        for f in formats_for(recipe_domain(r, base_format), formats):
+            for b in backends_for_format(f, backends):
+                out.append(Candidate(r, f, b, order=len(out)))
+    return out
+
+
+def export_stage(fmt: str, built_format: str, exporter: str = "auto") -> tuple[Stage, ...]:
+    """The export that takes a recipe's result to ``fmt`` (none when it is already there)."""
+    if fmt == built_format:
+        return ()
+    return (make_stage("export", to=fmt, **({"exporter": exporter} if fmt == "onnx" and exporter != "auto" else {})),)
+
+
+def parse_list(text: str | Sequence[Any] | None, default: Sequence[str]) -> list[Any]:
+    """Comma-separated text or a list; list items that are not strings (Recipe objects) pass through."""
+    if text is None:
+        return list(default)
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = [t.strip() if isinstance(t, str) else t for t in items]
+    return [t for t in out if t != ""] or list(default)

@@ -1,0 +1,279 @@
+"""The doctor's checks: each reads the measured Facts and returns a Finding (cause, evidence, fix) or None.
+
+They encode the traps measured on this kind of machine (DESIGN.md): dynamic INT8 turns convolutions into
+the slow ConvInteger; static INT8 with signed activations or float layers left between Q/DQ pairs
+gains little; FP16 on ONNX Runtime's CPU provider is cast back to FP32; channel counts that are not
+multiples of 8 waste SIMD lanes; INT8 without VNNI gains little; a small model is bound by per-call
+overhead, not by compute; batch 1 leaves cores idle; a first call that builds the engine inflates timings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from laser.optimize.doctor import Facts, Finding
+
+VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
+FLOAT_COMPUTE = ("Conv", "FusedConv", "Gemm", "MatMul", "FusedGemm", "FusedMatMul")
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1e3:.3f} ms" if us >= 100 else f"{us:.1f} µs"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def dynamic_int8_conv(f: Facts) -> Finding | None:
+    g = f.child_graph
+    n = g.ops.get("ConvInteger", 0) if g else 0
+    if not n:
+        return None
+    evidence = f"the graph has {n} ConvInteger node(s) and {g.ops.get('DynamicQuantizeLinear', 0)} DynamicQuantizeLinear"
+    share = 0.0
+    if f.child_profile:
+        p = f.child_profile
+        share = p.share("ConvInteger", "DynamicQuantizeLinear")
+        evidence += (f"; profile: ConvInteger {_ms(p.by_op_us.get('ConvInteger', 0))} + DynamicQuantizeLinear "
+                     f"{_ms(p.by_op_us.get('DynamicQuantizeLinear', 0))} per run = {_pct(share)} of the run")
+    return Finding("dynamic-int8-conv",
+                   "dynamic INT8 quantized the convolutions: ONNX Runtime runs them as ConvInteger, which has no "
+                   "fast CPU kernel, and re-quantizes every activation at run time",
+                   evidence,
+                   "use static INT8 (Quantize(method='int8-static', calibration=...): QDQ, U8 activations, S8 "
+                   "per-channel weights -> QLinearConv), or restrict dynamic quantization to MatMul/Gemm "
+                   "(transformers), where it pays", share)
+
+
+def float_left_in_quantized(f: Facts) -> Finding | None:
+    g, p = f.child_graph, f.child_profile
+    if not g or not (g.ops.get("QuantizeLinear") or g.ops.get("DequantizeLinear")) or not p:
+        return None
+    floats = {op: n for op, n in p.nodes_by_op.items() if op in FLOAT_COMPUTE}
+    qdq_share = p.share(*QDQ)
+    float_share = p.share(*floats)
+    if not floats and qdq_share < 0.1:
+        return None
+    quant = sum(n for op, n in p.nodes_by_op.items() if op.startswith("QLinear") or op.endswith("Integer"))
+    evidence = (f"profile per run: {sum(floats.values())} float compute node(s) "
+                f"({', '.join(f'{op} ×{n}' for op, n in floats.items()) or 'none'}) = {_pct(float_share)} of the "
+                f"run, {quant} quantized node(s), Q/DQ nodes {_ms(p.by_op_us.get('QuantizeLinear', 0) + p.by_op_us.get('DequantizeLinear', 0))}"
+                f" = {_pct(qdq_share)}")
+    return Finding("float-left-in-quantized-graph",
+                   "part of the quantized graph still runs in float: Q/DQ pairs that ONNX Runtime could not fuse "
+                   "into QLinear kernels convert back and forth around float operators",
+                   evidence,
+                   "quantize with U8 activations and per-channel S8 weights (laser's int8-static default) so "
+                   "QDQ pairs fuse into QLinearConv/QLinearMatMul; layers kept in float on purpose (an accuracy "
+                   "budget) are listed in the quantize step of the lineage — each one costs this conversion",
+                   float_share + qdq_share)
+
+
+def signed_activations(f: Facts) -> Finding | None:
+    g = f.child_graph
+    if not g or not g.activation_zero_point_types.get("int8"):
+        return None
+    n, total = g.activation_zero_point_types["int8"], sum(g.activation_zero_point_types.values())
+    return Finding("signed-activations",
+                   "activations are quantized as signed INT8 (S8S8): ONNX Runtime's fast x86 INT8 kernels take "
+                   "unsigned activations with signed weights (U8S8); S8S8 convolutions fall back to slower paths",
+                   f"{n} of {total} QuantizeLinear node(s) have an int8 zero point",
+                   "re-quantize with activation_type QUInt8 and weight_type QInt8, per channel (laser's "
+                   "int8-static default); on this CPU that took ResNet-18 from 16.8 ms to 6.4 ms (DESIGN.md)")
+
+
+def fp16_on_cpu(f: Facts) -> Finding | None:
+    g, p = f.child_graph, f.child_profile
+    if not g or g.fp16_weight_share < 0.5 or f.child_backend not in ("onnxruntime", "openvino"):
+        return None
+    has = "avx512_fp16" in f.cpu_flags
+    evidence = f"{_pct(g.fp16_weight_share)} of the weights are float16; the graph has {g.ops.get('Cast', 0)} Cast node(s)"
+    share = 0.0
+    cause = (f"FP16 on the {f.child_backend} CPU path: the CPU kernels compute in FP32, so FP16 tensors are "
+             "converted to FP32 and back")
+    if p:
+        compute = [op for op in p.by_op_us if op in FLOAT_COMPUTE]
+        half = [op for op in compute if "float16" in p.input_dtypes.get(op, [])]
+        share = p.share("Cast")
+        kinds = ", ".join(op + ": " + "/".join(p.input_dtypes.get(op, [])) for op in compute)
+        evidence += (f"; profile: {len(half)} of {len(compute)} compute op types ran on float16 inputs ({kinds}); "
+                     f"Cast {_ms(p.by_op_us.get('Cast', 0))} per run = {_pct(share)}")
+        if compute and not half:
+            cause = ("ONNX Runtime's CPU provider folded the FP16 weights back to FP32 when it loaded the model: "
+                     "every convolution and matrix product ran in FP32, exactly as before, plus casts at the edges")
+    evidence += f"; CPU flags: avx512_fp16 {'present' if has else 'absent'}"
+    if has:
+        cause += " (this CPU has avx512_fp16, but the runtime's CPU kernels do not use it)"
+    return Finding("fp16-on-cpu", cause, evidence,
+                   "on CPU keep FP32 (FP16 only halves the file) or use int8-static; FP16 pays on GPUs "
+                   "(CUDA / TensorRT execution providers)", share)
+
+
+def reducemean_pooling(f: Facts) -> Finding | None:
+    p = f.child_profile
+    if not p or 4 not in p.input_ranks.get("ReduceMean", []):
+        return None
+    share = p.share("ReduceMean")
+    if share < 0.05:
+        return None
+    return Finding("reducemean-pooling",
+                   "global average pooling was exported as ReduceMean (the torch.export-based exporter does this), "
+                   "which ONNX Runtime runs slower than GlobalAveragePool",
+                   f"profile: ReduceMean on 4-D inputs {_ms(p.by_op_us['ReduceMean'])} per run = {_pct(share)} of the run",
+                   "export with the TorchScript-based exporter (Export(to='onnx', exporter='legacy')) and measure "
+                   "both: on this CPU the exporter choice alone changed MobileNetV3's latency 1.85× (DESIGN.md)",
+                   share)
+
+
+def odd_channels(f: Facts) -> Finding | None:
+    g = f.child_graph
+    if not g or not g.channels:
+        return None
+    layers = g.channels[:-1]  # the last layer is the head: its width is the number of classes
+    odd = [(n, c) for n, c in layers if c % 8]
+    if not odd:
+        return None
+    examples = ", ".join(f"{n}: {c}" for n, c in odd[:4])
+    return Finding("channels-not-multiple-of-8",
+                   "channel counts that are not multiples of 8 leave SIMD lanes idle: vector kernels process "
+                   "channels in blocks of 8-16 (FP32) or 32-64 (INT8), and the remainder runs a slow tail loop",
+                   f"{len(odd)} of {len(layers)} layers have an output width not divisible by 8 ({examples})",
+                   "prune with rounding: Prune(ratio=..., round_to=8) (laser's default), or pick widths that are "
+                   "multiples of 8 (16 for INT8)")
+
+
+def no_vnni(f: Facts) -> Finding | None:
+    method = f.quantized()
+    if not method or "int8" not in method or not f.cpu_flags or any(x in f.cpu_flags for x in VNNI):
+        return None
+    return Finding("no-vnni",
+                   "this CPU has no VNNI (AVX-512 VNNI / AVX-VNNI / AMX): INT8 dot products take three "
+                   "instructions instead of one, so INT8 gains little over FP32",
+                   "CPU flags from /proc/cpuinfo: none of " + ", ".join(VNNI),
+                   "deploy INT8 on a CPU with VNNI (Intel Cascade Lake or later, AMD Zen 4) or keep FP32 here; "
+                   "pruning reduces work on any CPU")
+
+
+def overhead_bound(f: Facts) -> Finding | None:
+    p = f.child_profile
+    if p and p.run_us:
+        kernel = p.node_us / p.run_us
+        if kernel > 0.6 and f.child_p50 > 0.2:
+            return None
+        evidence = (f"profile: kernels take {_ms(p.node_us)} of the {_ms(p.run_us)} per run ({_pct(kernel)}); "
+                    f"measured p50 {f.child_p50:.3f} ms")
+    elif f.child_p50 < 0.3 and f.parent_p50 < 0.3:
+        evidence = f"p50 {f.child_p50:.3f} ms (child) vs {f.parent_p50:.3f} ms (parent): both are tiny"
+    else:
+        return None
+    if f.parent_macs and f.child_macs:
+        evidence += (f"; MACs ×{f.child_macs / f.parent_macs:.2f} but p50 ×{f.child_p50 / f.parent_p50:.2f} "
+                     "(child / parent)")
+    return Finding("overhead-bound",
+                   "the model is so small that per-call overhead (input checks, session dispatch, thread "
+                   "wake-up, memory allocation) dominates: making the compute smaller cannot make the call faster",
+                   evidence,
+                   "batch requests (laser serve's dynamic batching) or run on the backend with the lowest per-call "
+                   "overhead; compression pays once kernels dominate the run (larger inputs or models)")
+
+
+def batch_too_small(f: Facts) -> Finding | None:
+    t = f.throughput
+    if not t.get("child") or 8 not in t["child"] or 1 not in t["child"]:
+        return None
+    c1, c8 = t["child"][1], t["child"][8]
+    p1, p8 = t["parent"].get(1), t["parent"].get(8)
+    gain = c8 / c1 if c1 else 0.0
+    speed8 = c8 / p8 if p8 else None
+    speed1 = c1 / p1 if p1 else f.speedup
+    shows_at_8 = bool(speed8 and speed8 > 1.2 * speed1 and speed8 > 1.05)
+    if not shows_at_8 and gain < 3:
+        return None
+    evidence = f"child throughput {c8:,.0f}/s at batch 8 vs {c1:,.0f}/s at batch 1 (×{gain:.1f})"
+    if speed8 is not None and p1:
+        evidence += f"; vs its parent: {speed8:.2f}× at batch 8, {speed1:.2f}× at batch 1"
+    return Finding("batch-too-small",
+                   "batch 1 leaves this hardware underused: one sample does not give the kernels enough work "
+                   "to fill the cores" + (", and the child's advantage only shows with more samples per call"
+                                          if shows_at_8 else ""),
+                   evidence,
+                   "serve with dynamic batching (laser serve batches concurrent requests) or measure the Offline "
+                   "scenario (laser bench --batch-sizes 1,8) if requests can wait a few milliseconds")
+
+
+def first_run_build(f: Facts) -> Finding | None:
+    fc = f.first_call
+    if not fc:
+        return None
+    first, warm, create = fc["first_ms"], fc["warm_ms"], fc["create_ms"]
+    inflated = f.child_p50 > 2 * warm and f.child_p50 - warm > 0.05  # the measured p50 itself holds it
+    # a first call of tens of ms (arena allocation) is normal for ONNX Runtime; an engine build is far longer
+    if not inflated and not (first - warm > 50.0 and first > 20 * warm):
+        return None
+    evidence = (f"runner creation {create:.1f} ms, first call {first:.2f} ms, warm median {warm:.3f} ms "
+                f"(first / warm = {first / max(warm, 1e-6):.0f}×)")
+    if inflated:
+        evidence += (f"; the measured p50 {f.child_p50:.3f} ms is {f.child_p50 / max(warm, 1e-6):.1f}× the warm "
+                     "median: the timed calls still included warm-up work")
+    return Finding("first-run-build",
+                   "the first runs pay a one-time cost (session or engine build, graph optimisation, JIT "
+                   "profiling); a timing that includes it makes the model look slower than it is",
+                   evidence,
+                   "warm up before timing and before serving (more warm-up calls: TorchScript's profiling "
+                   "executor optimises only after its first runs); cache compiled engines across restarts "
+                   "(OpenVINO cache_dir, TensorRT engine cache)",
+                   max(0.0, 1 - warm / f.child_p50) if inflated else 0.0)
+
+
+def accuracy_lost(f: Facts) -> Finding | None:
+    drop, allowed = f.accuracy_drop_pts, f.allowed_drop_pts
+    if drop is None or allowed is None or drop <= allowed:
+        return None
+    method = f.quantized()
+    if method and "int8" in method:
+        fix = ("keep the most sensitive layers in float (Quantize(..., max_accuracy_drop=...)), calibrate with "
+               "more samples or Entropy/Percentile calibration, or fine-tune with QAT")
+    elif method:
+        fix = "keep overflow-prone ops (Softmax, LayerNorm, reductions) in FP32, or stay in FP32"
+    elif "prune" in f.recipe_ops:
+        fix = ("prune less (a lower ratio), choose per-layer ratios by sensitivity (Prune(sensitivity=True)), "
+               "prune in steps with fine-tuning, or distill longer from the original model")
+    else:
+        fix = "compare layer by layer against the parent (laser diff PARENT CHILD) to find where it diverges"
+    return Finding("accuracy-drop", "the child is less accurate than the budget allows",
+                   f"accuracy drop {drop:.2f} pts vs {allowed:g} allowed", fix)
+
+
+# id -> check, in the order findings are listed when their shares tie
+CHECKS: dict[str, Callable[[Facts], Finding | None]] = {
+    "accuracy-drop": accuracy_lost,
+    "dynamic-int8-conv": dynamic_int8_conv,
+    "fp16-on-cpu": fp16_on_cpu,
+    "reducemean-pooling": reducemean_pooling,
+    "signed-activations": signed_activations,
+    "float-left-in-quantized-graph": float_left_in_quantized,
+    "no-vnni": no_vnni,
+    "channels-not-multiple-of-8": odd_channels,
+    "overhead-bound": overhead_bound,
+    "batch-too-small": batch_too_small,
+    "first-run-build": first_run_build,
+}
+
+
+def run_checks(f: Facts) -> list[Finding]:
+    found = [fd for check in CHECKS.values() if (fd := check(f)) is not None]
+    if not found:
+        noise = 0.9 <= f.speedup <= 1.1
+        found.append(Finding(
+            "unexplained",
+            "within this machine's measurement noise (±5-15 %)" if noise else
+            "no known trap detected",
+            f"child p50 {f.child_p50:.3f} ms vs parent {f.parent_p50:.3f} ms ({f.speedup:.2f}×)"
+            + (f"; top ops per run: {', '.join(f'{op} {_ms(us)}' for op, us in f.child_profile.top(4))}"
+               if f.child_profile else ""),
+            "re-measure with more repeats (laser bench --repeats 5); if it persists, compare the per-op profiles "
+            "of parent and child"))
+    order = list(CHECKS)
+    return sorted(found, key=lambda fd: (-fd.share, order.index(fd.check) if fd.check in order else 99))

@@ -1,0 +1,401 @@
+"""The optimize loop: build and measure every candidate, then pick the winner under the budget.
+
+Order of work: the eager base model first (it is the reference every speed-up is quoted against), then
+the recipes in the order given; each recipe is built once, exported once per format, and measured on
+every backend that runs that format. Everything measured is appended to the cache as soon as it is
+known, so Ctrl-C, a crash or the time budget lose at most the candidate in flight; re-running with the
+same output directory skips what was measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from laser.artifact import Artifact
+from laser.data import Dataset
+from laser.errors import ConfigError, LaserError
+from laser.optimize import candidates as cands
+from laser.optimize.budget import Budget, Violation
+from laser.optimize.cache import Cache, artifact_digest, make_key
+from laser.optimize.candidates import Candidate, Context, Recipe, Unavailable
+from laser.optimize.evaluate import Reference, Settings, figures, measure_candidate, reference
+from laser.stages import Stage
+
+log = logging.getLogger("laser.optimize")
+BASELINE = Candidate("none", "torch", "torch")
+NOT_FASTER = 1.05  # a child less than 5 % faster than its parent counts as "not faster" (noise is ±5-15 %)
+
+
+@dataclass
+class Outcome:
+    """What happened to one candidate."""
+
+    candidate: Candidate
+    status: str  # measured | cached | failed | skipped
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    entry: dict[str, Any] | None = None  # the laser.measure report entry (issue-6 JSON shape)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the stages warned about while building it
+    seconds: float = 0.0
+    key: str = ""
+    artifact_key: str = ""
+    # filled in by the analysis
+    violations: list[Violation] = field(default_factory=list)
+    on_front: bool = False
+    dominated_by: list[str] = field(default_factory=list)
+    parent: str | None = None
+    speedup_vs_parent: float | None = None
+    speedup_vs_eager: float | None = None
+    diagnosis: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.candidate.name
+
+    @property
+    def measured(self) -> bool:
+        return self.status in ("measured", "cached") and self.metrics.get("p50_ms") is not None
+
+    @property
+    def feasible(self) -> bool:
+        return self.measured and not self.violations
+
+    def record(self) -> dict[str, Any]:
+        """What the cache keeps."""
+        c = self.candidate
+        return {"recipe": c.recipe, "format": c.format, "backend": c.backend, "status": self.status,
+                "stages": self.stages, "metrics": self.metrics, "entry": self.entry, "seconds": self.seconds,
+                "artifact_key": self.artifact_key, "warnings": self.warnings}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.record(), "key": self.key, "error": self.error,
+                "feasible": self.feasible, "violations": [v.to_dict() for v in self.violations],
+                "on_front": self.on_front, "dominated_by": self.dominated_by, "parent": self.parent,
+                "speedup_vs_parent": self.speedup_vs_parent, "speedup_vs_eager": self.speedup_vs_eager,
+                "diagnosis": self.diagnosis}
+
+
+@dataclass
+class OptimizeResult:
+    """Every candidate's outcome, the winner and how it was chosen, and where the outputs were written."""
+
+    base: Artifact
+    source: str
+    budget: Budget
+    reference: Reference
+    settings: Settings
+    outcomes: list[Outcome]
+    winner: Outcome | None = None
+    feasible: bool = False  # True: the winner meets every constraint; False: it is the best effort
+    interrupted: bool = False
+    timed_out: bool = False
+    elapsed_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    output: Path | None = None
+    winner_artifact: Artifact | None = None
+    hardware: dict[str, Any] = field(default_factory=dict)
+    winner_from: list[str] = field(default_factory=list)  # recipe names the winner must come from
+
+    @property
+    def measured(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.measured]
+
+    @property
+    def front(self) -> list[Outcome]:
+        return [o for o in self.measured if o.on_front]
+
+    def get(self, recipe: str, format: str, backend: str) -> Outcome | None:
+        for o in self.outcomes:
+            if (o.candidate.recipe, o.candidate.format, o.candidate.backend) == (recipe, format, backend):
+                return o
+        return None
+
+    @property
+    def eager(self) -> Outcome | None:
+        o = self.get(*_triple(BASELINE))
+        return o if o is not None and o.measured else None
+
+    def verdict(self) -> str:
+        """One sentence: what won, how it compares with the eager model, and whether the budget holds."""
+        from laser.optimize.report import verdict
+
+        return verdict(self)
+
+    def summary(self) -> str:
+        from laser.optimize.report import terminal_summary
+
+        return terminal_summary(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        from laser.optimize.report import result_dict
+
+        return result_dict(self)
+
+    def budget_drop_limit(self) -> float | None:
+        """The accuracy drop the budget allows, in percentage points (None: no accuracy constraint)."""
+        limits = []
+        for c in self.budget.constraints:
+            if c.metric == "accuracy_drop":
+                limits.append(c.limit)
+            elif c.metric == "accuracy":
+                limits.append(100 * (self.reference.base_accuracy - c.limit))
+        return min(limits) if limits else None
+
+
+def _triple(c: Candidate) -> tuple[str, str, str]:
+    return c.recipe, c.format, c.backend
+
+
+class Search:
+    """One optimize run. ``evaluate`` (artifact, backend, reference, settings, parent) -> report entry
+    can be replaced (tests use fakes); by default it is ``laser.measure`` through ``measure_candidate``."""
+
+    def __init__(self, base: Artifact, source: str, *, data: Dataset | str | None, budget: Budget,
+                 recipes: Sequence[str | Recipe], formats: Sequence[str], backends: Sequence[str] | None,
+                 settings: Settings, output: Path | None, resume: bool = True, time_budget_s: float | None = None,
+                 progress: bool = True, evaluate: Callable[..., dict[str, Any]] | None = None):
+        self.base, self.source, self.budget, self.settings = base, source, budget, settings
+        self.output, self.time_budget_s, self.progress = output, time_budget_s, progress
+        self.evaluate = evaluate or measure_candidate
+        self.data_name = data if isinstance(data, str) else (data.name if data is not None else None)
+        self.data = data
+        self.cache = Cache(output / "cache" if output is not None and resume else None)
+        if output is not None and not resume:
+            self.cache = Cache(None)
+        self.base_digest = artifact_digest(base)
+        self.ctx = Context(source=source, base_format=base.format, data=self.data_name,
+                           distill_epochs=settings.distill_epochs, quick=settings.quick)
+        self.custom = {r.name: r for r in recipes if isinstance(r, Recipe)}
+        names = [r.name if isinstance(r, Recipe) else r for r in recipes]
+        self.plan = self._plan(names, formats, backends)
+        self.recipes: dict[str, Recipe | Exception] = dict(self.custom)
+        self.built: dict[str, Artifact] = {}
+        self.notes: list[str] = []
+        self.started = 0.0
+
+    # -- planning ----------------------------------------------------------------------------
+    def _plan(self, names: list[str], formats: Sequence[str], backends: Sequence[str] | None) -> list[Candidate]:
+        out: list[Candidate] = []
+        if self.base.format == "torch":
+            out.append(BASELINE)  # the reference every speed-up is quoted against: always measured
+        for name in names:
+            if name in self.custom:
+                r = self.custom[name]
+                out += [Candidate(name, f, b) for f in cands.formats_for(r.domain, formats)
+                        for b in cands.backends_for_format(f, backends)]
+            else:
+                out += cands.plan([name], formats, backends, self.base.format)
+        seen: set[tuple[str, str, str]] = set()
+        plan = []
+        for c in out:
+            if _triple(c) not in seen:
+                seen.add(_triple(c))
+                plan.append(Candidate(c.recipe, c.format, c.backend, order=len(plan)))
+        if not plan:
+            raise ConfigError(f"no candidate to measure: recipes {names}, formats {list(formats)} and backends "
+                              f"{list(backends or [])} leave nothing that runs here; installed backends: "
+                              f"{cands.installed_backends()}")
+        return plan
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, winner_from: Sequence[str] | None = None) -> OptimizeResult:
+        """Measure the plan; ``winner_from``: recipe names the winner must come from (recipe replay)."""
+        from tqdm.auto import tqdm
+
+        self.started = time.monotonic()
+        ref = reference(self.base, self.data, self.settings)
+        outcomes = {c: Outcome(c, "skipped", error="not reached") for c in self.plan}
+        interrupted = timed_out = False
+        bar = tqdm(total=len(self.plan), desc="optimize", unit="candidate", disable=not self.progress,
+                   dynamic_ncols=True)
+        try:
+            for c in self.plan:
+                if self._out_of_time():
+                    timed_out = True
+                    break
+                bar.set_postfix_str(c.short, refresh=True)
+                outcomes[c] = self._one(c, ref, outcomes)
+                bar.update(1)
+                best = min((o for o in outcomes.values() if o.measured), default=None,
+                           key=lambda o: self.budget.objective.score(o.metrics))
+                if best is not None:
+                    bar.set_postfix_str(f"best so far {best.candidate.short}", refresh=False)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+        for o in outcomes.values():
+            if o.status == "skipped" and o.error == "not reached":
+                o.error = ("interrupted (Ctrl-C) before it was measured" if interrupted else
+                           "time budget spent before it was measured" if timed_out else o.error)
+        result = OptimizeResult(self.base, self.source, self.budget, ref, self.settings, list(outcomes.values()),
+                                interrupted=interrupted, timed_out=timed_out, notes=self.notes,
+                                output=self.output, winner_from=list(winner_from or []))
+        from laser.optimize.analysis import analyse
+
+        analyse(result)
+        if self.settings.doctor and not interrupted:
+            try:
+                self._diagnose(result)
+            except KeyboardInterrupt:
+                result.interrupted = True
+        result.elapsed_s = time.monotonic() - self.started
+        return result
+
+    def _out_of_time(self) -> bool:
+        return self.time_budget_s is not None and time.monotonic() - self.started > self.time_budget_s
+
+    def _one(self, c: Candidate, ref: Reference, outcomes: dict[Candidate, Outcome]) -> Outcome:
+        t0 = time.monotonic()
+        try:
+            recipe = self._recipe(c.recipe, outcomes)
+            stages = self._stages(recipe, c.format)
+        except (Unavailable, LaserError) as exc:
+            return Outcome(c, "skipped" if isinstance(exc, Unavailable) else "failed", error=str(exc))
+        dicts = [s.to_dict() for s in stages]
+        key = make_key(self.base_digest, dicts, c.format, c.backend, self.settings.key(), self.data_name)
+        art_key = make_key(self.base_digest, dicts)
+        cached = self.cache.get(key)
+        if cached and cached.get("status") in ("measured", "cached"):
+            return Outcome(c, "cached", stages=dicts, metrics=cached["metrics"], entry=cached.get("entry"),
+                           seconds=cached.get("seconds", 0.0), key=key, artifact_key=art_key,
+                           warnings=cached.get("warnings", []))
+        # Stages warn about choices that will not pay (dynamic INT8 on convolutions, FP16 on CPU): keep the
+        # warnings with the candidate for the report instead of interleaving them with the progress bar.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                art = self.artifact(stages, art_key)
+                parent = self.base if not ref.proxy else None
+                entry = self.evaluate(art, c.backend, ref, self.settings, parent)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # a candidate that cannot be built or run is reported, not fatal
+                log.info("candidate %s failed", c.name, exc_info=True)
+                msg = str(exc) if isinstance(exc, LaserError) else f"{type(exc).__name__}: {exc}"
+                return Outcome(c, "failed", stages=dicts, error=msg[:600], seconds=time.monotonic() - t0, key=key,
+                               artifact_key=art_key, warnings=_messages(caught))
+        out = Outcome(c, "measured", stages=dicts, metrics=figures(entry, ref), entry=entry,
+                      seconds=time.monotonic() - t0, key=key, artifact_key=art_key, warnings=_messages(caught))
+        self.cache.put(key, out.record())
+        return out
+
+    def _recipe(self, name: str, outcomes: dict[Candidate, Outcome]) -> Recipe:
+        if name not in self.recipes:
+            ctx = self.ctx
+            if name == "search":
+                ctx = dataclasses.replace(ctx, search_budget_ms=self._search_budget(outcomes))
+            try:
+                recipe = cands.build_recipe(name, ctx)
+                if recipe.note:
+                    self.notes.append(f"{name}: {recipe.note}")
+                self.recipes[name] = recipe
+            except LaserError as exc:
+                self.recipes[name] = exc
+        got = self.recipes[name]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    def _search_budget(self, outcomes: dict[Candidate, Outcome]) -> float | None:
+        """The p50 limit of the budget, else half the base model's ONNX Runtime latency (measured)."""
+        for c in self.budget.constraints:
+            if c.metric in ("p50", "latency"):
+                return c.limit
+        for o in outcomes.values():
+            if _triple(o.candidate) == ("none", "onnx", "onnxruntime") and o.measured:
+                return 0.5 * o.metrics["p50_ms"]
+        return None
+
+    def _built_format(self, recipe: Recipe) -> str:
+        return self.base.format if recipe.domain == "torch" else recipe.domain
+
+    def _stages(self, recipe: Recipe, fmt: str) -> list[Stage]:
+        """The recipe's stages, then the export to ``fmt`` when the recipe does not end there."""
+        return [*recipe.stages, *cands.export_stage(fmt, self._built_format(recipe), self.settings.exporter)]
+
+    def artifact(self, stages: Sequence[Stage], key: str | None = None) -> Artifact:
+        """The artifact the stages make from the base model: from this run, the cache, or built now.
+        Prefixes are shared, so a recipe is built once and exported once per format."""
+        key = key or make_key(self.base_digest, [s.to_dict() for s in stages])
+        if key in self.built:
+            return self.built[key]
+        cached = self.cache.load_artifact(key)
+        if cached is not None:
+            self.built[key] = cached
+            return cached
+        art = self.artifact(stages[:-1]) if stages else self.base
+        if stages:
+            art = stages[-1](art)
+            art = self.cache.save_artifact(key, art)
+        self.built[key] = art
+        return art
+
+    def stages_for(self, o: Outcome) -> list[Stage]:
+        """The stage objects that make ``o``'s artifact from the base model (recipe + export)."""
+        from laser.stages import stage_from_dict
+
+        recipe = self.recipes.get(o.candidate.recipe)
+        if isinstance(recipe, Recipe):
+            return self._stages(recipe, o.candidate.format)
+        return [stage_from_dict(d) for d in o.stages]
+
+    def artifact_for(self, o: Outcome) -> Artifact:
+        return self.artifact(self.stages_for(o), o.artifact_key)
+
+    # -- the doctor --------------------------------------------------------------------------
+    def _diagnose(self, result: OptimizeResult) -> None:
+        from laser.optimize.doctor import diagnose_pair
+
+        flagged = [o for o in result.measured if o.parent and _flagged(o, result)]
+        for o in flagged[: self.settings.max_diagnoses]:
+            if self._out_of_time():
+                result.notes.append(f"doctor: time budget spent; {o.name} and later ones not diagnosed")
+                break
+            dkey = "doctor:" + o.key
+            cached = self.cache.get(dkey)
+            if cached:
+                o.diagnosis = cached["diagnosis"]
+                continue
+            parent = next(p for p in result.outcomes if p.name == o.parent)
+            try:
+                d = diagnose_pair(self.artifact_for(parent), self.artifact_for(o), parent.candidate.backend,
+                                  o.candidate.backend, parent_metrics=parent.metrics, child_metrics=o.metrics,
+                                  allowed_drop_pts=result.budget_drop_limit(), reference=result.reference,
+                                  settings=self.settings)
+            except Exception as exc:  # the doctor explains; it must never sink the run
+                log.info("doctor failed on %s", o.name, exc_info=True)
+                o.diagnosis = {"error": f"{type(exc).__name__}: {str(exc)[:300]}", "findings": []}
+                continue
+            o.diagnosis = d.to_dict()
+            self.cache.put(dkey, {"diagnosis": o.diagnosis, "status": "doctor"})
+        if len(flagged) > self.settings.max_diagnoses:
+            result.notes.append(f"doctor: {len(flagged)} candidates were not faster (or less accurate) than their "
+                                f"parent; the first {self.settings.max_diagnoses} were diagnosed "
+                                "(raise Settings.max_diagnoses for more)")
+
+
+def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Distinct warning texts from laser's own stages (third-party deprecation chatter left out)."""
+    out: list[str] = []
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if w.category.__module__.startswith("laser") and text not in out:
+            out.append(text[:500])
+    return out
+
+
+def _flagged(o: Outcome, result: OptimizeResult) -> bool:
+    """Not faster than its parent, or less accurate than the budget allows."""
+    slow = o.speedup_vs_parent is not None and o.speedup_vs_parent < NOT_FASTER
+    limit = result.budget_drop_limit()
+    drop = o.metrics.get("accuracy_drop_pts")
+    return slow or (limit is not None and drop is not None and drop > limit)

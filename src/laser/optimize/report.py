@@ -1,0 +1,157 @@
+"""What an optimize run leaves behind: report.json, pareto.png and the terminal summary.
+
+report.json keeps the ``artifacts`` list in the shape ``laser.measure`` writes (one entry per measured
+candidate, ``label`` = candidate name), so tools that read LASER reports read this one too, plus an
+``optimize`` section: budget, reference accuracy, every candidate with its verdict, the front, the winner.
+The HTML page is built in html.py.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from laser.optimize.budget import fmt
+
+if TYPE_CHECKING:
+    from laser.optimize.engine import OptimizeResult, Outcome
+
+SCHEMA = 1
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def delta_pts(drop: float | None) -> str:
+    """An accuracy drop (pts lost) as a signed change: '-0.28 pts', '+0.10 pts', '±0.00 pts'."""
+    if drop is None:
+        return "—"
+    return "±0.00 pts" if abs(drop) < 0.005 else f"{-drop:+.2f} pts"
+
+
+def speed(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def describe_metrics(o: Outcome, result: OptimizeResult) -> str:
+    m = o.metrics
+    parts = [f"p50 {fmt(m['p50_ms'], 'time')}"]
+    if o.speedup_vs_eager is not None and o.name != (result.eager.name if result.eager else None):
+        parts[-1] += f" ({speed(o.speedup_vs_eager)} PyTorch eager)"
+    if m.get("accuracy") is not None:
+        what = "agreement" if result.reference.proxy else "top-1"
+        parts.append(f"{what} {fmt(m['accuracy'], 'fraction')} ({delta_pts(m['accuracy_drop_pts'])})")
+    if m.get("bytes") is not None:
+        parts.append(fmt(m["bytes"], "bytes"))
+    return ", ".join(parts)
+
+
+def verdict(result: OptimizeResult) -> str:
+    w = result.winner
+    if w is None:
+        return "Nothing was measured: " + ("interrupted before the first candidate finished." if result.interrupted
+                                           else "every candidate failed or was skipped (see the table).")
+    head = f"{w.name}: {describe_metrics(w, result)}."
+    if result.feasible:
+        tail = (f" Meets the budget ({result.budget.text}); {result.budget.objective.describe()} among "
+                f"{sum(o.feasible for o in result.measured)} feasible of {len(result.measured)} measured.")
+        return "Winner: " + head + tail
+    fails = "; ".join(v.message() for v in w.violations)
+    return (f"No candidate meets the budget ({result.budget.text}). Best effort: {head} It misses: {fails}.")
+
+
+def result_dict(result: OptimizeResult) -> dict[str, Any]:
+    from laser.optimize.cache import artifact_digest
+
+    artifacts = []
+    for o in result.measured:
+        if o.entry:
+            artifacts.append({**o.entry, "label": o.name, "recipe": o.candidate.recipe})
+    base = result.base
+    return _clean({
+        "laser_optimize": SCHEMA,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "model": {"name": base.name, "source": result.source, "format": base.format, "task": base.task,
+                  "sha256": artifact_digest(base)},
+        "budget": result.budget.to_dict(),
+        "reference": result.reference.to_dict(),
+        "settings": result.settings.to_dict(),
+        "verdict": verdict(result),
+        "winner": result.winner.name if result.winner else None,
+        "feasible": result.feasible,
+        "front": [o.name for o in result.front],
+        "candidates": [o.to_dict() for o in result.outcomes],
+        "interrupted": result.interrupted, "timed_out": result.timed_out,
+        "elapsed_s": result.elapsed_s, "notes": list(result.notes),
+        "hardware": result.hardware,
+        "artifacts": artifacts,
+    })
+
+
+def write_json(result: OptimizeResult, path: Path) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result_dict(result), indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def write_pareto(result: OptimizeResult, path: Path) -> Path:
+    from laser.optimize import pareto
+
+    floor = None
+    limit = result.budget_drop_limit()
+    if limit is not None:
+        floor = result.reference.base_accuracy - limit / 100
+    p50 = next((c.limit for c in result.budget.constraints if c.metric in ("p50", "latency")), None)
+    points = [{"label": o.candidate.short, "p50_ms": o.metrics.get("p50_ms"), "accuracy": o.metrics.get("accuracy"),
+               "bytes": o.metrics.get("bytes"), "backend": o.candidate.backend, "on_front": o.on_front,
+               "feasible": o.feasible, "winner": o is result.winner} for o in result.measured]
+    what = "top-1 agreement with FP32 parent" if result.reference.proxy else f"top-1 on {result.reference.data.name}"
+    return pareto.plot(points, path, p50_limit_ms=p50, accuracy_floor=floor, accuracy_label=what,
+                       title=f"{result.base.name}: {len(points)} candidates, latency vs {what} "
+                             "(marker area ∝ size on disk)")
+
+
+def rows(result: OptimizeResult) -> list[Outcome]:
+    """Candidates in reading order: feasible by objective, then the rest measured, then failed/skipped."""
+    obj = result.budget.objective
+    measured = sorted(result.measured, key=lambda o: (not o.feasible, obj.score(o.metrics)))
+    return measured + [o for o in result.outcomes if not o.measured]
+
+
+def terminal_summary(result: OptimizeResult, limit: int = 14) -> str:
+    from laser.cli.output import table
+
+    shown = rows(result)
+    body = []
+    for o in shown[:limit]:
+        m = o.metrics
+        if o.measured:
+            acc = "—" if m.get("accuracy") is None else f"{100 * m['accuracy']:.2f}%"
+            budget = "ok" if o.feasible else "; ".join(v.constraint.text for v in o.violations)
+            body.append(("*" if o is result.winner else "", o.name, fmt(m["p50_ms"], "time"),
+                         speed(o.speedup_vs_eager), acc, fmt(m["bytes"], "bytes") if m.get("bytes") else "—",
+                         "front" if o.on_front else "dominated", budget))
+        else:
+            body.append(("", o.name, o.status, "", "", "", "", (o.error or "")[:60]))
+    out = [table(body, ("", "candidate", "p50", "vs eager", "accuracy", "size", "pareto", "budget"))]
+    if len(shown) > limit:
+        out.append(f"... and {len(shown) - limit} more in report.html / report.json")
+    out += ["", verdict(result)]
+    if result.interrupted:
+        out.append("Interrupted (Ctrl-C): the report holds what was measured before it.")
+    if result.timed_out:
+        out.append("Time budget spent: candidates not reached are listed as skipped.")
+    return "\n".join(out)
