@@ -14,6 +14,7 @@ from laser.errors import LaserError
 COMMAND_MODULES = (
     "laser.cli.core",
     "laser.cli.export",
+    "laser.cli.optimize",
 )
 
 
