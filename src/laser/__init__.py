@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     # the package, callable as laser.measure(...) (a function here would shadow laser.measure.<module>)
     "measure": "laser.measure:",
     "Report": "laser.measure.report:Report",
+    # the function; the laser.serve package is callable too (see laser/serve/__init__.py)
+    "serve": "laser.serve:serve",
     "optimize": "laser.optimize:optimize",
     "doctor": "laser.optimize:doctor",
 }

@@ -1,0 +1,285 @@
+"""Open Inference Protocol tensors and requests: datatypes, the JSON + binary-data decoding, encoding.
+
+Transport-neutral: HTTP and the socket protocol parse the same JSON header with the same checks, and
+gRPC builds the same ``InferRequest`` from its protobuf message. No length, shape or datatype from the
+wire is trusted before it is checked against the bytes actually received.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from laser.errors import ConfigError
+from laser.serve.errors import ServeError
+
+# OIP datatype -> numpy dtype (little-endian on the wire). BYTES is handled apart; BF16 has no numpy type.
+DATATYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+}
+_BY_NUMPY = {dt.newbyteorder("=").str: name for name, dt in DATATYPES.items()} | {"|b1": "BOOL"}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def datatype_of(dtype: np.dtype | str) -> str:
+    """OIP datatype name of a numpy dtype (or of a spec dtype name such as 'float32')."""
+    dt = np.dtype(dtype)
+    if dt.kind in "SOU":
+        return "BYTES"
+    try:
+        return _BY_NUMPY[dt.newbyteorder("=").str]
+    except KeyError:
+        raise ConfigError(f"dtype {dt} has no Open Inference Protocol datatype") from None
+
+
+def check_name(kind: str, value: Any) -> str:
+    """A model name or version from a URL or message: letters, digits, '_', '.', '-'; never '..' or '/'."""
+    if not isinstance(value, str) or not NAME.match(value) or ".." in value:
+        shown = repr(value)[:80]
+        raise ServeError(400, f"invalid {kind} {shown}: use letters, digits, '_', '.' or '-' (no '/' or '..'), "
+                              "at most 128 characters")
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits, checked before anything is allocated for the request."""
+
+    max_body_bytes: int = 64 << 20  # HTTP body (also after decompression), socket frame, gRPC message
+    max_json_depth: int = 32
+    max_inputs: int = 32
+    max_rank: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_json_depth", "max_inputs", "max_rank"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"Limits.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class InputTensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    raw: bytes | memoryview | None = None  # little-endian, row-major
+    data: Any = None  # JSON data (nested or flat) or a typed array (gRPC contents)
+
+
+@dataclass
+class RequestedOutput:
+    name: str
+    binary: bool | None = None  # None: the request-level default
+    classification: int = 0  # > 0: top-k "score:index:label" strings instead of the tensor
+
+
+@dataclass
+class InferRequest:
+    model: str
+    inputs: list[InputTensor]
+    version: str = ""
+    id: str = ""
+    outputs: list[RequestedOutput] | None = None
+    timeout_us: int | None = None
+    binary_output: bool = False
+
+
+@dataclass
+class OutputTensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    array: np.ndarray
+    binary: bool = False
+
+
+@dataclass
+class InferResponse:
+    model: str
+    version: str
+    outputs: list[OutputTensor]
+    id: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+def parse_json(data: bytes | memoryview, limits: Limits) -> Any:
+    """Parse a JSON document, refusing nesting deeper than ``limits.max_json_depth`` with 413."""
+    data = bytes(data)
+    if data.count(b"[") + data.count(b"{") > limits.max_json_depth:
+        # Upper bound of the depth by a bracket scan (brackets inside strings count too: strict side).
+        a = np.frombuffer(data, np.uint8)
+        step = (a == 91).astype(np.int32) + (a == 123) - (a == 93) - (a == 125)
+        if int(np.cumsum(step).max(initial=0)) > limits.max_json_depth:
+            raise ServeError(413, f"JSON nested deeper than {limits.max_json_depth} levels; flatten the data")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ServeError(413, f"JSON nested deeper than {limits.max_json_depth} levels; flatten the data") from None
+    except ValueError as exc:
+        raise ServeError(400, f"malformed JSON: {str(exc)[:120]}") from None
+
+
+def _int(value: Any, what: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ServeError(400, f"{what} must be an integer >= {low}, got {repr(value)[:40]}")
+    return value
+
+
+def _params(obj: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    params = obj.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ServeError(400, f"{what} 'parameters' must be a JSON object")
+    return params
+
+
+def parse_shape(shape: Any, name: str, limits: Limits) -> tuple[int, ...]:
+    if not isinstance(shape, (list, tuple)) or len(shape) > limits.max_rank:
+        raise ServeError(400, f"input {name!r}: 'shape' must be a list of at most {limits.max_rank} integers")
+    return tuple(_int(d, f"input {name!r} shape dims") for d in shape)
+
+
+def request_from_json(obj: Any, binary: memoryview, model: str, version: str, limits: Limits) -> InferRequest:
+    """An InferRequest from the parsed JSON header; ``binary`` is what followed the header."""
+    if not isinstance(obj, dict):
+        raise ServeError(400, "the request must be a JSON object with an 'inputs' list")
+    inputs = obj.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ServeError(400, "the request needs a non-empty 'inputs' list")
+    if len(inputs) > limits.max_inputs:
+        raise ServeError(413, f"{len(inputs)} inputs in one request; at most {limits.max_inputs} are accepted")
+    params = _params(obj, "request")
+    rid = obj.get("id", "")
+    if not isinstance(rid, str):
+        rid = str(rid)[:128]
+    offset, tensors = 0, []
+    for inp in inputs:
+        if not isinstance(inp, dict) or not isinstance(inp.get("name"), str):
+            raise ServeError(400, "each input must be an object with a 'name', 'datatype', 'shape' and data")
+        name = inp["name"]
+        datatype = inp.get("datatype")
+        if datatype not in DATATYPES and datatype != "BYTES":
+            raise ServeError(400, f"input {name!r}: unknown datatype {repr(datatype)[:20]}; use one of "
+                                  f"{[*DATATYPES, 'BYTES']}")
+        shape = parse_shape(inp.get("shape"), name, limits)
+        iparams = _params(inp, f"input {name!r}")
+        if "binary_data_size" in iparams:
+            size = _int(iparams["binary_data_size"], f"input {name!r} binary_data_size")
+            if offset + size > len(binary):
+                raise ServeError(400, f"input {name!r} declares binary_data_size {size} but only "
+                                      f"{len(binary) - offset} bytes remain after the JSON header")
+            tensors.append(InputTensor(name, datatype, shape, raw=binary[offset:offset + size]))
+            offset += size
+        elif "data" in inp:
+            tensors.append(InputTensor(name, datatype, shape, data=inp["data"]))
+        else:
+            raise ServeError(400, f"input {name!r} has neither 'data' nor parameters.binary_data_size")
+    if offset != len(binary):
+        raise ServeError(400, f"{len(binary)} bytes of binary data follow the JSON header but the inputs "
+                              f"declare {offset}; check Inference-Header-Content-Length and binary_data_size")
+    outputs = None
+    if obj.get("outputs") is not None:
+        if not isinstance(obj["outputs"], list) or len(obj["outputs"]) > limits.max_inputs:
+            raise ServeError(400, f"'outputs' must be a list of at most {limits.max_inputs} objects")
+        outputs = []
+        for out in obj["outputs"]:
+            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+                raise ServeError(400, "each requested output must be an object with a 'name'")
+            op = _params(out, f"output {out['name']!r}")
+            binary_flag = op.get("binary_data")
+            outputs.append(RequestedOutput(out["name"], None if binary_flag is None else bool(binary_flag),
+                                           _int(op.get("classification", 0), "classification")))
+    timeout = params.get("timeout")
+    return InferRequest(
+        model=model, version=version, id=rid, inputs=tensors, outputs=outputs,
+        timeout_us=None if timeout is None else _int(timeout, "parameter 'timeout' (microseconds)"),
+        binary_output=bool(params.get("binary_data_output", False)),
+    )
+
+
+# -- tensors --------------------------------------------------------------------------------------
+def to_array(t: InputTensor, limits: Limits) -> np.ndarray:
+    """The numpy array of an input, after checking its bytes / values against shape and datatype."""
+    if t.datatype not in DATATYPES:
+        raise ServeError(400, f"input {t.name!r}: datatype {t.datatype} is not supported for model inputs")
+    dt = DATATYPES[t.datatype]
+    count = math.prod(t.shape)
+    if count * dt.itemsize > limits.max_body_bytes:
+        raise ServeError(413, f"input {t.name!r} of shape {list(t.shape)} is larger than the "
+                              f"{limits.max_body_bytes}-byte request limit")
+    if t.raw is not None:
+        if len(t.raw) != count * dt.itemsize:
+            raise ServeError(400, f"input {t.name!r}: shape {list(t.shape)} of {t.datatype} needs "
+                                  f"{count * dt.itemsize} bytes, got {len(t.raw)}")
+        return np.frombuffer(t.raw, dtype=dt).reshape(t.shape)
+    try:
+        arr = np.asarray(t.data)
+    except (ValueError, TypeError):
+        raise ServeError(400, f"input {t.name!r}: 'data' is not a regular (non-ragged) list of numbers") from None
+    allowed = "b" if dt.kind == "b" else ("iu" if dt.kind in "iu" else "iuf")
+    if arr.size and arr.dtype.kind not in allowed:
+        raise ServeError(400, f"input {t.name!r}: 'data' holds {arr.dtype.kind!r}-kind values, which do not "
+                              f"fit datatype {t.datatype}")
+    if arr.size != count:
+        raise ServeError(400, f"input {t.name!r}: shape {list(t.shape)} needs {count} values, got {arr.size}")
+    return np.ascontiguousarray(arr.astype(dt, copy=False).reshape(t.shape))
+
+
+def raw_bytes(out: OutputTensor) -> bytes:
+    """Wire bytes of an output: little-endian row-major, BYTES as 4-byte length + bytes per element."""
+    if out.datatype == "BYTES":
+        parts = []
+        for item in out.array.ravel():
+            b = item if isinstance(item, bytes) else str(item).encode()
+            parts += [struct.pack("<I", len(b)), b]
+        return b"".join(parts)
+    return np.ascontiguousarray(out.array, dtype=DATATYPES[out.datatype]).tobytes()
+
+
+def _json_data(out: OutputTensor) -> list[Any]:
+    flat = out.array.ravel()
+    if out.datatype == "BYTES":
+        return [x.decode(errors="replace") if isinstance(x, bytes) else str(x) for x in flat]
+    return flat.tolist()
+
+
+def response_to_json(resp: InferResponse) -> tuple[bytes, list[bytes]]:
+    """The JSON header and the binary chunks that follow it (binary data extension)."""
+    outputs, chunks = [], []
+    for out in resp.outputs:
+        entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": list(out.shape)}
+        if out.binary:
+            raw = raw_bytes(out)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = _json_data(out)
+        outputs.append(entry)
+    body: dict[str, Any] = {"model_name": resp.model, "model_version": resp.version}
+    if resp.id:
+        body["id"] = resp.id
+    if resp.parameters:
+        body["parameters"] = resp.parameters
+    body["outputs"] = outputs
+    return json.dumps(body, separators=(",", ":")).encode(), chunks
+
+
+def classification(logits: np.ndarray, k: int, labels: Sequence[str]) -> np.ndarray:
+    """Triton's classification extension: per sample the top-k as b"score:index[:label]", shape (B, k)."""
+    rows = np.asarray(logits).reshape(len(logits), -1)
+    k = min(k, rows.shape[1])
+    idx = np.argsort(-rows, axis=1, kind="stable")[:, :k]
+    out = np.empty((len(rows), k), dtype=object)
+    for r, row in enumerate(idx):
+        for c, i in enumerate(row):
+            label = f":{labels[i]}" if i < len(labels) else ""
+            out[r, c] = f"{float(rows[r, i]):f}:{int(i)}{label}".encode()
+    return out

@@ -1,0 +1,210 @@
+"""gRPC adapter (grpc.aio): ``inference.GRPCInferenceService`` over the Handler.
+
+tritonclient.grpc always sends ``raw_input_contents`` and reads only ``raw_output_contents``, so
+outputs are always raw. Message-size limits are set explicitly (gRPC's default 4 MB is smaller than a
+batch of 8 ImageNet images), and SO_REUSEPORT is off so a busy port fails loudly.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from laser.errors import require
+from laser.serve.codec import (
+    InferRequest,
+    InferResponse,
+    InputTensor,
+    Limits,
+    RequestedOutput,
+    check_name,
+    parse_shape,
+    raw_bytes,
+)
+from laser.serve.errors import GRPC_CODES, ServeError, as_serve_error
+from laser.serve.handler import Handler
+from laser.serve.proto import RPCS, SERVICE, message
+from laser.serve.repository import VERSION
+
+PROTOCOL = "grpc"
+
+# Typed contents field per datatype, for requests that do not use raw_input_contents.
+CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+            "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+            "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
+            "FP64": "fp64_contents"}
+
+
+def _param(p: Any) -> Any:
+    which = p.WhichOneof("parameter_choice")
+    return getattr(p, which) if which else None
+
+
+def _names(name: str, version: str) -> tuple[str, str]:
+    check_name("model name", name)
+    if version and not VERSION.match(version):
+        raise ServeError(400, f"invalid model version {version[:20]!r}; versions are positive integers")
+    return name, version
+
+
+def request_from_proto(msg: Any, limits: Limits, time_remaining: float | None) -> InferRequest:
+    model, version = _names(msg.model_name, msg.model_version)
+    if len(msg.inputs) > limits.max_inputs:
+        raise ServeError(413, f"{len(msg.inputs)} inputs in one request; at most {limits.max_inputs} are accepted")
+    raw = msg.raw_input_contents
+    if raw and len(raw) != len(msg.inputs):
+        raise ServeError(400, f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs")
+    inputs = []
+    for i, t in enumerate(msg.inputs):
+        shape = parse_shape(list(t.shape), t.name, limits)
+        if raw:
+            inputs.append(InputTensor(t.name, t.datatype, shape, raw=raw[i]))
+        elif t.datatype in CONTENTS:
+            inputs.append(InputTensor(t.name, t.datatype, shape, data=np.asarray(getattr(t.contents, CONTENTS[t.datatype]))))
+        else:
+            raise ServeError(400, f"input {t.name!r}: datatype {t.datatype[:20]!r} must be sent in raw_input_contents")
+    params = {k: _param(v) for k, v in msg.parameters.items()}
+    timeout = params.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
+        raise ServeError(400, f"parameter 'timeout' must be an integer number of microseconds, got {timeout!r}")
+    if time_remaining is not None:  # the gRPC deadline is a timeout too
+        timeout = min(timeout or 1 << 62, max(1, int(time_remaining * 1e6)))
+    outputs = None
+    if msg.outputs:
+        outputs = []
+        for o in msg.outputs:
+            k = _param(o.parameters["classification"]) if "classification" in o.parameters else 0
+            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+                raise ServeError(400, f"output {o.name!r}: classification must be an integer >= 0")
+            outputs.append(RequestedOutput(o.name, True, k))
+    return InferRequest(model=model, version=version, id=msg.id, inputs=inputs, outputs=outputs,
+                        timeout_us=timeout, binary_output=True)
+
+
+def response_to_proto(resp: InferResponse) -> Any:
+    msg = message("ModelInferResponse")(model_name=resp.model, model_version=resp.version, id=resp.id)
+    for out in resp.outputs:
+        t = msg.outputs.add()
+        t.name, t.datatype = out.name, out.datatype
+        t.shape.extend(out.shape)
+        msg.raw_output_contents.append(raw_bytes(out))
+    return msg
+
+
+def _config_to_proto(cfg: dict[str, Any]) -> Any:
+    c = message("ModelConfig")(name=cfg["name"], platform=cfg["platform"], backend=cfg["backend"],
+                               max_batch_size=cfg["max_batch_size"])
+    dtypes = message("ModelInput").DESCRIPTOR.fields_by_name["data_type"].enum_type.values_by_name
+    for t in cfg["input"]:
+        c.input.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"])
+    for t in cfg["output"]:
+        c.output.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"])
+    policy = cfg["version_policy"]
+    if "latest" in policy:
+        c.version_policy.latest.num_versions = policy["latest"]["num_versions"]
+    elif "all" in policy:
+        c.version_policy.all.SetInParent()
+    else:
+        c.version_policy.specific.versions.extend(policy["specific"]["versions"])
+    if "dynamic_batching" in cfg:
+        db = cfg["dynamic_batching"]
+        c.dynamic_batching.preferred_batch_size.extend(db["preferred_batch_size"])
+        c.dynamic_batching.max_queue_delay_microseconds = db["max_queue_delay_microseconds"]
+    return c
+
+
+def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]]:
+    """RPC name -> coroutine(request message, context) -> response message."""
+    M = message
+    limits = handler.limits
+
+    async def server_live(req: Any, ctx: Any) -> Any:
+        return M("ServerLiveResponse")(live=True)
+
+    async def server_ready(req: Any, ctx: Any) -> Any:
+        return M("ServerReadyResponse")(ready=handler.ready)
+
+    async def model_ready(req: Any, ctx: Any) -> Any:
+        return M("ModelReadyResponse")(ready=handler.model_ready(*_names(req.name, req.version)))
+
+    async def server_metadata(req: Any, ctx: Any) -> Any:
+        return M("ServerMetadataResponse")(**handler.server_metadata())
+
+    async def model_metadata(req: Any, ctx: Any) -> Any:
+        meta = handler.model_metadata(*_names(req.name, req.version))
+        resp = M("ModelMetadataResponse")(name=meta["name"], versions=meta["versions"], platform=meta["platform"])
+        for key in ("inputs", "outputs"):
+            for t in meta[key]:
+                getattr(resp, key).add(**t)
+        return resp
+
+    async def model_infer(req: Any, ctx: Any) -> Any:
+        resp = await handler.infer(PROTOCOL, lambda: request_from_proto(req, limits, ctx.time_remaining()))
+        return response_to_proto(resp)
+
+    async def model_config(req: Any, ctx: Any) -> Any:
+        return M("ModelConfigResponse")(config=_config_to_proto(handler.model_config(*_names(req.name, req.version))))
+
+    async def repository_index(req: Any, ctx: Any) -> Any:
+        resp = M("RepositoryIndexResponse")()
+        for row in handler.repository.index():
+            if not req.ready or row["state"] == "READY":
+                resp.models.add(**row)
+        return resp
+
+    def control(action: str, response: str) -> Callable[[Any, Any], Awaitable[Any]]:
+        async def run(req: Any, ctx: Any) -> Any:
+            if not handler.model_control:
+                raise ServeError(403, "model control is disabled; start the server with --model-control")
+            await getattr(handler.repository, action)(_names(req.model_name, "")[0])
+            return M(response)()
+        return run
+
+    return {"ServerLive": server_live, "ServerReady": server_ready, "ModelReady": model_ready,
+            "ServerMetadata": server_metadata, "ModelMetadata": model_metadata, "ModelInfer": model_infer,
+            "ModelConfig": model_config, "RepositoryIndex": repository_index,
+            "RepositoryModelLoad": control("load", "RepositoryModelLoadResponse"),
+            "RepositoryModelUnload": control("unload", "RepositoryModelUnloadResponse")}
+
+
+async def start_server(handler: Handler, host: str, port: int, token: str | None = None) -> tuple[Any, int]:
+    """A started grpc.aio server on ``host:port`` (0: a free port) and the port it bound."""
+    grpc = require("grpc", "serve", "grpcio")
+    size = handler.limits.max_body_bytes + (1 << 16)  # tensors + message framing
+    server = grpc.aio.server(options=[("grpc.max_send_message_length", size),
+                                      ("grpc.max_receive_message_length", size), ("grpc.so_reuseport", 0)])
+    token_bytes = token.encode() if token else None
+
+    def wrap(fn: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
+        async def call(req: Any, ctx: Any) -> Any:
+            if token_bytes is not None:
+                auth = dict(ctx.invocation_metadata() or ()).get("authorization", "")
+                scheme, _, given = auth.partition(" ")
+                if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token_bytes):
+                    await ctx.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token; send "
+                                                                     "metadata 'authorization: Bearer <token>'")
+            try:
+                return await fn(req, ctx)
+            except Exception as exc:
+                err = as_serve_error(exc)
+            code = getattr(grpc.StatusCode, GRPC_CODES.get(err.status, "INTERNAL"))
+            trailing = (("retry-after", str(err.retry_after)),) if err.retry_after else ()
+            await ctx.abort(code, str(err), trailing_metadata=trailing)
+        return call
+
+    handlers = {}
+    for name, fn in servicer(handler).items():
+        req_type, resp_type = (message(m) for m in RPCS[name])
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
+            wrap(fn), request_deserializer=req_type.FromString, response_serializer=resp_type.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        from laser.errors import ConfigError
+
+        raise ConfigError(f"cannot listen for gRPC on {host}:{port} (in use?); pick another --grpc-port")
+    await server.start()
+    return server, bound

@@ -1,0 +1,256 @@
+"""The Handler: one request lifecycle shared by every transport.
+
+decode (the transport's parser, run inside the lifecycle so its errors are counted) → validate against
+the model's spec (names, datatypes, shapes, byte sizes, batch limit) → queue in the model's batcher
+(dynamic batching, bounded queue, deadline) → run → encode (selected outputs, classification).
+HTTP, gRPC and the socket protocol are thin adapters that parse and serialise around ``Handler.infer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from laser import __version__
+from laser.serve.codec import (
+    InferRequest,
+    InferResponse,
+    Limits,
+    OutputTensor,
+    RequestedOutput,
+    classification,
+    datatype_of,
+    to_array,
+)
+from laser.serve.errors import ServeError, as_serve_error
+from laser.serve.metrics import Metrics
+from laser.serve.repository import ModelVersion, Repository, parse_policy
+
+log = logging.getLogger("laser.serve")
+
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "laser_tasks"]
+
+
+class Handler:
+    def __init__(self, repository: Repository, *, metrics: Metrics | None = None, limits: Limits | None = None,
+                 model_control: bool = False, name: str = "laser"):
+        self.repository = repository
+        self.metrics = metrics or Metrics()
+        self.limits = limits or Limits()
+        self.model_control = model_control
+        self.name = name
+        self.draining = False
+        self.inflight = 0
+        self._idle: asyncio.Event | None = None
+        repository.inflight = lambda: self.inflight
+
+    # -- health and metadata ----------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Ready: not draining, the initial load is done and at least one model version serves."""
+        return (not self.draining and self.repository.loaded
+                and any(self.repository.versions(n) for n in self.repository.names()))
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "version": __version__, "extensions": EXTENSIONS}
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            return self.repository.get(name, version).state == "READY" and not self.draining
+        except ServeError as err:
+            if err.status == 404 and not version:
+                raise
+            return False
+
+    def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
+        mv = self.repository.get(name, version)
+        return {
+            "name": mv.name,
+            "versions": [v.version for v in self.repository.versions(name)],
+            "platform": f"laser_{mv.artifact.format}",
+            "inputs": [_tensor_meta(t) for t in mv.spec.inputs],
+            "outputs": [_tensor_meta(t) for t in mv.spec.outputs],
+        }
+
+    def model_config(self, name: str, version: str = "") -> dict[str, Any]:
+        """Triton's model configuration (JSON form): what perf_analyzer and clients read."""
+        mv = self.repository.get(name, version)
+        s = mv.settings
+        skip = 1 if mv.batchable else 0  # dims exclude the batch dim when max_batch_size > 0
+
+        def tensor(t: Any) -> dict[str, Any]:
+            return {"name": t.name, "data_type": "TYPE_" + datatype_of(t.dtype).replace("BYTES", "STRING"),
+                    "dims": [d if isinstance(d, int) else -1 for d in t.shape[skip:]]}
+
+        kind, arg = parse_policy(s.version_policy)
+        policy = {"latest": {"num_versions": arg}} if kind == "latest" else (
+            {"all": {}} if kind == "all" else {"specific": {"versions": sorted(arg)}})
+        config: dict[str, Any] = {
+            "name": mv.name, "platform": f"laser_{mv.artifact.format}", "backend": mv.backend,
+            "version_policy": policy, "max_batch_size": mv.max_batch_size,
+            "input": [tensor(t) for t in mv.spec.inputs], "output": [tensor(t) for t in mv.spec.outputs],
+        }
+        if mv.batcher.dynamic:
+            config["dynamic_batching"] = {"preferred_batch_size": list(s.preferred_batch_sizes),
+                                          "max_queue_delay_microseconds": int(s.max_queue_delay_ms * 1000)}
+        return config
+
+    # -- the request lifecycle ----------------------------------------------------------------
+    async def infer(self, protocol: str, request: InferRequest | Callable[[], Any]) -> InferResponse:
+        """Run one inference request; ``request`` may be a (sync or async) decoder, run inside the
+        lifecycle so that malformed requests are counted like any other outcome."""
+        return await self._lifecycle(protocol, self._infer, request)
+
+    async def task(self, protocol: str, task: str, name: str, version: str, payload: bytes | Callable[[], Any],
+                   params: Mapping[str, str]) -> dict[str, Any]:
+        """A task endpoint (e.g. classify an image): the artifact's own pre/post-processing."""
+        if task not in TASKS:
+            raise ServeError(404, f"unknown task {task!r}; tasks: {sorted(TASKS)}")
+        return await self._lifecycle(protocol, self._task, task, name, version, payload, params)
+
+    async def _lifecycle(self, protocol: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        t0 = time.perf_counter()
+        labels = ["", ""]  # model, version: set once the model is known (bounded label values)
+        outcome = "error"
+        self.inflight += 1
+        self.metrics.inflight.inc()
+        try:
+            if self.draining:
+                raise ServeError(503, "the server is shutting down; retry on another replica", retry_after=5)
+            result = await fn(labels, *args)
+            outcome = "success"
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:
+            err = as_serve_error(exc)
+            outcome = err.outcome
+            raise err from None
+        finally:
+            self.inflight -= 1
+            self.metrics.inflight.dec()
+            self.metrics.observe_request(labels[0], labels[1], protocol, outcome, time.perf_counter() - t0)
+            if self.inflight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def _infer(self, labels: list[str], request: InferRequest | Callable[[], Any]) -> InferResponse:
+        req = request() if callable(request) else request
+        if inspect.isawaitable(req):
+            req = await req
+        mv = self.repository.get(req.model, req.version)
+        labels[:] = [mv.name, mv.version]
+        feeds, n = self._feeds(mv, req)
+        wanted = req.outputs or [RequestedOutput(name) for name in mv.spec.output_names]
+        known = set(mv.spec.output_names)
+        for out in wanted:
+            if out.name not in known:
+                raise ServeError(400, f"model {mv.name!r} has no output {out.name!r}; outputs: {sorted(known)}")
+        results = await mv.batcher.submit(feeds, n, _deadline(req.timeout_us))
+        outputs = []
+        for out in wanted:
+            arr = results[out.name]
+            binary = req.binary_output if out.binary is None else out.binary
+            if out.classification:
+                arr = classification(arr, out.classification, mv.artifact.labels)
+            outputs.append(OutputTensor(out.name, datatype_of(arr.dtype), tuple(arr.shape), arr, binary))
+        return InferResponse(mv.name, mv.version, outputs, id=req.id)
+
+    def _feeds(self, mv: ModelVersion, req: InferRequest) -> tuple[dict[str, np.ndarray], int]:
+        specs = {t.name: t for t in mv.spec.inputs}
+        feeds: dict[str, np.ndarray] = {}
+        for t in req.inputs:
+            spec = specs.get(t.name)
+            if spec is None:
+                raise ServeError(400, f"model {mv.name!r} has no input {t.name!r}; inputs: {list(specs)}")
+            if t.name in feeds:
+                raise ServeError(400, f"input {t.name!r} is given twice")
+            want = datatype_of(spec.dtype)
+            if t.datatype != want:
+                raise ServeError(400, f"input {t.name!r} is {t.datatype}, model {mv.name!r} expects {want}")
+            feeds[t.name] = to_array(t, self.limits)
+        mv.spec.check_inputs(feeds)  # names complete, ranks, fixed dims, shared dim names (InputError -> 400)
+        if not mv.batchable:
+            return feeds, 1
+        n = int(next(iter(feeds.values())).shape[0])
+        if not 1 <= n <= mv.max_batch_size:
+            raise ServeError(400, f"batch of {n} samples; model {mv.name!r} takes 1 to {mv.max_batch_size} per "
+                                  "request (max_batch_size); split the request")
+        return feeds, n
+
+    async def _task(self, labels: list[str], task: str, name: str, version: str, payload: Any,
+                    params: Mapping[str, str]) -> dict[str, Any]:
+        mv = self.repository.get(name, version)
+        labels[:] = [mv.name, mv.version]
+        body = payload() if callable(payload) else payload
+        if inspect.isawaitable(body):
+            body = await body
+        result = await TASKS[task](mv, body, params)
+        return {"model_name": mv.name, "model_version": mv.version, **result}
+
+    # -- shutdown -----------------------------------------------------------------------------
+    def begin_drain(self) -> None:
+        """Ready goes false and new requests get 503; requests already in flight finish."""
+        self.draining = True
+        log.info("draining: ready=false, %d request(s) in flight", self.inflight, extra={"event": "draining"})
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for in-flight requests to finish; True when none is left."""
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        if self.inflight == 0:
+            return True
+        self._idle.clear()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return self.inflight == 0
+        return True
+
+
+def _deadline(timeout_us: int | None) -> float | None:
+    return time.monotonic() + timeout_us / 1e6 if timeout_us else None
+
+
+def _tensor_meta(t: Any) -> dict[str, Any]:
+    return {"name": t.name, "datatype": datatype_of(t.dtype), "shape": [d if isinstance(d, int) else -1 for d in t.shape]}
+
+
+# -- task endpoints -----------------------------------------------------------------------------
+async def classify(mv: ModelVersion, payload: bytes, params: Mapping[str, str]) -> dict[str, Any]:
+    """An image (PNG/JPEG bytes) -> top-k labels, with the artifact's preprocessing and labels."""
+    from laser.preprocess import image_to_array, top_k
+
+    pre = mv.artifact.preprocessing
+    if pre.get("type") != "image" or len(mv.spec.inputs) != 1:
+        raise ServeError(400, f"model {mv.name!r} has no image preprocessing in its manifest; send tensors to "
+                              f"/v2/models/{mv.name}/infer instead")
+    try:
+        k = int(params.get("k", 5))
+    except ValueError:
+        k = 0
+    if not 1 <= k <= 1000:
+        raise ServeError(400, f"k must be an integer in [1, 1000], got {params.get('k')!r}")
+    if not payload:
+        raise ServeError(400, "no image in the request; POST the image bytes or a multipart 'file' field")
+    # Decoding and resizing cost milliseconds of CPU: keep them off the event loop.
+    x = await asyncio.to_thread(image_to_array, payload, pre)
+    name = mv.spec.inputs[0].name
+    feeds = {name: x.astype(mv.spec.inputs[0].np_dtype, copy=False)}
+    mv.spec.check_inputs(feeds)
+    timeout = params.get("timeout")
+    out = await mv.batcher.submit(feeds, 1, _deadline(int(timeout)) if timeout and timeout.isdigit() else None)
+    logits = out[mv.spec.output_names[0]]
+    return {"predictions": top_k(logits, mv.artifact.labels, k)[0]}
+
+
+# Task name -> coroutine(model version, request body, query parameters) -> JSON-able dict.
+TASKS: dict[str, Callable[[ModelVersion, bytes, Mapping[str, str]], Awaitable[dict[str, Any]]]] = {
+    "classify": classify,
+}

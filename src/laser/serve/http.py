@@ -1,0 +1,269 @@
+"""HTTP/REST adapter (ASGI, Starlette on uvicorn): the Open Inference Protocol v2 routes over the Handler.
+
+Every route parses and serialises only; the lifecycle lives in ``Handler``. Bodies are size-checked
+from Content-Length before reading and counted while streaming (and again after gzip/deflate), JSON
+depth is bounded, a client that disconnects while its request waits is removed from the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from laser.errors import require
+from laser.serve.codec import Limits, check_name, parse_json, request_from_json, response_to_json
+from laser.serve.errors import ServeError, as_serve_error
+from laser.serve.handler import Handler
+from laser.serve.repository import VERSION
+
+HEADER_LENGTH = "inference-header-content-length"
+PROTOCOL = "http"
+_LARGE_JSON = 1 << 20  # bytes: parse bigger JSON bodies in a worker thread, off the event loop
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+    from starlette.responses import Response
+
+    return Response(json.dumps(obj, separators=(",", ":")).encode(), status, headers, "application/json")
+
+
+def error_response(err: ServeError) -> Any:
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+    if err.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return _json({"error": str(err)}, err.status, headers)
+
+
+async def read_body(request: Any, limits: Limits) -> bytes:
+    """The request body, refused with 413 past ``limits.max_body_bytes`` (before and after inflating)."""
+    limit = limits.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ServeError(400, f"Content-Length must be a non-negative integer, got {declared[:20]!r}")
+        if int(declared) > limit:
+            raise ServeError(413, f"request body of {declared} bytes exceeds the {limit}-byte limit")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ServeError(413, f"request body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding in ("gzip", "deflate"):
+        inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise ServeError(400, f"body is not valid {encoding} data ({exc})") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise ServeError(413, f"decompressed request body exceeds the {limit}-byte limit")
+    elif encoding != "identity":
+        raise ServeError(400, f"unsupported Content-Encoding {encoding[:20]!r}; use gzip, deflate or none")
+    return body
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memoryview]:
+    """(JSON header, binary data) of a body, range-checking Inference-Header-Content-Length."""
+    view = memoryview(body)
+    if header_length is None:
+        return view, view[:0]
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise ServeError(400, f"Inference-Header-Content-Length {header_length[:20]!r} is not an integer in "
+                              f"[0, {len(body)}] (the body length)")
+    n = int(header_length)
+    return view[:n], view[n:]
+
+
+def _names(request: Any) -> tuple[str, str]:
+    params = request.path_params
+    model = check_name("model name", params["model"])
+    version = params.get("version", "")
+    if version and not VERSION.match(version):
+        raise ServeError(400, f"invalid model version {version[:20]!r}; versions are positive integers")
+    return model, version
+
+
+def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) -> Any:
+    """The ASGI app. ``token``: require ``Authorization: Bearer <token>`` (health routes stay open)."""
+    require("starlette", "serve")
+    from starlette.applications import Starlette
+    from starlette.formparsers import MultiPartParser
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    limits = handler.limits
+
+    def endpoint(fn: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        async def wrapped(request: Any) -> Any:
+            try:
+                return await fn(request)
+            except Exception as exc:
+                return error_response(as_serve_error(exc))
+        return wrapped
+
+    async def live(request: Any) -> Any:
+        return _json({"live": True})
+
+    async def ready(request: Any) -> Any:
+        if handler.ready:
+            return _json({"ready": True})
+        return _json({"ready": False, "error": "not ready: loading, draining or no model serves"}, 503)
+
+    async def server_metadata(request: Any) -> Any:
+        return _json(handler.server_metadata())
+
+    async def model_metadata(request: Any) -> Any:
+        return _json(handler.model_metadata(*_names(request)))
+
+    async def model_ready(request: Any) -> Any:
+        model, version = _names(request)
+        ok = handler.model_ready(model, version)
+        return _json({"name": model, "ready": ok}, 200 if ok else 503)
+
+    async def model_config(request: Any) -> Any:
+        return _json(handler.model_config(*_names(request)))
+
+    async def infer(request: Any) -> Any:
+        me = asyncio.current_task()
+        watcher: list[asyncio.Task] = []
+
+        async def decode() -> Any:
+            model, version = _names(request)
+            body = await read_body(request, limits)
+            header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+            watcher.append(asyncio.ensure_future(_watch_disconnect(request.receive, me)))
+            if len(header) == 0 and len(binary):  # header length 0: the body is the single input's data
+                obj = raw_input_request(handler, model, version, len(binary))
+            elif len(header) > _LARGE_JSON:
+                obj = await asyncio.to_thread(parse_json, header, limits)
+            else:
+                obj = parse_json(header, limits)
+            return request_from_json(obj, binary, model, version, limits)
+
+        try:
+            resp = await handler.infer(PROTOCOL, decode)
+        except asyncio.CancelledError:
+            if watcher and watcher[0].done() and not watcher[0].cancelled():
+                return Response(status_code=499)  # the client is gone; nobody reads this
+            raise
+        finally:
+            if watcher:
+                watcher[0].cancel()
+        header, chunks = response_to_json(resp)
+        if not chunks:
+            return Response(header, 200, media_type="application/json")
+        return Response(b"".join([header, *chunks]), 200, {"Inference-Header-Content-Length": str(len(header))},
+                        "application/octet-stream")
+
+    async def task(request: Any) -> Any:
+        model, version = _names(request)
+
+        async def payload() -> bytes:
+            body = await read_body(request, limits)
+            ctype = request.headers.get("content-type", "")
+            if not ctype.startswith("multipart/form-data"):
+                return body
+
+            async def stream() -> Any:
+                yield body
+
+            form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=16).parse()
+            for value in form.values():
+                if hasattr(value, "read"):
+                    return await value.read()
+            raise ServeError(400, "the multipart form has no file field; send the image as 'file'")
+
+        result = await handler.task(PROTOCOL, request.path_params["task"], model, version, payload,
+                                    dict(request.query_params))
+        return _json(result)
+
+    async def metrics(request: Any) -> Any:
+        return Response(handler.metrics.render(), media_type=handler.metrics.content_type)
+
+    async def repository_index(request: Any) -> Any:
+        return _json(handler.repository.index())
+
+    def control(action: str) -> Callable[[Any], Awaitable[Any]]:
+        async def run(request: Any) -> Any:
+            if not handler.model_control:
+                raise ServeError(403, "model control is disabled; start the server with --model-control "
+                                      "(laser.serve(..., model_control=True)) to load and unload models")
+            model, _ = _names(request)
+            await getattr(handler.repository, action)(model)
+            return _json({})
+        return run
+
+    v = "/v2/models/{model}"
+    vv = "/v2/models/{model}/versions/{version}"
+    routes = [
+        Route("/v2/health/live", endpoint(live), methods=["GET"]),
+        Route("/v2/health/ready", endpoint(ready), methods=["GET"]),
+        Route("/v2", endpoint(server_metadata), methods=["GET"]),
+        Route("/metrics", endpoint(metrics), methods=["GET"]),
+        Route("/v2/repository/index", endpoint(repository_index), methods=["GET", "POST"]),
+        Route("/v2/repository/models/{model}/load", endpoint(control("load")), methods=["POST"]),
+        Route("/v2/repository/models/{model}/unload", endpoint(control("unload")), methods=["POST"]),
+    ]
+    for base in (v, vv):
+        routes += [
+            Route(base, endpoint(model_metadata), methods=["GET"]),
+            Route(base + "/ready", endpoint(model_ready), methods=["GET"]),
+            Route(base + "/config", endpoint(model_config), methods=["GET"]),
+            Route(base + "/infer", endpoint(infer), methods=["POST"]),
+            Route(base + "/{task}", endpoint(task), methods=["POST"]),
+        ]
+
+    async def not_found(request: Any, exc: Exception) -> Any:
+        code = getattr(exc, "status_code", 404)
+        return _json({"error": f"no route {request.method} {request.url.path[:100]}"}, code)
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
+    return _Guard(app, token) if token else app
+
+
+async def _watch_disconnect(receive: Callable[[], Awaitable[dict]], task: asyncio.Task | None) -> None:
+    # Once the body is read, receive() only returns when the client goes away (http.disconnect).
+    message = await receive()
+    if message.get("type") == "http.disconnect" and task is not None:
+        task.cancel()
+
+
+def raw_input_request(handler: Handler, model: str, version: str, nbytes: int) -> dict[str, Any]:
+    """Inference-Header-Content-Length: 0 — the body is the raw data of the model's single input."""
+    mv = handler.repository.get(model, version)
+    if len(mv.spec.inputs) != 1:
+        raise ServeError(400, f"a raw body needs a single-input model; {model!r} has {len(mv.spec.inputs)} inputs")
+    t = mv.spec.inputs[0]
+    try:
+        shape = t.concrete_shape(batch=1)
+    except Exception:
+        raise ServeError(400, f"input {t.name!r} has dynamic dims besides the batch; send a JSON header") from None
+    from laser.serve.codec import datatype_of
+
+    return {"inputs": [{"name": t.name, "datatype": datatype_of(t.dtype), "shape": list(shape),
+                        "parameters": {"binary_data_size": nbytes}}]}
+
+
+class _Guard:
+    """Bearer-token check in front of the app (constant-time compare); health probes stay open."""
+
+    def __init__(self, app: Any, token: str):
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/v2/health"):
+            auth = dict(scope["headers"]).get(b"authorization", b"")
+            scheme, _, given = auth.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+                response = error_response(ServeError(401, "missing or wrong bearer token; send "
+                                                          "'Authorization: Bearer <token>'"))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,443 @@
+"""The model repository: which models and versions are served, loaded, warmed up and kept in sync.
+
+Sources, each given as a path, ``NAME=path`` or an Artifact:
+
+- a repository root ``<repo>/<model>/<version>/`` of laser bundles (versions are positive integers;
+  an optional ``<repo>/<model>/config.json`` overrides serving settings for that model);
+- one model directory ``<model>/<version>/``;
+- one bundle directory (served as version 1), or anything ``laser.load`` reads (a catalog name...).
+
+A version is READY only after its runner ran every batch size it can be given (warm-up). A model or
+version that fails to load is FAILED with its reason while the others keep serving; polling reloads
+versions whose ``laser.json`` changed, and a failed reload keeps the old version serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from laser.artifact import MANIFEST, Artifact
+from laser.errors import ArtifactError, ConfigError
+from laser.serve.batching import Batcher, _check_batch
+from laser.serve.codec import NAME
+from laser.serve.errors import ServeError, public_message
+from laser.serve.metrics import Metrics
+
+log = logging.getLogger("laser.serve")
+
+VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
+SETTINGS_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How one model is served. ``backend`` is a laser backend name or a callable artifact -> Runner."""
+
+    backend: Any = "auto"
+    max_batch_size: int = 8  # samples per model execution
+    max_queue_delay_ms: float = 2.0  # how long the oldest request may wait for a batch to fill
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 128  # requests waiting per model version; beyond: 503 + Retry-After
+    dynamic_batching: bool = True
+    version_policy: str = "latest"  # latest | latest:N | all | specific:1,3
+    warmup: bool = True
+    threads: int | None = None  # runner intra-op threads (default: all cores)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))
+        if not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be an integer >= 1, got {self.max_batch_size!r}; try 8")
+        if not 0 <= float(self.max_queue_delay_ms) <= 10_000:
+            raise ConfigError(f"max_queue_delay_ms must be in [0, 10000], got {self.max_queue_delay_ms!r}; try 2")
+        if any(not 1 <= b <= self.max_batch_size for b in self.preferred_batch_sizes):
+            raise ConfigError(f"preferred_batch_sizes {list(self.preferred_batch_sizes)} must lie in "
+                              f"[1, max_batch_size={self.max_batch_size}]")
+        if not isinstance(self.max_queue_size, int) or self.max_queue_size < 1:
+            raise ConfigError(f"max_queue_size must be an integer >= 1, got {self.max_queue_size!r}; try 128")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads must be an integer >= 1, got {self.threads!r}")
+        parse_policy(self.version_policy)
+
+    def override(self, values: Mapping[str, Any], where: str) -> ModelSettings:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        if "backend" in values and not isinstance(values["backend"], str):
+            raise ConfigError(f"{where}: 'backend' must be a backend name such as 'onnxruntime'")
+        try:
+            return replace(self, **values)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def select(self, versions: Sequence[str]) -> list[str]:
+        kind, arg = parse_policy(self.version_policy)
+        ordered = sorted(versions, key=int)
+        if kind == "all":
+            return ordered
+        if kind == "latest":
+            return ordered[-arg:]
+        return [v for v in ordered if int(v) in arg]
+
+
+def parse_policy(text: str) -> tuple[str, Any]:
+    """'latest' | 'latest:N' | 'all' | 'specific:1,3' (or just '1,3')."""
+    t = str(text).strip().lower()
+    try:
+        if t == "all":
+            return "all", None
+        if t.startswith("latest"):
+            n = int(t.partition(":")[2] or 1)
+            if n >= 1:
+                return "latest", n
+        else:
+            versions = frozenset(int(v) for v in t.removeprefix("specific:").split(",") if v.strip())
+            if versions and min(versions) >= 1:
+                return "specific", versions
+    except ValueError:
+        pass
+    raise ConfigError(f"version policy {text!r} is not one of latest, latest:N, all, specific:1,3")
+
+
+class ModelVersion:
+    """One loaded, warmed-up version: artifact + runner + its batcher."""
+
+    def __init__(self, name: str, version: str, artifact: Artifact, runner: Any, settings: ModelSettings,
+                 fingerprint: str, metrics: Metrics | None, inflight: Callable[[], int] | None = None):
+        self.name, self.version, self.artifact, self.runner = name, version, artifact, runner
+        self.settings, self.fingerprint, self.metrics = settings, fingerprint, metrics
+        self.spec = artifact.spec
+        self.batchable = batchable(artifact.spec)
+        # 0 = the model has no batch dim (Triton's convention): requests pass through whole.
+        self.max_batch_size = settings.max_batch_size if self.batchable else 0
+        self.batcher = Batcher(runner, model=name, version=version, max_batch_size=max(1, self.max_batch_size),
+                               max_queue_delay_ms=settings.max_queue_delay_ms,
+                               preferred_batch_sizes=settings.preferred_batch_sizes,
+                               max_queue_size=settings.max_queue_size, dynamic=settings.dynamic_batching,
+                               batched=self.batchable, metrics=metrics, inflight=inflight)
+        self.state = "READY"
+
+    @property
+    def backend(self) -> str:
+        return str(getattr(self.runner, "backend", "custom"))
+
+    async def close(self) -> None:
+        self.state = "UNAVAILABLE"
+        if self.metrics:
+            self.metrics.forget(self.name, self.version)
+        await self.batcher.close()
+        close = getattr(self.runner, "close", None)
+        if close:
+            close()
+
+
+def batchable(spec: Any) -> bool:
+    """Every input starts with the same named dynamic dim (the batch)."""
+    firsts = {t.shape[0] if t.shape else None for t in spec.inputs}
+    return len(firsts) == 1 and isinstance(next(iter(firsts)), str)
+
+
+def fingerprint(location: Path | Artifact | str) -> str:
+    if not isinstance(location, Path):
+        return "static"
+    try:
+        return hashlib.sha256((location / MANIFEST).read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def load_version(name: str, version: str, location: Path | Artifact | str, settings: ModelSettings,
+                 metrics: Metrics | None, inflight: Callable[[], int] | None = None) -> ModelVersion:
+    """Open, build the runner, warm up every batch size (blocking: run it in a thread)."""
+    from laser.runtime import run
+
+    fp = fingerprint(location)
+    if isinstance(location, Artifact):
+        art = location
+    elif isinstance(location, Path):
+        art = Artifact.open(location)
+    else:
+        from laser.loader import load
+
+        art = load(location)
+    options = {"threads": settings.threads} if settings.threads else {}
+    backend: Callable[..., Any] | str = settings.backend
+    runner = backend(art, **options) if callable(backend) else run(art, backend=backend, **options)
+    mv = ModelVersion(name, version, art, runner, settings, fp, metrics, inflight)
+    if settings.warmup:
+        spec = art.spec
+        dims = {d: 1 for t in spec.inputs for i, d in t.dynamic_dims.items() if i > 0}
+        for b in range(1, max(1, mv.max_batch_size) + 1):
+            out = runner(spec.example_inputs(batch=b, dims=dims))
+            if mv.batchable:
+                _check_batch(out, b)
+    return mv
+
+
+@dataclass(eq=False)
+class _Entry:
+    name: str
+    kind: str  # dir | bundle | artifact | source
+    location: Any
+    settings: ModelSettings
+    versions: dict[str, ModelVersion]
+    failed: dict[str, tuple[str, str]]  # version -> (fingerprint, reason)
+    error: str = ""
+    loading: bool = False
+    unloaded: bool = False
+
+    def scan(self, defaults: ModelSettings) -> dict[str, Path | Artifact | str]:
+        """Versions to serve now, by the version policy (reads config.json of a model directory)."""
+        if self.kind != "dir":
+            return {"1": self.location}
+        root: Path = self.location
+        cfg = root / SETTINGS_FILE
+        self.settings = defaults
+        if cfg.is_file():
+            try:
+                values = json.loads(cfg.read_text())
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} is not valid JSON ({exc})") from None
+            if not isinstance(values, dict):
+                raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} must hold a JSON object")
+            self.settings = defaults.override(values, f"{SETTINGS_FILE} of model {self.name!r}")
+        found = [d.name for d in root.iterdir() if d.is_dir() and VERSION.match(d.name)] if root.is_dir() else []
+        if not found:
+            raise ArtifactError(f"model {self.name!r} has no version directories (1/, 2/, ...)")
+        return {v: root / v for v in self.settings.select(found)}
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, (ConfigError, ArtifactError, ServeError)) else f"{type(exc).__name__}: {exc}"
+    return public_message(text)[:500]
+
+
+class Repository:
+    """All served models by name. Lives on the server's event loop; loading runs in worker threads."""
+
+    def __init__(self, sources: Sequence[str | Path | Artifact], settings: ModelSettings | None = None, *,
+                 metrics: Metrics | None = None):
+        self.defaults = settings or ModelSettings()
+        self.metrics = metrics
+        self.roots: list[Path] = []
+        self._entries: dict[str, _Entry] = {}
+        self.loaded = False  # the initial load pass is done
+        self.inflight: Callable[[], int] | None = None  # requests in the server now (set by the Handler)
+        for source in sources:
+            self._add_source(source)
+        if not self._entries and not self.roots:
+            raise ConfigError("no models to serve; give a bundle directory, a repository <repo>/<model>/<version>/ "
+                              "or a catalog name such as digits-cnn")
+
+    # -- sources --------------------------------------------------------------------------------
+    def _add(self, name: str, kind: str, location: Any) -> None:
+        if not NAME.match(name) or ".." in name:
+            raise ConfigError(f"model name {name!r} is not usable in URLs; name it with NAME=SOURCE using letters, "
+                              "digits, '_', '.', '-'")
+        if name in self._entries:
+            raise ConfigError(f"two models are named {name!r}; name one with NAME=SOURCE")
+        self._entries[name] = _Entry(name, kind, location, self.defaults, {}, {})
+
+    def _add_source(self, source: str | Path | Artifact) -> None:
+        name = None
+        if isinstance(source, str) and "=" in source and NAME.match(source.partition("=")[0]):
+            name, _, source = source.partition("=")
+        if isinstance(source, Artifact):
+            self._add(name or source.name, "artifact", source)
+            return
+        path = Path(source)
+        if path.is_dir() and (path / MANIFEST).is_file():
+            self._add(name or _manifest_name(path), "bundle", path.resolve())
+        elif path.is_dir() and any(VERSION.match(d.name) for d in path.iterdir() if d.is_dir()):
+            self._add(name or path.resolve().name, "dir", path.resolve())
+        elif path.is_dir():
+            if name:
+                raise ConfigError(f"{name}={source}: a repository root holds many models; drop the NAME=")
+            self.roots.append(path.resolve())
+            self._discover()
+        else:
+            text = str(source)
+            self._add(name or re.sub(r"[^A-Za-z0-9_.\-]", "_", Path(text.rpartition(":")[2]).stem or text), "source",
+                      text)
+
+    def _discover(self) -> list[_Entry]:
+        """Model directories under the repository roots that are not known yet."""
+        new = []
+        for root in self.roots:
+            for child in sorted(root.iterdir()) if root.is_dir() else ():
+                if child.is_dir() and not child.name.startswith(".") and child.name not in self._entries:
+                    if NAME.match(child.name) and ".." not in child.name:
+                        self._add(child.name, "dir", child)
+                        new.append(self._entries[child.name])
+                    else:
+                        log.warning("skipping model directory %r: not a usable model name", child.name)
+        return new
+
+    # -- loading --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """The initial load pass: every model, one after the other (each warms up on all cores)."""
+        for entry in list(self._entries.values()):
+            await self._sync(entry)
+        self.loaded = True
+
+    async def poll(self, interval_s: float) -> None:
+        """Re-scan forever: new models and versions load, changed ones reload, removed ones unload."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self._discover()
+                for entry in list(self._entries.values()):
+                    if entry.kind in ("dir", "bundle") and not entry.unloaded:
+                        await self._sync(entry)
+            except Exception as exc:  # keep polling whatever one pass hit
+                log.error("repository poll failed", exc_info=exc)
+
+    async def _sync(self, entry: _Entry, force: bool = False) -> None:
+        entry.loading = True
+        try:
+            try:
+                wanted = entry.scan(self.defaults)
+                entry.error = ""
+            except Exception as exc:
+                entry.error = _reason(exc)
+                log.error("model %s: %s", entry.name, entry.error)
+                return
+            for version, location in wanted.items():
+                fp = fingerprint(location)
+                current = entry.versions.get(version)
+                if not force and current is not None and current.fingerprint == fp:
+                    continue
+                if not force and current is None and entry.failed.get(version, ("",))[0] == fp:
+                    continue  # same broken files as last time: do not retry every poll
+                await self._load(entry, version, location, fp)
+            if any(v in entry.versions for v in wanted):  # unload the rest only once a wanted one serves
+                for version in [v for v in entry.versions if v not in wanted]:
+                    await self._retire(entry, version)
+                for version in [v for v in entry.failed if v not in wanted]:
+                    del entry.failed[version]
+        finally:
+            entry.loading = False
+
+    async def _load(self, entry: _Entry, version: str, location: Any, fp: str) -> None:
+        log.info("loading model %s version %s", entry.name, version,
+                 extra={"event": "model_loading", "model": entry.name, "version": version})
+        try:
+            new = await asyncio.to_thread(load_version, entry.name, version, location, entry.settings, self.metrics,
+                                          self.inflight)
+        except Exception as exc:
+            reason = _reason(exc)
+            entry.failed[version] = (fp, reason)
+            kept = " (the previous files keep serving)" if version in entry.versions else ""
+            log.error("model %s version %s failed to load: %s%s", entry.name, version, reason, kept,
+                      extra={"event": "model_failed", "model": entry.name, "version": version})
+            return
+        new.batcher.start()
+        old = entry.versions.get(version)
+        entry.versions[version] = new
+        entry.failed.pop(version, None)
+        if self.metrics:
+            self.metrics.model_ready.labels(entry.name, version).set(1)
+        log.info("model %s version %s READY (backend %s, max_batch_size %d)", entry.name, version, new.backend,
+                 new.max_batch_size, extra={"event": "model_ready", "model": entry.name, "version": version})
+        if old is not None:
+            await old.close()
+
+    async def _retire(self, entry: _Entry, version: str) -> None:
+        mv = entry.versions.pop(version)
+        log.info("unloading model %s version %s", entry.name, version,
+                 extra={"event": "model_unloaded", "model": entry.name, "version": version})
+        await mv.close()
+
+    # -- control plane --------------------------------------------------------------------------
+    async def load(self, name: str) -> None:
+        """(Re)load a model from disk: a known one, or a new directory under a repository root."""
+        if name not in self._entries:
+            self._discover()
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ServeError(404, f"no model {name!r} in the repository")
+        entry.unloaded = False
+        await self._sync(entry, force=True)
+        if not entry.versions:
+            reasons = "; ".join(r for _, r in entry.failed.values()) or entry.error
+            raise ServeError(400, f"model {name!r} failed to load: {reasons}")
+
+    async def unload(self, name: str) -> None:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ServeError(404, f"no model {name!r} in the repository")
+        entry.unloaded = True
+        for version in list(entry.versions):
+            await self._retire(entry, version)
+
+    async def close(self) -> None:
+        for entry in self._entries.values():
+            for version in list(entry.versions):
+                await self._retire(entry, version)
+
+    # -- lookups --------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        entry = self._entry(name)
+        return [entry.versions[v] for v in sorted(entry.versions, key=int)]
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            shown = ", ".join(self.names()[:20])
+            raise ServeError(404, f"unknown model {name!r}; this server serves: {shown}")
+        return entry
+
+    def get(self, name: str, version: str = "") -> ModelVersion:
+        """The version to run: the given one, or the highest READY version."""
+        entry = self._entry(name)
+        if version:
+            mv = entry.versions.get(version)
+            if mv is not None:
+                return mv
+            if version in entry.failed:
+                raise ServeError(503, f"model {name!r} version {version} failed to load: {entry.failed[version][1]}")
+            raise ServeError(404, f"model {name!r} has no version {version}; serving: {sorted(entry.versions, key=int)}")
+        if entry.versions:
+            return entry.versions[max(entry.versions, key=int)]
+        if entry.unloaded:
+            raise ServeError(503, f"model {name!r} is unloaded", retry_after=5)
+        if entry.loading or not self.loaded:
+            raise ServeError(503, f"model {name!r} is loading", retry_after=1)
+        reasons = "; ".join(r for _, r in entry.failed.values()) or entry.error or "no version loaded"
+        raise ServeError(503, f"model {name!r} is not available: {reasons}")
+
+    def index(self) -> list[dict[str, str]]:
+        """Triton's repository index: every model/version with state and reason."""
+        rows = []
+        for name in self.names():
+            entry = self._entries[name]
+            versions = sorted(set(entry.versions) | set(entry.failed), key=int)
+            if not versions:
+                state = "UNAVAILABLE" if entry.unloaded else ("LOADING" if entry.loading else "FAILED")
+                rows.append({"name": name, "version": "", "state": state,
+                             "reason": "unloaded" if entry.unloaded else entry.error})
+            for v in versions:
+                mv, failed = entry.versions.get(v), entry.failed.get(v)
+                reason = f"reload failed, previous files keep serving: {failed[1]}" if mv and failed else (
+                    failed[1] if failed else "")
+                rows.append({"name": name, "version": v, "state": mv.state if mv else "FAILED", "reason": reason})
+        return rows
+
+
+def _manifest_name(path: Path) -> str:
+    try:
+        name = json.loads((path / MANIFEST).read_text()).get("name", "")
+    except (OSError, ValueError, AttributeError):
+        name = ""
+    return name if isinstance(name, str) and NAME.match(name) else path.resolve().name
