@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "laser.cli.core",
     "laser.cli.export",
     "laser.cli.optimize",
+    "laser.cli.measure",
     "laser.cli.serve",
 )
 

@@ -30,16 +30,35 @@ def _artifacts(items: Artifact | str | Sequence[Artifact | str]) -> list[Artifac
     return arts
 
 
-def _backends(art: Artifact, wanted: Sequence[str] | None) -> list[str]:
+def _jobs(art: Artifact, wanted: Sequence[str] | None, export: bool,
+          cache: dict[tuple[int, str], Artifact]) -> tuple[list[tuple[Artifact, str]], list[str]]:
+    """(artifact, backend) pairs to measure for ``art``, and the backends that cannot run it.
+
+    A torch artifact asked to run on a backend for another format (onnxruntime, openvino,
+    torchscript) is exported to that format first when ``export`` is set (laser.export validates the
+    export against its parent)."""
     from laser.runtime import BACKENDS, backends_for
 
     runnable = backends_for(art)
     if not wanted or list(wanted) == ["auto"]:
-        return runnable[:1]
-    unknown = [b for b in wanted if b not in BACKENDS and b != "auto"]
+        return [(art, b) for b in runnable[:1]], []
+    unknown = [b for b in wanted if b not in BACKENDS]
     if unknown:
         raise ConfigError(f"unknown backend(s) {unknown}; known: {sorted(BACKENDS)}")
-    return [b for b in wanted if b in runnable]
+    jobs, missed = [], []
+    for b in wanted:
+        if b in runnable:
+            jobs.append((art, b))
+        elif export and art.format == "torch" and b != "echo":
+            target = BACKENDS[b][1][0]  # the backend's first format: onnx / torchscript
+            if (id(art), target) not in cache:
+                from laser.export import export as do_export
+
+                cache[(id(art), target)] = do_export(art, to=target)
+            jobs.append((cache[(id(art), target)], b))
+        else:
+            missed.append(b)
+    return jobs, missed
 
 
 def _dataset(data: Dataset | str | None) -> Dataset | None:
@@ -64,7 +83,7 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
             batch_sizes: Sequence[int] = (1,), repeats: int = 3, warmup: int = 10, min_iters: int = 30,
             max_seconds: float = 1.0, threads: int | None = None, robustness: bool = False,
             epsilons: Sequence[float] = DEFAULT_EPSILONS, robust_samples: int = 200, peak: bool = True,
-            activations: bool = True) -> Report:
+            activations: bool = True, export: bool = True) -> Report:
     """Measure Latency, Accuracy, Size, Energy and Robustness of each artifact on each backend.
 
     ``backends``: names (or "a,b"); None = the first backend that runs each artifact's format.
@@ -72,7 +91,8 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
     ``reference``: artifact for agreement figures and the torch model attacks are computed on
     (default: the first artifact when several are measured). The reported latency is the median
     run of ``repeats`` at ``batch_sizes[0]``; every batch size is in ``latency_sweep`` and the best
-    throughput among them is the Offline figure.
+    throughput among them is the Offline figure. ``export``: a torch artifact asked for on a backend
+    of another format (e.g. onnxruntime) is exported to it first and measured as that export.
     """
     from laser.runtime import run
 
@@ -90,21 +110,26 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
         "threads": threads, "robustness": robustness, "epsilons": list(epsilons),
         "reference": ref.name if ref else None})
     lat_kw = {"warmup": warmup, "min_iters": min_iters, "max_seconds": max_seconds}
-    for art in arts:
-        chosen = _backends(art, backends)
-        if not chosen:
-            report.skipped.append({"name": art.name, "format": art.format,
-                                   "reason": f"none of the backends {list(backends or [])} runs {art.format} "
-                                             "artifacts"})
-            continue
-        from laser.measure.size import size_of
+    exported: dict[tuple[int, str], Artifact] = {}
+    for parent in arts:
+        jobs, missed = _jobs(parent, backends, export, exported)
+        if missed:
+            report.skipped.append({"name": parent.name, "format": parent.format, "backends": missed,
+                                   "reason": f"backend(s) {missed} do not run {parent.format} artifacts; "
+                                             "export the artifact first (laser export) or pass export=True"})
+        sizes: dict[int, dict[str, Any]] = {}
+        for art, backend in jobs:
+            from laser.measure.size import size_of
 
-        size = size_of(art, activations=activations)
-        for backend in chosen:
+            if id(art) not in sizes:
+                sizes[id(art)] = size_of(art, activations=activations)
+            # Agreement is against the given reference, else the torch model an export came from.
+            agree_ref = ref if ref is not None else (parent if art is not parent else None)
             with run(art, backend=backend, threads=threads) as runner:
-                entry = _measure_one(art, runner, size, ds, ref, hw, batch_sizes, repeats, lat_kw)
+                entry = _measure_one(art, runner, sizes[id(art)], ds, agree_ref, hw, batch_sizes, repeats, lat_kw)
                 if robustness and ds is not None:
-                    entry["robustness"], how = _robustness(art, runner, ds, ref, arts, epsilons, robust_samples)
+                    entry["robustness"], how = _robustness(art, runner, ds, agree_ref, [parent, *arts], epsilons,
+                                                           robust_samples)
                     entry["figures"].update(how)
             report.artifacts.append(entry)
     if not report.artifacts:
@@ -139,6 +164,7 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
             how = size["method"].get(k, "")
             figures[f"size.{k}"] = {"unit": how.rpartition("(")[2].rstrip(")") or "", "method": how,
                                     "kind": how.partition(":")[0] if ":" in how else "counted"}
+    figures["size.files"] = {"unit": "B per file", "method": "measured: file sizes on disk", "kind": "measured"}
     accuracy: dict[str, Any] = {}
     if ds is not None:
         from laser.measure.accuracy import agreement, evaluate
@@ -149,7 +175,7 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
         if ref is not None and ref is not art:
             from laser.runtime import run
 
-            with run(ref) as ref_runner:
+            with run(ref, backend=_first_backend(ref)) as ref_runner:
                 agree, how = agreement(runner, ref_runner, ds)
             accuracy.update(agree)
             figures.update({f"accuracy.{k}": v for k, v in how.items()})
@@ -160,7 +186,7 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
     figures["energy.gops_per_joule"] = {"unit": "GOP/J (1 op = 1 FLOP)", "method": "FLOPs per inference / 1e9 "
                                         "/ joules per inference", "kind": e.method}
     figures["energy.watts"] = {"unit": "W", "method": e.source, "kind": e.method}
-    eff = efficiency(flops, main.throughput_per_s, hw, int8=_is_int8(art))
+    eff = efficiency(flops, best.throughput_per_s, hw, int8=_is_int8(art))
     if eff:
         figures["efficiency"] = {"unit": eff["unit"], "method": eff["method"], "kind": "estimated"}
     return {
@@ -173,6 +199,15 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
         "size": {k: v for k, v in size.items() if k != "method"},
         "energy": e.to_dict(), "efficiency": eff, "robustness": None, "figures": figures,
     }
+
+
+def _first_backend(art: Artifact) -> str:
+    from laser.runtime import backends_for
+
+    runnable = backends_for(art)
+    if not runnable:
+        raise BackendError(f"no backend runs the reference {art.name!r} ({art.format})")
+    return runnable[0]
 
 
 def _is_int8(art: Artifact) -> bool:

@@ -161,5 +161,5 @@ def efficiency(flops_per_inference: float | None, inferences_per_s: float, hardw
     return {"effective_gops": effective, "peak_gops": peak_g,
             "percent_of_peak": 100.0 * effective / peak_g if peak_g else None,
             "peak": "int8" if int8 else "fp32", "unit": "GOP/s (1 op = 1 FLOP, 2 per MAC)",
-            "method": "estimated: FLOPs per inference (batch 1 count) × measured inferences/s; peak from the "
-                      "hardware micro-benchmark"}
+            "method": "estimated: FLOPs per inference (batch 1 count) × measured Offline inferences/s (best "
+                      "batch size); peak from the hardware micro-benchmark"}

@@ -160,9 +160,9 @@ def robustness(runner: Any, data: Dataset, reference: Any | None, epsilons: Sequ
                                    "method": f"measured: top-1 of the deployed runner on {sample_note}"}}
     if reference is not None:
         reference.eval()
-        transfer = ("white-box on the artifact itself" if runner.artifact.format == "torch" and
-                    reference_name == runner.artifact.name else f"computed on torch reference {reference_name!r}, "
-                    "transferred to the deployed runner")
+        same = getattr(runner, "module", None) is reference  # the torch runner runs this very module
+        transfer = ("white-box on the artifact itself" if same else
+                    f"computed on torch reference {reference_name!r}, transferred to the deployed runner")
         unit = "fraction (0-1) per ε (pixel units on [0, 1]" + (", / preprocessing std)" if scale.known else ")")
         out["fgsm"] = {f"{e:g}": _accuracy(runner, _batched(lambda a, b, e=e: fgsm(reference, a, b, e, scale), x, y), y)
                        for e in epsilons}
@@ -185,4 +185,5 @@ def robustness(runner: Any, data: Dataset, reference: Any | None, epsilons: Sequ
                                                   f"corruptions (seeded), {sample_note}"}
     out["drop"] = {g: {k: clean - v for k, v in (out[g] or {}).items()} for g in ("fgsm", "pgd", "corruptions")}
     labels["robustness.drop"] = {"unit": "fraction (0-1)", "kind": "measured", "method": "clean - robust accuracy"}
+    labels["robustness.samples"] = {"unit": "count", "kind": "counted", "method": f"samples attacked: {sample_note}"}
     return out, labels

@@ -125,7 +125,7 @@ def size_of(artifact: Artifact, activations: bool = True) -> dict[str, Any]:
         method.update({"params": "counted: torch parameters (count)",
                        "nonzero_params": "counted: torch parameters != 0 (count)",
                        "flops": "counted: torch.utils.flop_counter, batch 1 (FLOPs per sample)",
-                       "macs": "FLOPs / 2: 1 MAC = 2 FLOPs (MACs per sample)",
+                       "macs": "counted: FLOPs / 2, as 1 MAC = 2 FLOPs (MACs per sample)",
                        "bytes_by_dtype": "counted: parameters + buffers, numel × element size (B)"})
         if activations:
             out["peak_activation_bytes"] = peak_activation_bytes(module, artifact.spec)

@@ -111,13 +111,14 @@ def onnx_size(artifact: Artifact) -> tuple[dict[str, Any], dict[str, str]]:
     recorded = macs_from_lineage(artifact)
     if recorded:
         figures["macs"] = recorded[0]
-        method["macs"] = f"from the lineage: recorded by the {recorded[1]!r} step on the torch model (MACs per sample)"
+        method["macs"] = (f"counted: taken from the lineage, recorded by the {recorded[1]!r} step on the torch "
+                          "model (MACs per sample)")
     else:
         macs, skipped = graph_macs(model)
         figures["macs"] = macs
         note = f"; skipped (shape unknown): {sorted(set(skipped))}" if skipped else ""
-        method["macs"] = ("counted from the ONNX graph at batch 1: Conv/ConvInteger/QLinearConv/ConvTranspose, "
+        method["macs"] = ("counted: from the ONNX graph at batch 1: Conv/ConvInteger/QLinearConv/ConvTranspose, "
                           f"Gemm/MatMul/MatMulInteger/QLinearMatMul only (MACs per sample){note}")
     figures["flops"] = 2 * figures["macs"]
-    method["flops"] = "2 × MACs: 1 MAC = 2 FLOPs (FLOPs per sample)"
+    method["flops"] = "counted: 2 × MACs, as 1 MAC = 2 FLOPs (FLOPs per sample)"
     return figures, method

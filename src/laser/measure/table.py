@@ -7,8 +7,9 @@ from typing import Any
 from laser.cli.output import human_bytes, human_count
 
 
-def _get(d: dict[str, Any], path: str) -> Any:
-    for key in path.split("."):
+def _get(d: dict[str, Any], path: str | tuple[str, ...]) -> Any:
+    """Value at a dotted path, or a tuple of keys (for keys holding dots, such as ε '0.007')."""
+    for key in path.split(".") if isinstance(path, str) else path:
         if not isinstance(d, dict) or key not in d:
             return None
         d = d[key]
@@ -57,7 +58,7 @@ def rows(report: Any) -> list[tuple[str, str, list[str]]]:
     arts = report.artifacts
     out: list[tuple[str, str, list[str]]] = []
 
-    def add(label: str, unit: str, path: str, kind: str) -> None:
+    def add(label: str, unit: str, path: str | tuple[str, ...], kind: str) -> None:
         values = [_get(a, path) for a in arts]
         if all(v is None for v in values):
             return
@@ -69,7 +70,9 @@ def rows(report: Any) -> list[tuple[str, str, list[str]]]:
             out.append((label, unit, cells))
         else:
             add(label, unit, path, kind)
-    metrics = sorted({m for a in arts for m in a.get("accuracy", {}) if m != "samples"})
+    first = ("top1", "top5", "accuracy", "f1_macro", "miou", "dice", "map_50", "map_50_95", "top1_agreement")
+    metrics = sorted({m for a in arts for m in a.get("accuracy", {}) if m != "samples"},
+                     key=lambda m: (first.index(m) if m in first else len(first), m))
     for m in metrics:
         frac = all(isinstance(_get(a, f"accuracy.{m}"), (float, type(None))) for a in arts) and m != "max_abs_error"
         add(m, "%" if frac else "", f"accuracy.{m}", "pct" if frac else "sci")
@@ -82,15 +85,22 @@ def rows(report: Any) -> list[tuple[str, str, list[str]]]:
     add("effective throughput", "GOP/s", "efficiency.effective_gops", "float")
     add("  % of measured peak", "%", "efficiency.percent_of_peak", "float")
     add("robust: clean", "%", "robustness.clean", "pct")
-    for group in ("fgsm", "pgd", "corruptions"):
+    for group in ("fgsm", "pgd"):
         keys: list[str] = []
         for a in arts:
             for k in _get(a, f"robustness.{group}") or {}:
                 if k not in keys:
                     keys.append(k)
         for k in keys:
-            name = f"{group.upper()} ε={k}" if group != "corruptions" else k
-            add(f"robust: {name}", "%", f"robustness.{group}.{k}", "pct")
+            add(f"robust: {group.upper()} ε={k}", "%", ("robustness", group, k), "pct")
+    # Corruptions: the mean over severities per kind keeps the table short (each severity is in the JSON).
+    kinds = sorted({k.partition("@")[0] for a in arts for k in _get(a, "robustness.corruptions") or {}})
+    for kind in kinds:
+        cells = []
+        for a in arts:
+            vals = [v for k, v in (_get(a, "robustness.corruptions") or {}).items() if k.partition("@")[0] == kind]
+            cells.append(_fmt(sum(vals) / len(vals), "pct") if vals else "—")
+        out.append((f"robust: {kind} (mean of severities)", "%", cells))
     return out
 
 
