@@ -24,6 +24,7 @@ from laser.spec import ModelSpec, TensorSpec, Tolerance
 # Public names imported on first use: name -> "module:attribute".
 _LAZY: dict[str, str] = {
     "hub": "laser.hub:",
+    "pipeline": "laser.hub.pipelines:pipeline",
     "data": "laser.data:",
     "load_recipe": "laser.stages:load_recipe",
     "save_recipe": "laser.stages:save_recipe",

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "laser.cli.export",
     "laser.cli.optimize",
     "laser.cli.measure",
+    "laser.cli.hub",
     "laser.cli.serve",
 )
 

@@ -160,7 +160,7 @@ _CARDS = (
               "Faster R-CNN, MobileNetV3-Large FPN, 90 COCO classes; box mAP 22.8 (torchvision's figure, at "
               "shorter side 320 keeping the aspect ratio; here a fixed 320 x 320)."),
     _detector("retinanet_resnet50_fpn", "retinanet_resnet50_fpn_coco-eeacb38b.pth", "RetinaNet_ResNet50_FPN_Weights.COCO_V1",
-              800, 120447, IMAGENET,
+              800, 120087, IMAGENET,
               "RetinaNet, ResNet-50 FPN, 90 COCO classes; box mAP 36.4 (torchvision's figure, at shorter side 800 "
               "keeping the aspect ratio; here a fixed 800 x 800)."),
     Card(

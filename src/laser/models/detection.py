@@ -26,8 +26,9 @@ from laser.models.vision import freeze_batchnorm
 from laser.models.vision_compat import torchvision
 
 DETECTORS = ("ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn")
-# torchvision freezes the backbone's batch norm whenever these models are built for their weights.
-_FROZEN_BN = {"fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn"}
+# torchvision freezes the backbone's batch norm whenever these models are built for their weights, and
+# sets eps to 0 for RetinaNet's COCO_V1 weights (torchvision's overwrite_eps: they were trained so).
+_FROZEN_BN_EPS = {"fasterrcnn_mobilenet_v3_large_320_fpn": 1e-5, "retinanet_resnet50_fpn": 0.0}
 
 
 def _best_class(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,8 +155,8 @@ def detector(arch: str, num_classes: int = 91) -> nn.Module:
         raise ConfigError(f"unknown torchvision detector {arch!r}; use one of {list(DETECTORS)}")
     model = getattr(torchvision().models.detection, arch)(weights=None, weights_backbone=None,
                                                           num_classes=num_classes)
-    if arch in _FROZEN_BN:
-        freeze_batchnorm(model.backbone)
+    if arch in _FROZEN_BN_EPS:
+        freeze_batchnorm(model.backbone, eps=_FROZEN_BN_EPS[arch])
     if arch.startswith("fasterrcnn"):
         return TwoStageCandidates(model)
     return SingleShotCandidates(model, "softmax" if arch.startswith("ssd") else "sigmoid")

@@ -79,8 +79,8 @@ def segmenter(arch: str, num_classes: int = 21) -> SegmentationLogits:
     return SegmentationLogits(model)
 
 
-def freeze_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d by torchvision's FrozenBatchNorm2d (eps 1e-5), in place.
+def freeze_batchnorm(module: nn.Module, eps: float = 1e-5) -> nn.Module:
+    """Replace every BatchNorm2d by torchvision's FrozenBatchNorm2d (with ``eps``), in place.
 
     torchvision builds detection backbones with frozen batch norm whenever weights are loaded, and
     with plain BatchNorm2d otherwise; the published checkpoints hold no ``num_batches_tracked``, so
@@ -91,9 +91,9 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     frozen = torchvision().ops.misc.FrozenBatchNorm2d
     for name, child in list(module.named_children()):
         if isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, frozen(child.num_features))
+            setattr(module, name, frozen(child.num_features, eps=eps))
         else:
-            freeze_batchnorm(child)
+            freeze_batchnorm(child, eps)
     return module
 
 

@@ -1,0 +1,235 @@
+"""``laser hub list | info | run | bench``: the catalog from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from laser.cli.output import emit_json, table
+from laser.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    hub = sub.add_parser("hub", help="ready models by name: list, info, run a task pipeline, bench")
+    hsub = hub.add_subparsers(dest="hub_command", metavar="HUB_COMMAND")
+    hub.set_defaults(func=lambda args: _help(hub))
+
+    p = hsub.add_parser("list", help="the catalog")
+    p.add_argument("--task", help="only this task (classification, segmentation, detection, text-classification)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_list)
+
+    p = hsub.add_parser("info", help="one card: task, spec, preprocessing, labels, weights URL + sha256, license")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = hsub.add_parser("run", help="run a model's task pipeline on an image or text file")
+    _model_args(p)
+    p.add_argument("--input", required=True, help="image file (PNG/JPEG), or a UTF-8 text file (one text per line)")
+    p.add_argument("--top-k", type=int, default=5, help="labels to show (classification, text; default 5)")
+    p.add_argument("--output", help="directory for the answer's files (mask, overlay, drawn boxes, JSON)")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="detection: minimum score (default 0.5)")
+    p.add_argument("--iou-threshold", type=float, default=0.5, help="detection: NMS IoU threshold (default 0.5)")
+    p.add_argument("--backend", default="auto", help="runtime backend (default: auto)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = hsub.add_parser("bench", help="the model's LASER card measured on this machine")
+    _model_args(p)
+    p.add_argument("--backends", help="comma-separated backends, e.g. torch,onnxruntime (default: the first that "
+                                      "runs the model; a torch model is exported for onnxruntime)")
+    p.add_argument("--data", help="labelled dataset for accuracy, e.g. digits (default: none)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=1.0, help="time budget per latency run")
+    p.add_argument("--no-peak", action="store_true", help="skip the FP32/INT8 peak micro-benchmarks")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+
+def _help(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="catalog name, or a bundle directory / .onnx file with a task")
+    p.add_argument("--weights", help="local weights file (or, for text models, a folder with vocab.txt)")
+    p.add_argument("--random-weights", action="store_true", help="random weights, for structure-only work")
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from laser.loader import load
+
+    return load(args.name, weights=args.weights, random_weights=args.random_weights)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from laser import hub
+
+    rows = []
+    for c in hub.cards(args.task):
+        cached = c.weights is not None and (hub.card_cache(c) / c.weights.filename).is_file()
+        weights = "built in" if c.builtin else ("cached" if cached else "download")
+        rows.append({"name": c.name, "task": c.task, "input": _inputs(c.spec), "weights": weights,
+                     "description": c.description})
+    if args.json:
+        emit_json({"models": rows})
+        return 0
+    print(table([(r["name"], r["task"], r["input"], r["weights"], _first_sentence(r["description"])) for r in rows],
+                ("name", "task", "input", "weights", "description")))
+    return 0
+
+
+def _inputs(spec: Any) -> str:
+    return " ".join(f"{t.name}{t.describe()}" for t in spec.inputs)
+
+
+def _first_sentence(text: str, limit: int = 60) -> str:
+    first = text.split(". ")[0].split(", ImageNet")[0]
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def card_dict(name: str) -> dict[str, Any]:
+    from laser import hub
+
+    c = hub.card(name)
+    labels = c.all_labels()
+    weights: dict[str, Any]
+    if c.builtin:
+        weights = {"builtin": c.builtin}
+    elif c.weights is not None:
+        path = hub.card_cache(c) / c.weights.filename
+        weights = {"url": c.weights.url, "sha256": c.weights.sha256, "checked": c.weights.hash_note,
+                   "cache": str(path), "cached": path.is_file()}
+    else:
+        weights = {}
+    measured = _measured_card(c.name) or (dict(c.laser_card) if c.laser_card else None)
+    return {
+        "name": c.name, "task": c.task, "description": c.description, "license": c.license, "source": c.source,
+        "factory": c.factory, "kwargs": dict(c.kwargs), "inputs": [t.to_dict() for t in c.spec.inputs],
+        "outputs": [t.to_dict() for t in c.spec.outputs], "preprocessing": dict(c.preprocessing),
+        "labels": {"count": len(labels), "first": list(labels[:10])}, "weights": weights,
+        "assets": {k: {"url": r.url, "checked": r.hash_note} for k, r in c.assets.items()},
+        "laser_card": measured,
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    d = card_dict(args.name)
+    if args.json:
+        emit_json(d)
+        return 0
+    print(f"{d['name']}  ({d['task']})\n{d['description']}\n")
+    rows = [("input", t["name"], t["dtype"], t["shape"]) for t in d["inputs"]]
+    rows += [("output", t["name"], t["dtype"], t["shape"]) for t in d["outputs"]]
+    print(table(rows, ("", "name", "dtype", "shape")))
+    print(f"\nfactory:       {d['factory']} {json.dumps(d['kwargs'])}")
+    print(f"preprocessing: {json.dumps(d['preprocessing'])}")
+    print(f"labels:        {d['labels']['count']} ({', '.join(d['labels']['first'][:5])}, ...)")
+    w = d["weights"]
+    if "url" in w:
+        print(f"weights:       {w['url']}\n               {w['checked']}\n               cache: {w['cache']} "
+              f"({'cached' if w['cached'] else 'not cached'})")
+    elif "builtin" in w:
+        print(f"weights:       built in ({w['builtin']})")
+    for k, a in d["assets"].items():
+        print(f"{k + ':':<15}{a['url']} ({a['checked']})")
+    print(f"license:       {d['license']}\nsource:        {d['source']}")
+    card = d["laser_card"]
+    if card:
+        print(f"\nLASER card (measured {card.get('created', '?')} on {card.get('hardware', '?')}):")
+        print(card.get("markdown", json.dumps(card.get("figures", {}))))
+    else:
+        print(f"\nLASER card: not measured yet; run `laser hub bench {d['name']}`")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from laser.hub.pipelines import pipeline_for
+
+    art = _load(args)
+    pipe = pipeline_for(art, backend=args.backend)
+    path = Path(args.input)
+    if not path.is_file():
+        raise ConfigError(f"--input {path} does not exist; give an image file (or a text file for text models)")
+    if art.task == "text-classification":
+        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not texts:
+            raise ConfigError(f"{path} holds no text; put one text per line")
+        results = pipe.run_batch(texts, top_k=args.top_k)
+        if args.output:
+            out = Path(args.output)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{path.stem}.json").write_text(json.dumps({"results": results}, indent=2) + "\n")
+        if args.json:
+            emit_json({"results": results})
+        else:
+            for r in results:
+                print(f"{r['label']:<12} {r['score']:.3f}  {r['text']}")
+        return 0
+    options: dict[str, Any] = {"output": args.output}
+    if art.task == "classification":
+        options["top_k"] = args.top_k
+    elif art.task == "detection":
+        options.update(score_threshold=args.score_threshold, iou_threshold=args.iou_threshold)
+    result = pipe.run(path, **options)
+    if args.json:
+        emit_json(result)
+        return 0
+    _print_result(result)
+    return 0
+
+
+def _print_result(r: dict[str, Any]) -> None:
+    print(f"{r['model']} ({r['task']}, {r['format']} on {r['backend']})")
+    if r["task"] == "classification":
+        print(table([(i + 1, t["label"], f"{100 * t['score']:.2f} %") for i, t in enumerate(r["top_k"])],
+                    ("rank", "label", "probability")))
+    elif r["task"] == "segmentation":
+        print(table([(c["label"], f"{c['pixels']:,}", f"{100 * c['fraction']:.1f} %") for c in r["classes"]],
+                    ("class", "pixels", "share of image")))
+    elif r["task"] == "detection":
+        dets = r["detections"]
+        print(f"{len(dets)} detection(s) with score > {r['score_threshold']}:")
+        if dets:
+            print(table([(d["label"], f"{d['score']:.3f}", ", ".join(f"{v:.0f}" for v in d["box"])) for d in dets],
+                        ("label", "score", "box x1, y1, x2, y2 (pixels)")))
+    for key, path in r.get("files", {}).items():
+        print(f"{key}: {path}")
+
+
+def _cards_dir() -> Path:
+    from laser.hub.download import cache_dir
+
+    return cache_dir() / "laser-cards"
+
+
+def _measured_card(name: str) -> dict[str, Any] | None:
+    path = _cards_dir() / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from laser.measure import measure
+    from laser.measure.table import hardware_line
+
+    art = _load(args)
+    report = measure(art, backends=args.backends, data=args.data, repeats=args.repeats, max_seconds=args.seconds,
+                     peak=not args.no_peak)
+    data = report.to_dict()
+    card = {"created": data["created"], "hardware": hardware_line(report.hardware), "weights":
+            art.lineage[0].params.get("weights") if art.lineage else None, "markdown": report.to_markdown(),
+            "report": data}
+    from laser import hub
+
+    if args.name in hub.CATALOG:  # remember it: `laser hub info NAME` shows the last measured card
+        _cards_dir().mkdir(parents=True, exist_ok=True)
+        (_cards_dir() / f"{args.name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    if args.json:
+        emit_json(data)
+    else:
+        print(report.to_markdown())
+    return 0

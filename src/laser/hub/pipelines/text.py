@@ -1,0 +1,99 @@
+"""Text classification: WordPiece tokenizer (transformers, vocabulary from the manifest) -> label + score.
+
+The artifact's preprocessing carries the vocabulary itself (``"vocab": [tokens in id order]``), so an
+exported or quantized artifact keeps it (derived artifacts copy preprocessing, not extra files). The
+tokenizer is built from a local vocabulary folder written once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laser.errors import ConfigError, InputError
+from laser.hub.pipelines import Pipeline, write_json
+from laser.preprocess import top_k as topk_labels
+
+MAX_TEXT_BYTES = 100_000  # longer inputs are refused (they would be truncated to max_length tokens anyway)
+
+
+def tokenizer(pre: dict[str, Any]) -> Any:
+    """A transformers BERT tokenizer for a text preprocessing dict (its "vocab" written to a local folder)."""
+    from laser.artifact import workspace
+    from laser.models.text import transformers
+
+    vocab = pre.get("vocab")
+    if not vocab:
+        raise ConfigError("this text model's preprocessing has no 'vocab' (tokens in id order); load it with "
+                          "laser.hub.load(name) or add the vocabulary when creating the artifact")
+    text = "\n".join(vocab) + "\n"
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    if key not in _TOKENIZERS:
+        folder = workspace(f"vocab-{key}")
+        (folder / "vocab.txt").write_text(text, encoding="utf-8")
+        _TOKENIZERS[key] = transformers().BertTokenizerFast.from_pretrained(
+            str(folder), do_lower_case=bool(pre.get("lowercase", True)))
+    return _TOKENIZERS[key]
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def encode(pre: dict[str, Any], texts: Sequence[str], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Token ids etc. as int64 (len(texts), max_length), padded/truncated to the model's fixed length."""
+    length = int(pre.get("max_length", 128))
+    enc = tokenizer(pre)(list(texts), padding="max_length", truncation=True, max_length=length, return_tensors="np")
+    missing = [n for n in names if n not in enc]
+    if missing:
+        raise ConfigError(f"the tokenizer gives {sorted(enc)}, the model takes {list(names)}; {missing} missing")
+    return {n: np.ascontiguousarray(enc[n], dtype=np.int64) for n in names}
+
+
+def as_text(source: Any) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        try:
+            source = bytes(source).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"text input is not valid UTF-8 ({exc}); send UTF-8 encoded text") from exc
+    if not isinstance(source, str):
+        raise InputError(f"a text pipeline takes a str or UTF-8 bytes, got {type(source).__name__}")
+    if len(source.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise InputError(f"text input is {len(source)} characters; the limit is {MAX_TEXT_BYTES} bytes")
+    if not source.strip():
+        raise InputError("text input is empty; give the sentence or title to classify")
+    return source
+
+
+class TextClassificationPipeline(Pipeline):
+    task = "text-classification"
+
+    def __init__(self, artifact: Any, backend: str = "auto", **options: Any):
+        super().__init__(artifact, backend, **options)
+        if artifact.preprocessing.get("type") != "text":
+            raise ConfigError(f"{artifact.name!r} records no text preprocessing (got "
+                              f"{dict(artifact.preprocessing) or None}); expected {{'type': 'text', 'vocab': ...}}")
+        tokenizer(artifact.preprocessing)  # fail now, not on the first request
+
+    def run(self, source: Any, top_k: int = 3, output: str | Path | None = None) -> dict[str, Any]:
+        """Classify one text (str or UTF-8 bytes); with ``output``, also write the answer as JSON there."""
+        result = self.run_batch([source], top_k=top_k)[0]
+        if output is not None:
+            Path(output).mkdir(parents=True, exist_ok=True)
+            result = {**result, "files": {"json": str(Path(output) / "result.json")}}
+            write_json(result, Path(output), "result")
+        return result
+
+    def run_batch(self, sources: Sequence[Any], top_k: int = 3) -> list[dict[str, Any]]:
+        """Classify several texts in one model call."""
+        texts = [as_text(s) for s in sources]
+        feeds = encode(self.artifact.preprocessing, texts, self.artifact.spec.input_names)
+        logits = next(iter(self.infer(feeds).values()))
+        out = []
+        for text, best in zip(texts, topk_labels(logits, self.artifact.labels, top_k)):
+            out.append({**self.header(), "text": text, "label": best[0]["label"], "score": best[0]["score"],
+                        "top_k": best})
+        return out
