@@ -25,8 +25,9 @@ from laser.spec import ModelSpec
 
 log = logging.getLogger("laser.runtime")
 
-# Timing loop per candidate: at least MIN_RUNS calls and at most BUDGET_S seconds (after WARMUP calls).
-WARMUP, MIN_RUNS, MAX_RUNS, BUDGET_S = 3, 5, 50, 0.5
+# Timing per candidate: WARMUP untimed calls, then rounds of 1 untimed + PER_ROUND timed calls, at least
+# MIN_ROUNDS and at most MAX_ROUNDS rounds or BUDGET_S seconds per candidate.
+WARMUP, PER_ROUND, MIN_ROUNDS, MAX_ROUNDS, BUDGET_S = 3, 2, 3, 25, 0.5
 # Size used for named dynamic dims other than the batch (sequence length ...) in example inputs.
 EXAMPLE_DIM = 16
 
@@ -60,19 +61,23 @@ def machine() -> str:
 
 def interleaved_median_ms(calls: Mapping[str, Callable[[], object]], warmup: int = WARMUP,
                           budget_s: float = BUDGET_S) -> tuple[dict[str, float], int]:
-    """Median milliseconds of each call, timed in rounds (one call of each per round) so that load
-    from other processes hits every candidate alike; (medians, rounds)."""
+    """Median milliseconds of each call, timed in rounds so that load from other processes hits every
+    candidate alike; (medians, rounds). In a round each candidate makes one untimed call, then
+    PER_ROUND timed ones: the untimed call absorbs the switch from the previous runtime (whose idle
+    threads may still be spinning, as onnxruntime's and OpenVINO's do)."""
     for fn in calls.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in calls}
     start, rounds = time.perf_counter(), 0
     deadline = budget_s * max(1, len(calls))
-    while calls and (rounds < MIN_RUNS or (rounds < MAX_RUNS and time.perf_counter() - start < deadline)):
+    while calls and (rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS and time.perf_counter() - start < deadline)):
         for name, fn in calls.items():
-            t0 = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            for _ in range(PER_ROUND):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
         rounds += 1
     return {name: float(np.median(t)) * 1e3 for name, t in times.items()}, rounds
 
@@ -126,7 +131,7 @@ def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Run
     others = ", ".join(f"{k} {timings[k]:.3g} ms" for k in ranked[1:])
     reason = (f"fastest measured here: {best} median {timings[best]:.3g} ms"
               + (f" vs {others}" if others else "")
-              + f" (batch 1, {winner.threads} threads, {runs} timed calls each, interleaved, after {WARMUP} warm-up)")
+              + f" (batch 1, {winner.threads} threads, {runs * PER_ROUND} timed calls each in {runs} interleaved rounds)")
     if skipped:
         reason += "; not available: " + ", ".join(skipped)
     choice = {"backend": best, "reason": reason, "timings_ms": timings, "skipped": skipped,

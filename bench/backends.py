@@ -1,0 +1,146 @@
+"""Latency of every runtime backend, side by side in one run: ResNet-18 and MobileNetV3-small, batch 1 and 8.
+
+    .venv/bin/python bench/backends.py [--models resnet18 mobilenet_v3_small] [--batches 1 8] [--rounds 40]
+
+Backends: PyTorch eager, TorchScript (frozen), onnxruntime, openvino, auto (laser's measured choice),
+and raw onnxruntime (an ``InferenceSession`` on the same .onnx file with the same options, called
+directly) to show what laser's Runner wrapper costs. Calls are interleaved in rounds (per round and backend:
+one untimed call, then 3 timed ones), so load from other processes hits every backend alike; medians
+and p90 are over all timed calls. Ratios are to PyTorch eager measured in the same rounds.
+
+Targets (2-core CPU): auto for ResNet-18 batch 1 <= 0.6 x eager, and within 10 % of raw onnxruntime.
+Weights are random; BatchNorm statistics are re-estimated on one random batch so activations have a
+realistic scale (default running stats shrink them toward denormal floats, which distorts timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+import laser
+from laser.artifact import Artifact
+from laser.export import export
+from laser.models.vision_compat import models
+from laser.runtime import default_threads
+from laser.spec import image_spec
+
+
+def build(name: str) -> Artifact:
+    torch.manual_seed(0)
+    module = getattr(models(), name)()
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None
+    module.train()
+    with torch.no_grad():
+        module(torch.randn(4, 3, 224, 224))
+    return Artifact.from_module(module.eval(), name=name, task="classification", spec=image_spec(3, 224, 224, 1000),
+                                architecture={"factory": f"torchvision.models:{name}", "kwargs": {}})
+
+
+def raw_onnxruntime(path: str, threads: int) -> Callable[[dict[str, np.ndarray]], Any]:
+    """The reference: onnxruntime called directly, with the options laser's runner sets."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return lambda feeds: session.run(None, feeds)
+
+
+def interleaved(calls: dict[str, Callable[[], Any]], rounds: int, per_round: int = 3, warmup: int = 5,
+                ) -> dict[str, list[float]]:
+    """Per backend and round: one untimed call (absorbs the switch from the previous runtime, whose
+    idle threads may still spin), then ``per_round`` timed calls. Times in ms."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            fn()
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def bench_model(name: str, batches: list[int], rounds: int, threads: int) -> list[dict[str, Any]]:
+    art = build(name)
+    t0 = time.perf_counter()
+    onnx_art = export(art, to="onnx")
+    exported_in = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ts_art = export(art, to="torchscript")
+    runners = {
+        "torch eager": laser.run(art, backend="torch", threads=threads),
+        "torchscript": laser.run(ts_art, backend="torchscript", threads=threads),
+        "onnxruntime": laser.run(onnx_art, backend="onnxruntime", threads=threads),
+        "openvino": laser.run(onnx_art, backend="openvino", threads=threads),
+        "auto": laser.run(onnx_art, backend="auto", threads=threads),
+    }
+    raw = raw_onnxruntime(str(onnx_art.model_file), threads)
+    step = onnx_art.lineage[-1].results
+    print(f"\n{name}: ONNX by the {step['exporter_used']} exporter (opset {step['opset']}, {exported_in:.1f} s); "
+          f"auto picked {runners['auto'].backend}: {runners['auto'].choice['reason']}")
+    rows = []
+    for batch in batches:
+        feeds = art.spec.example_inputs(batch=batch, seed=1)
+        calls: dict[str, Callable[[], Any]] = {k: (lambda r=r, f=feeds: r(f)) for k, r in runners.items()}
+        calls["raw onnxruntime"] = lambda f=feeds: raw(f)
+        times = interleaved(calls, rounds if batch == 1 else max(4, rounds // 3))
+        eager = float(np.median(times["torch eager"]))
+        for backend, t in times.items():
+            med = float(np.median(t))
+            rows.append({"model": name, "batch": batch, "backend": backend, "median_ms": med,
+                         "p90_ms": float(np.percentile(t, 90)), "vs_eager": med / eager, "rounds": len(t),
+                         "picked": runners["auto"].backend if backend == "auto" else None})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["resnet18", "mobilenet_v3_small"])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--rounds", type=int, default=15, help="rounds at batch 1, 3 timed calls per backend each "
+                                                          "(a third as many rounds at larger batches)")
+    p.add_argument("--threads", type=int, default=default_threads())
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    rows = [r for m in args.models for r in bench_model(m, args.batches, args.rounds, args.threads)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"\nmeasured: wall time per call (ms), median and p90 over interleaved rounds; {args.threads} threads")
+    print(f"{'model':<20}{'batch':>5}  {'backend':<16}{'median ms':>10}{'p90 ms':>10}{'x eager':>9}")
+    for r in rows:
+        picked = f"  ({r['picked']})" if r["picked"] else ""
+        print(f"{r['model']:<20}{r['batch']:>5}  {r['backend']:<16}{r['median_ms']:>10.2f}{r['p90_ms']:>10.2f}"
+              f"{r['vs_eager']:>9.2f}{picked}")
+    for r in rows:
+        if r["model"] == "resnet18" and r["batch"] == 1 and r["backend"] == "auto":
+            raw = next(x for x in rows if x["model"] == "resnet18" and x["batch"] == 1 and x["backend"] == "raw onnxruntime")
+            ort = next(x for x in rows if x["model"] == "resnet18" and x["batch"] == 1 and x["backend"] == "onnxruntime")
+            print(f"\ntarget auto <= 0.60 x eager (ResNet-18, batch 1): {r['vs_eager']:.2f} x "
+                  f"-> {'met' if r['vs_eager'] <= 0.6 else 'NOT met'}")
+            print(f"target auto within 10 % of raw onnxruntime: auto / raw = {r['median_ms'] / raw['median_ms']:.2f} "
+                  f"-> {'met' if r['median_ms'] <= 1.1 * raw['median_ms'] else 'NOT met'}")
+            print(f"wrapper overhead: laser onnxruntime runner / raw onnxruntime = "
+                  f"{ort['median_ms'] / raw['median_ms']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
