@@ -33,3 +33,36 @@ def digits_test():
     from laser import data
 
     return data.load("digits", "test")
+
+
+@pytest.fixture(scope="session")
+def outlier_digits_artifact(digits_artifact):
+    """digits-cnn with activation outliers: channels 0-7 after the first block are 1000-1875x larger, and
+    the next conv's weights for them as much smaller. FP32 outputs are unchanged; per-tensor INT8
+    activations of that tensor lose every other channel, so post-training quantization collapses
+    (quantize and QAT tests)."""
+    import copy
+
+    import torch
+
+    from laser.artifact import Artifact, Step
+
+    module = copy.deepcopy(digits_artifact.module())
+    bn, conv = module.features[0][1], module.features[1][0]
+    scale = torch.ones(bn.num_features)
+    scale[:8] = 1000 * (1 + torch.arange(8) / 8)
+    with torch.no_grad():
+        bn.weight.mul_(scale)
+        bn.bias.mul_(scale)
+        conv.weight.div_(scale[None, :, None, None])
+    m = digits_artifact.manifest
+    return Artifact.from_module(module, name="digits-outlier", task=m.task, spec=m.spec,
+                                architecture=m.architecture, preprocessing=m.preprocessing, labels=m.labels,
+                                lineage=m.lineage, step=Step("outlier", params={"channels": 8, "scale": "1000-1875"}))
+
+
+@pytest.fixture(scope="session")
+def outlier_digits_onnx(outlier_digits_artifact):
+    from laser.export import export
+
+    return export(outlier_digits_artifact, to="onnx")

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "laser.cli.measure",
     "laser.cli.hub",
     "laser.cli.serve",
+    "laser.cli.quantize",
 )
 
 

@@ -1,0 +1,206 @@
+"""Accuracy-aware quantization: keep the most sensitive layers in float until a top-1 budget holds.
+
+Everything is measured on the runtime the model ships on (onnxruntime), against the FP32 ONNX parent:
+
+1. quantize everything; measure top-1 of both on the dataset. Within budget: done.
+2. rank the layers (Conv/Gemm/MatMul nodes) by sensitivity: quantize *only that layer* (every other
+   layer float) and measure how far the model's output moves from FP32's, as the normalised squared
+   error ``mean((y_q - y)^2) / mean(y^2)`` on up to ``PROBE_SAMPLES`` samples.
+3. keep the top-1, top-2 ... most sensitive layers in float (``nodes_to_exclude``), re-quantizing from
+   the one calibration pass and measuring top-1 each time, until the drop is within budget.
+
+Why "only this layer quantized" rather than the per-tensor error of the fully quantized graph: errors
+accumulate downstream, so in a fully quantized graph late layers look bad because of early ones; and a
+per-tensor signal-to-noise ratio misses activation outliers (one huge channel dominates both signal
+and noise, while the quantization step it forces wipes out every other channel). Measuring the model's
+output with one layer quantized isolates the layer and sees what the next layers make of its error.
+Cost: one quantization (no re-calibration) and one short run per layer.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laser.artifact import Artifact
+from laser.data import Dataset
+from laser.errors import BudgetError, ConfigError, require
+
+PROBE_SAMPLES = 64  # samples whose outputs rank layer sensitivity
+LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+Quantizer = Callable[[Path, Sequence[str], Sequence[str] | None], None]
+
+
+def dataset(data: Any) -> Dataset:
+    """A labelled evaluation dataset: a Dataset, or a dataset name (its test split)."""
+    if isinstance(data, str):
+        from laser import data as datasets
+
+        data = datasets.load(data, "test")
+    if not isinstance(data, Dataset):
+        raise ConfigError(f"data must be a laser.data.Dataset or a dataset name like 'digits', got "
+                          f"{type(data).__name__}")
+    if data.labels is None or len(data) == 0:
+        raise ConfigError(f"dataset {data.name!r} is empty or unlabelled; accuracy needs labelled samples")
+    return data
+
+
+def _as_artifact(parent: Artifact, path: Path) -> Artifact:
+    return Artifact.from_files({"model.onnx": path}, name=parent.name, task=parent.task, format="onnx",
+                               spec=parent.spec)
+
+
+def top1(art: Artifact, data: Dataset) -> float:
+    """top-1 of an ONNX artifact on onnxruntime (the runtime it ships on)."""
+    from laser.measure.accuracy import classification
+    from laser.runtime import run
+
+    with run(art, backend="onnxruntime") as runner:
+        return float(classification(runner, data)["top1"])
+
+
+def outputs(art: Artifact, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    from laser.runtime import run
+
+    with run(art, backend="onnxruntime") as runner:
+        return runner(feeds)[art.spec.output_names[0]].astype(np.float64)
+
+
+def accuracy_delta(parent: Artifact, quantized: Path, data: Any) -> dict[str, Any]:
+    """top-1 of the FP32 parent and of the quantized model, both on onnxruntime."""
+    ds = dataset(data)
+    fp32, q = top1(parent, ds), top1(_as_artifact(parent, quantized), ds)
+    return {"measured": True, "data": ds.name, "samples": len(ds), "fp32_top1": fp32, "quantized_top1": q,
+            "drop_points": round((fp32 - q) * 100, 4),
+            "method": "measured: top-1 on every sample, onnxruntime CPU, quantized vs FP32 ONNX parent"}
+
+
+def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quantizer, out: Path, budget: float,
+                                   data: Any, exclude: Sequence[str] = (), progress: bool = True,
+                                   ) -> dict[str, Any]:
+    """Re-quantize into ``out`` keeping the most sensitive layers in float until the top-1 drop on
+    ``data`` is at most ``budget`` percentage points (see the module doc). ``out`` already holds the
+    fully quantized model. Returns what was kept, the measured accuracies, and what it cost."""
+    from tqdm.auto import tqdm
+
+    ds = dataset(data)
+    fp32 = top1(parent, ds)
+    full = out.with_name("all-layers.onnx")
+    shutil.copyfile(out, full)
+    q = top1(_as_artifact(parent, full), ds)
+    result: dict[str, Any] = {
+        "budget_points": budget, "data": ds.name, "samples": len(ds), "fp32_top1": fp32, "all_layers_top1": q,
+        "all_layers_drop_points": round((fp32 - q) * 100, 4), "kept_in_float": [], "excluded": list(exclude),
+        "trials": [], "method": "measured: top-1 on every sample, onnxruntime CPU; sensitivity = normalised "
+                                "squared error of the output with only that layer quantized, "
+                                f"on {min(PROBE_SAMPLES, len(ds))} samples",
+    }
+    if (fp32 - q) * 100 <= budget:
+        return {**result, "met": True, "final_top1": q, "drop_points": result["all_layers_drop_points"]}
+    names = layer_names(src)
+    onnx = require("onnx", "onnx")
+    graph = onnx.load(str(src), load_external_data=False).graph
+    candidates = [n.name for n in graph.node if n.op_type in LAYER_OPS and n.name not in set(exclude)]
+    feeds = ds.take(PROBE_SAMPLES).feeds(parent.spec.input_names)
+    reference = outputs(parent, feeds)
+    power = max(float(np.mean(reference ** 2)), 1e-12)
+    ranked = []
+    probe = out.with_name("probe.onnx")
+    for node in tqdm(candidates, desc="layer sensitivity", unit="layer", disable=not progress):
+        quantize(probe, exclude, [node])
+        err = float(np.mean((outputs(_as_artifact(parent, probe), feeds) - reference) ** 2)) / power
+        ranked.append((node, err))
+    ranked.sort(key=lambda x: -x[1])
+    result["sensitivity"] = [{"node": n, "layer": names.get(n, n), "nmse": _round(e)} for n, e in ranked]
+    final = q
+    for k in range(1, len(ranked) + 1):
+        keep = [n for n, _ in ranked[:k]]
+        quantize(out, [*exclude, *keep], None)
+        final = top1(_as_artifact(parent, out), ds)
+        result["trials"].append({"kept_in_float": k, "top1": final, "drop_points": round((fp32 - final) * 100, 4)})
+        if (fp32 - final) * 100 <= budget:
+            result["kept_in_float"] = [{"node": n, "layer": names.get(n, n), "nmse": _round(e)} for n, e in ranked[:k]]
+            result["excluded"] = [*exclude, *keep]
+            break
+    else:
+        raise BudgetError(f"top-1 drop stays {(fp32 - final) * 100:.2f} points > budget {budget} even with all "
+                          f"{len(ranked)} layers ({'/'.join(LAYER_OPS)}) kept in float; the remaining quantized "
+                          "ops (pooling, adds) or the data are the cause. Raise max_accuracy_drop, calibrate on "
+                          "more representative data, or try laser.QAT")
+    result.update(met=True, final_top1=final, drop_points=round((fp32 - final) * 100, 4),
+                  cost=_cost(parent, full, out))
+    probe.unlink(missing_ok=True)
+    full.unlink(missing_ok=True)
+    return result
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.4g}") if math.isfinite(x) else x
+
+
+def _cost(parent: Artifact, full: Path, mixed: Path) -> dict[str, Any]:
+    """Latency (batch 1, onnxruntime) and file size of FP32, all-layers INT8 and the mixed model."""
+    from laser.measure.latency import latency
+    from laser.runtime import run
+
+    figures: dict[str, Any] = {}
+    for label, art in (("fp32", parent), ("all_layers_quantized", _as_artifact(parent, full)),
+                       ("mixed", _as_artifact(parent, mixed))):
+        with run(art, backend="onnxruntime") as runner:
+            lat = latency(runner, batch_size=1, warmup=5, min_iters=30, max_seconds=0.5)
+        figures[label] = {"p50_ms": round(lat.p50_ms, 4), "bytes": art.model_file.stat().st_size}
+    return {**figures, "method": "measured: onnxruntime CPU, batch 1, p50 of >= 30 timed calls after 5 warm-up; "
+                                 "file sizes on disk (shared CPU: expect noise)"}
+
+
+def layer_names(model: Path, nodes: Sequence[str] | None = None) -> dict[str, str]:
+    """ONNX node name -> the torch module it came from, when the exporter recorded it (the dynamo
+    exporter's ``pkg.torch.onnx.name_scopes``; the legacy exporter's node names are module paths)."""
+    onnx = require("onnx", "onnx")
+    import ast
+
+    out = {}
+    for node in onnx.load(str(model), load_external_data=False).graph.node:
+        if nodes is not None and node.name not in nodes:
+            continue
+        scope = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        if scope:
+            try:
+                parts = [s for s in ast.literal_eval(scope) if s.startswith("module.")]
+            except (ValueError, SyntaxError):
+                parts = []
+            if parts:
+                out[node.name] = parts[-1].removeprefix("module.")
+                continue
+        out[node.name] = node.name
+    return out
+
+
+def mac_split(model: Path) -> dict[str, int]:
+    """MACs at batch 1 in Conv vs MatMul/Gemm nodes, counted from the graph's inferred shapes
+    (symbolic dims count as 1)."""
+    onnx = require("onnx", "onnx")
+    m = onnx.shape_inference.infer_shapes(onnx.load(str(model)))
+    shapes: dict[str, list[int]] = {}
+    for vi in (*m.graph.value_info, *m.graph.input, *m.graph.output):
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
+    for init in m.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    conv = matmul = 0
+    for n in m.graph.node:
+        y = shapes.get(n.output[0])
+        if not y:
+            continue
+        if n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 1 and n.input[1] in shapes:
+            conv += math.prod(y) * math.prod(shapes[n.input[1]][1:])  # outputs × (Cin/groups × kh × kw)
+        elif n.op_type in ("MatMul", "Gemm") and shapes.get(n.input[0]):
+            a = shapes[n.input[0]]
+            trans_a = any(att.name == "transA" and att.i for att in n.attribute)
+            matmul += math.prod(y) * (a[0] if trans_a and len(a) == 2 else a[-1])  # outputs × K
+    return {"conv": conv, "matmul": matmul, "total": conv + matmul}
