@@ -310,7 +310,11 @@ class Repository:
                 entry.error = _reason(exc)
                 log.error("model %s: %s", entry.name, entry.error)
                 return
-            for version, location in wanted.items():
+            check = dict(wanted)
+            if entry.kind == "dir":  # versions kept serving as a fallback stay in sync with their files too
+                check.update({v: entry.location / v for v in entry.versions
+                              if v not in check and (entry.location / v).is_dir()})
+            for version, location in check.items():
                 fp = fingerprint(location)
                 current = entry.versions.get(version)
                 if not force and current is not None and current.fingerprint == fp:
