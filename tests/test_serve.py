@@ -205,6 +205,9 @@ def test_classify_route_answers_top_k_labels_for_an_image(http, local, x, digits
     bad = http.post("/v2/models/digits-cnn/classify", content=b"not an image")
     assert bad.status_code == 400 and "/" not in bad.json()["error"].split("cannot read an image from")[-1][:3]
     assert http.post("/v2/models/digits-cnn/teleport", content=b"x").status_code == 404
+    piped = http.post("/v2/models/digits-cnn/pipeline", params={"top_k": 2}, content=png.getvalue())
+    assert piped.status_code == 200, piped.text
+    assert piped.json()["top_k"][0]["index"] == want and len(piped.json()["top_k"]) == 2
 
 
 def _counter(text: str, line_start: str) -> float:

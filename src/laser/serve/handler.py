@@ -31,6 +31,7 @@ from laser.serve.codec import (
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.metrics import Metrics
 from laser.serve.repository import ModelVersion, Repository, parse_policy
+from laser.serve.tasks import TASKS, deadline
 
 log = logging.getLogger("laser.serve")
 
@@ -152,7 +153,7 @@ class Handler:
         for out in wanted:
             if out.name not in known:
                 raise ServeError(400, f"model {mv.name!r} has no output {out.name!r}; outputs: {sorted(known)}")
-        results = await mv.batcher.submit(feeds, n, _deadline(req.timeout_us))
+        results = await mv.batcher.submit(feeds, n, deadline(req.timeout_us))
         outputs = []
         for out in wanted:
             arr = results[out.name]
@@ -214,43 +215,5 @@ class Handler:
         return True
 
 
-def _deadline(timeout_us: int | None) -> float | None:
-    return time.monotonic() + timeout_us / 1e6 if timeout_us else None
-
-
 def _tensor_meta(t: Any) -> dict[str, Any]:
     return {"name": t.name, "datatype": datatype_of(t.dtype), "shape": [d if isinstance(d, int) else -1 for d in t.shape]}
-
-
-# -- task endpoints -----------------------------------------------------------------------------
-async def classify(mv: ModelVersion, payload: bytes, params: Mapping[str, str]) -> dict[str, Any]:
-    """An image (PNG/JPEG bytes) -> top-k labels, with the artifact's preprocessing and labels."""
-    from laser.preprocess import image_to_array, top_k
-
-    pre = mv.artifact.preprocessing
-    if pre.get("type") != "image" or len(mv.spec.inputs) != 1:
-        raise ServeError(400, f"model {mv.name!r} has no image preprocessing in its manifest; send tensors to "
-                              f"/v2/models/{mv.name}/infer instead")
-    try:
-        k = int(params.get("k", 5))
-    except ValueError:
-        k = 0
-    if not 1 <= k <= 1000:
-        raise ServeError(400, f"k must be an integer in [1, 1000], got {params.get('k')!r}")
-    if not payload:
-        raise ServeError(400, "no image in the request; POST the image bytes or a multipart 'file' field")
-    # Decoding and resizing cost milliseconds of CPU: keep them off the event loop.
-    x = await asyncio.to_thread(image_to_array, payload, pre)
-    name = mv.spec.inputs[0].name
-    feeds = {name: x.astype(mv.spec.inputs[0].np_dtype, copy=False)}
-    mv.spec.check_inputs(feeds)
-    timeout = params.get("timeout")
-    out = await mv.batcher.submit(feeds, 1, _deadline(int(timeout)) if timeout and timeout.isdigit() else None)
-    logits = out[mv.spec.output_names[0]]
-    return {"predictions": top_k(logits, mv.artifact.labels, k)[0]}
-
-
-# Task name -> coroutine(model version, request body, query parameters) -> JSON-able dict.
-TASKS: dict[str, Callable[[ModelVersion, bytes, Mapping[str, str]], Awaitable[dict[str, Any]]]] = {
-    "classify": classify,
-}

@@ -124,6 +124,7 @@ class ModelVersion:
                                max_queue_size=settings.max_queue_size, dynamic=settings.dynamic_batching,
                                batched=self.batchable, metrics=metrics, inflight=inflight)
         self.state = "READY"
+        self.pipeline: Any = None  # the task pipeline of /pipeline requests, built on first use
 
     @property
     def backend(self) -> str:
