@@ -111,6 +111,7 @@ def test_torchscript_export_is_validated_and_runs(name):
 def test_auto_backend_runs_the_onnx_export(name):
     runner = laser.run(artifact(name, "onnx"), backend="auto")
     assert runner.choice["backend"] in ("onnxruntime", "openvino")
+    runner.warmup(1)  # sizes every named dim (tiny-bert's sequence too)
     feeds = laser.runtime.auto.example_feeds(runner.spec, batch=2)
     assert np.isfinite(runner(feeds)["logits"]).all()
 

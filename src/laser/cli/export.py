@@ -151,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, **outputs)
+        np.savez(out, **outputs)  # type: ignore[arg-type]
         result["written"] = str(out)
     if args.json:
         emit_json(result)

@@ -55,7 +55,7 @@ def run(artifact: Artifact | str, backend: str = "auto", **options: Any) -> Runn
             accepted = inspect.signature(cls.__init__).parameters
             return cls(artifact, **{k: v for k, v in options.items() if k in accepted})
 
-        return choose(artifact, backends_for(artifact), build, threads=options.get("threads"))
+        return choose(artifact, backends_for(artifact), build, options)
     cls = runner_class(backend)
     formats = BACKENDS[backend][1]
     if artifact.format not in formats:

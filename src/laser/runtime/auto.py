@@ -31,7 +31,7 @@ WARMUP, PER_ROUND, MIN_ROUNDS, MAX_ROUNDS, BUDGET_S = 3, 2, 3, 25, 0.5
 # Size used for named dynamic dims other than the batch (sequence length ...) in example inputs.
 EXAMPLE_DIM = 16
 
-_DECISIONS: dict[tuple[str, str, int], dict[str, Any]] = {}
+_DECISIONS: dict[tuple[str, str, str], dict[str, Any]] = {}
 
 
 def example_dims(spec: ModelSpec, size: int = EXAMPLE_DIM) -> dict[str, int]:
@@ -83,12 +83,12 @@ def interleaved_median_ms(calls: Mapping[str, Callable[[], object]], warmup: int
 
 
 def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Runner],
-           threads: int | None = None) -> Runner:
+           options: Mapping[str, Any] | None = None) -> Runner:
     """Build the fastest of ``candidates`` (measured, or from this process's cache) and return it with
-    ``runner.choice`` set."""
+    ``runner.choice`` set. ``options`` (threads, device ...) are part of the cache key."""
     if not candidates:
         raise BackendError(f"no backend runs {artifact.format} artifacts like {artifact.name!r}")
-    key = (_model_sha(artifact), machine(), threads or 0)
+    key = (_model_sha(artifact), machine(), repr(sorted((options or {}).items())))
     cached = _DECISIONS.get(key)
     if cached and cached["backend"] in candidates:
         runner = build(cached["backend"])
@@ -118,7 +118,8 @@ def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Run
             runner.close()
             continue
         runners[name] = runner
-    timings, runs = interleaved_median_ms({n: (lambda r=r: r._run(feeds)) for n, r in runners.items()})
+    calls: dict[str, Callable[[], object]] = {n: functools.partial(r._run, feeds) for n, r in runners.items()}
+    timings, runs = interleaved_median_ms(calls)
     best = min(timings, key=timings.__getitem__) if timings else None
     for name, runner in runners.items():
         if name != best:
@@ -149,3 +150,10 @@ def _model_sha(artifact: Artifact) -> str:
 
 def clear_cache() -> None:
     _DECISIONS.clear()
+
+
+def warmup(runner: Runner, n: int = 3, batch: int = 1) -> None:
+    """``Runner.warmup`` for specs with named dims besides the batch (a sequence length ...)."""
+    feeds = example_feeds(runner.spec, batch=batch)
+    for _ in range(n):
+        runner._run(feeds)

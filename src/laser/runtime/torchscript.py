@@ -44,3 +44,9 @@ class TorchScriptRunner(Runner):
         with torch.inference_mode():
             result = self.module(*args)
         return outputs_to_numpy(result, self.spec.output_names)
+
+    def warmup(self, n: int = 3, batch: int = 1) -> None:
+        """n untimed calls on Spec example inputs (every named dim sized), e.g. TensorRT's engine build."""
+        from laser.runtime.auto import warmup
+
+        warmup(self, n, batch)
