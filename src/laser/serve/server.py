@@ -210,7 +210,7 @@ class Server:
 
 
 def serve(*models: Source | Sequence[Source], block: bool = True, ray: bool = False, replicas: int = 1,
-          **options: Any) -> Server | None:
+          **options: Any) -> Any:
     """Serve models over HTTP + gRPC (Open Inference Protocol v2) and laser's socket protocol.
 
     >>> server = laser.serve("digits-cnn", backend="echo", http_port=0, grpc_port=0, socket_port=0,
@@ -226,8 +226,7 @@ def serve(*models: Source | Sequence[Source], block: bool = True, ray: bool = Fa
     if ray:
         from laser.serve.ray import deploy
 
-        deploy(sources, replicas=replicas, **options)
-        return None
+        return deploy(sources, replicas=replicas, block=block, **options)
     server = Server(sources, **options)
     if not block:
         return server.start()
