@@ -131,3 +131,20 @@ def test_energy_on_this_machine_is_estimated(digits_artifact):
     e = report.artifacts[0]["energy"]
     assert e["method"] == "estimated" and e["joules_per_inference"] > 0 and e["gops_per_joule"] > 0
     assert report.artifacts[0]["figures"]["energy.joules_per_inference"]["kind"] == "estimated"
+
+
+def _cuda_and_nvml():
+    import torch
+
+    return torch.cuda.is_available() and energy.reader_for("cuda:0") is not None
+
+
+@pytest.mark.skipif(not _cuda_and_nvml(), reason="needs an NVIDIA GPU with NVML (pynvml / nvidia-ml-py)")
+def test_energy_on_a_cuda_device_is_measured_by_nvml(digits_artifact):
+    import laser
+
+    report = laser.measure(digits_artifact, max_seconds=0.2, repeats=1, device="cuda", activations=False)
+    a, hw = report.artifacts[0], report.hardware
+    assert a["energy"]["method"] == "measured" and "NVML" in a["energy"]["source"]
+    assert a["energy"]["joules_per_inference"] > 0 and hw["gpus"] and hw["peak_device"] == "cuda"
+    assert 0 < a["efficiency"]["percent_of_peak"] < 100  # compared with the GPU's own peak

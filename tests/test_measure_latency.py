@@ -39,8 +39,11 @@ def test_latency_of_a_2ms_runner_is_about_2ms_with_ordered_percentiles():
 
 def test_warmup_calls_are_not_timed_and_fixed_count_is_exact():
     runner = SleepRunner(0.1)
-    r = latency(runner, warmup=5, iters=7)
+    r = latency(runner, warmup=5, iters=7, warmup_seconds=0)
     assert r.iters == 7 and runner.calls == 12
+    timed_warmup = SleepRunner(1.0)
+    latency(timed_warmup, warmup=1, iters=1, warmup_seconds=0.05)
+    assert timed_warmup.calls >= 20  # >= 50 ms of 1 ms calls before timing starts
 
 
 def test_time_budget_keeps_running_past_min_iters():

@@ -13,7 +13,7 @@ from laser.measure.report import Report
 def report(digits_artifact):
     other = laser.load("digits-cnn", random_weights=True)
     return laser.measure([digits_artifact, other], data="digits", batch_sizes=(1, 4), repeats=2, warmup=2,
-                         min_iters=10, max_seconds=0.05, robustness=True, robust_samples=32,
+                         warmup_seconds=0, min_iters=10, max_seconds=0.05, robustness=True, robust_samples=32,
                          epsilons=(0.0, 0.007, 0.1), peak=False,
                          threads=1)  # 1 thread: OpenMP barriers make 2 threads crawl on a busy shared CPU
 

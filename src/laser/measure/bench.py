@@ -80,10 +80,11 @@ def _torch_reference(art: Artifact, reference: Artifact | None, arts: list[Artif
 
 def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequence[str] | str | None = None,
             data: Dataset | str | None = None, *, reference: Artifact | str | None = None,
-            batch_sizes: Sequence[int] = (1,), repeats: int = 3, warmup: int = 10, min_iters: int = 30,
+            batch_sizes: Sequence[int] = (1,), repeats: int = 3, warmup: int = 10, warmup_seconds: float = 0.3,
+            min_iters: int = 30,
             max_seconds: float = 1.0, threads: int | None = None, robustness: bool = False,
             epsilons: Sequence[float] = DEFAULT_EPSILONS, robust_samples: int = 200, peak: bool = True,
-            activations: bool = True, export: bool = True) -> Report:
+            activations: bool = True, export: bool = True, device: str = "cpu") -> Report:
     """Measure Latency, Accuracy, Size, Energy and Robustness of each artifact on each backend.
 
     ``backends``: names (or "a,b"); None = the first backend that runs each artifact's format.
@@ -93,6 +94,7 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
     run of ``repeats`` at ``batch_sizes[0]``; every batch size is in ``latency_sweep`` and the best
     throughput among them is the Offline figure. ``export``: a torch artifact asked for on a backend
     of another format (e.g. onnxruntime) is exported to it first and measured as that export.
+    ``device``: where runners run ('cpu', 'cuda', 'cuda:1'); energy is read from NVML on CUDA devices.
     """
     from laser.runtime import run
 
@@ -103,13 +105,15 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
         raise ConfigError(f"batch_sizes must be positive integers, got {list(batch_sizes)}")
     ref = _artifacts(reference)[0] if reference is not None else (arts[0] if len(arts) > 1 else None)
     ds = _dataset(data)
-    hw = fingerprint(peak=peak)
+    hw = dict(fingerprint(peak=peak, device=device))  # a copy: the fingerprint is cached
     report = Report(artifacts=[], hardware=hw, settings={
         "backends": list(backends or ["auto"]), "data": ds.name if ds else None, "batch_sizes": list(batch_sizes),
-        "repeats": repeats, "warmup": warmup, "min_iters": min_iters, "max_seconds": max_seconds,
-        "threads": threads, "robustness": robustness, "epsilons": list(epsilons),
+        "repeats": repeats, "warmup": warmup, "warmup_seconds": warmup_seconds, "min_iters": min_iters,
+        "max_seconds": max_seconds,
+        "threads": threads, "device": device, "robustness": robustness, "epsilons": list(epsilons),
         "reference": ref.name if ref else None})
-    lat_kw = {"warmup": warmup, "min_iters": min_iters, "max_seconds": max_seconds}
+    lat_kw = {"warmup": warmup, "warmup_seconds": warmup_seconds, "min_iters": min_iters,
+              "max_seconds": max_seconds}
     exported: dict[tuple[int, str], Artifact] = {}
     for parent in arts:
         jobs, missed = _jobs(parent, backends, export, exported)
@@ -125,8 +129,12 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
                 sizes[id(art)] = size_of(art, activations=activations)
             # Agreement is against the given reference, else the torch model an export came from.
             agree_ref = ref if ref is not None else (parent if art is not parent else None)
-            with run(art, backend=backend, threads=threads) as runner:
-                entry = _measure_one(art, runner, sizes[id(art)], ds, agree_ref, hw, batch_sizes, repeats, lat_kw)
+            options: dict[str, Any] = {"threads": threads}
+            if device != "cpu":
+                options["device"] = device
+            with run(art, backend=backend, **options) as runner:
+                entry = _measure_one(art, runner, sizes[id(art)], ds, agree_ref, hw, batch_sizes, repeats, lat_kw,
+                                     options)
                 if robustness and ds is not None:
                     entry["robustness"], how = _robustness(art, runner, ds, agree_ref, [parent, *arts], epsilons,
                                                            robust_samples)
@@ -143,7 +151,8 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
 
 
 def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset | None, ref: Artifact | None,
-                 hw: dict[str, Any], batch_sizes: Sequence[int], repeats: int, lat_kw: dict[str, Any]) -> dict[str, Any]:
+                 hw: dict[str, Any], batch_sizes: Sequence[int], repeats: int, lat_kw: dict[str, Any],
+                 options: dict[str, Any]) -> dict[str, Any]:
     figures: dict[str, dict[str, str]] = {}
     rep = repeated(runner, repeats=repeats, batch_size=batch_sizes[0], **lat_kw)
     main: LatencyResult = rep.median_run
@@ -175,7 +184,8 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
         if ref is not None and ref is not art:
             from laser.runtime import run
 
-            with run(ref, backend=_first_backend(ref)) as ref_runner:
+            # Same device as the runner: a torch reference shares its module, which runners move in place.
+            with run(ref, backend=_first_backend(ref), **options) as ref_runner:
                 agree, how = agreement(runner, ref_runner, ds)
             accuracy.update(agree)
             figures.update({f"accuracy.{k}": v for k, v in how.items()})

@@ -180,7 +180,7 @@ class NvmlReader:
         name = name.decode() if isinstance(name, bytes) else str(name)
         how = ("total energy counter (nvmlDeviceGetTotalEnergyConsumption, mJ)" if self.mode == "energy"
                else f"power sampled every {self.sample_s * 1000:g} ms (nvmlDeviceGetPowerUsage), integrated")
-        return f"NVML on GPU {self.index} ({name}): {how}"
+        return f"NVML on GPU {self.index} ({name}): {how}; GPU board only, host CPU not included"
 
 
 def reader_for(device: str = "cpu", rapl_root: str | Path = POWERCAP, nvml: Any = None) -> Any:

@@ -69,61 +69,79 @@ def _num(text: str) -> float | None:
         return None
 
 
-def _best_seconds(fn: Any, reps: int) -> float:
-    fn()  # warm-up: thread pool start, packing buffers
-    best = float("inf")
-    for _ in range(reps):
+def _best_seconds(fn: Any, reps: int, device: str) -> float:
+    import torch
+
+    def timed() -> float:
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)  # kernels are asynchronous: wait for the product itself
+        return time.perf_counter() - t0
+
+    timed()  # warm-up: thread pool start, packing buffers, cuBLAS handles
+    return min(timed() for _ in range(reps))
 
 
-def peak_fp32(n: int = 2048, reps: int = 5, threads: int | None = None) -> dict[str, Any]:
-    """FP32 GFLOP/s of the best of ``reps`` n×n torch.mm (2 n³ FLOPs each)."""
+def _default_n(device: str) -> int:
+    return 8192 if device.startswith("cuda") else 2048  # long enough to hide launch/threading overhead
+
+
+def peak_fp32(n: int | None = None, reps: int = 5, threads: int | None = None, device: str = "cpu",
+              ) -> dict[str, Any]:
+    """FP32 GFLOP/s of the best of ``reps`` n×n torch.mm (2 n³ FLOPs each) on ``device``."""
     import torch
 
     from laser.runtime.base import default_threads
 
+    n = n or _default_n(device)
     threads = threads or default_threads()
-    prev = torch.get_num_threads()
+    prev, prev_tf32 = torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32
     torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = False  # true FP32, not TF32 tensor cores
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        s = _best_seconds(lambda: torch.mm(a, b), reps)
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        s = _best_seconds(lambda: torch.mm(a, b), reps, device)
     finally:
         torch.set_num_threads(prev)
-    return {"gflops": 2 * n**3 / s / 1e9, "unit": "GFLOP/s", "kind": "measured",
-            "method": f"best of {reps} torch.mm {n}x{n} float32, {threads} threads, 2 FLOPs per MAC"}
+        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
+    where = f"{threads} threads" if device == "cpu" else f"{device}, TF32 off"
+    return {"gflops": 2 * n**3 / s / 1e9, "unit": "GFLOP/s", "kind": "measured", "device": device,
+            "method": f"best of {reps} torch.mm {n}x{n} float32, {where}, 2 FLOPs per MAC"}
 
 
-def peak_int8(n: int = 2048, reps: int = 5, threads: int | None = None) -> dict[str, Any] | None:
-    """INT8 GOP/s of the best of ``reps`` n×n torch._int_mm (int8 -> int32), or None if unsupported."""
+def peak_int8(n: int | None = None, reps: int = 5, threads: int | None = None, device: str = "cpu",
+              ) -> dict[str, Any] | None:
+    """INT8 GOP/s of the best of ``reps`` n×n torch._int_mm (int8 -> int32) on ``device``, or None
+    if this build has no int8 GEMM there."""
     import torch
 
     from laser.runtime.base import default_threads
 
     if not hasattr(torch, "_int_mm"):
         return None
+    n = n or _default_n(device)
     threads = threads or default_threads()
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a = torch.randint(-128, 128, (n, n), dtype=torch.int8)
-        b = torch.randint(-128, 128, (n, n), dtype=torch.int8)
-        s = _best_seconds(lambda: torch._int_mm(a, b), reps)
-    except RuntimeError:  # no int8 GEMM kernel for this CPU/build
+        a = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device)
+        b = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device)
+        s = _best_seconds(lambda: torch._int_mm(a, b), reps, device)
+    except RuntimeError:  # no int8 GEMM kernel for this CPU/GPU/build
         return None
     finally:
         torch.set_num_threads(prev)
-    return {"gops": 2 * n**3 / s / 1e9, "unit": "GOP/s", "kind": "measured",
-            "method": f"best of {reps} torch._int_mm {n}x{n} int8->int32 (oneDNN; uses VNNI/AMX where present), "
-                      f"{threads} threads, 2 ops per MAC"}
+    kernel = "oneDNN; uses VNNI/AMX where present" if device == "cpu" else "cuBLASLt int8 tensor cores"
+    where = f"{threads} threads" if device == "cpu" else device
+    return {"gops": 2 * n**3 / s / 1e9, "unit": "GOP/s", "kind": "measured", "device": device,
+            "method": f"best of {reps} torch._int_mm {n}x{n} int8->int32 ({kernel}), {where}, 2 ops per MAC"}
 
 
 @functools.cache
-def fingerprint(peak: bool = True) -> dict[str, Any]:
-    """What a report was measured on. ``peak`` adds the FP32/INT8 micro-benchmarks (~1-2 s)."""
+def fingerprint(peak: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """What a report was measured on. ``peak`` adds the FP32/INT8 micro-benchmarks (~1-2 s) on
+    ``device`` (the one the runners use, so that % of peak compares like with like)."""
     import torch
 
     info: dict[str, Any] = {
@@ -138,8 +156,9 @@ def fingerprint(peak: bool = True) -> dict[str, Any]:
     except ImportError:
         pass
     if peak:
-        info["peak_fp32"] = peak_fp32()
-        info["peak_int8"] = peak_int8()
+        info["peak_device"] = device
+        info["peak_fp32"] = peak_fp32(device=device)
+        info["peak_int8"] = peak_int8(device=device)
     return info
 
 
@@ -158,8 +177,9 @@ def efficiency(flops_per_inference: float | None, inferences_per_s: float, hardw
     effective = flops_per_inference * inferences_per_s / 1e9
     peak = hardware.get("peak_int8") if int8 else hardware.get("peak_fp32")
     peak_g = (peak or {}).get("gops" if int8 else "gflops")
+    which = ("int8" if int8 else "fp32") + f" on {hardware.get('peak_device', 'cpu')}"
     return {"effective_gops": effective, "peak_gops": peak_g,
             "percent_of_peak": 100.0 * effective / peak_g if peak_g else None,
-            "peak": "int8" if int8 else "fp32", "unit": "GOP/s (1 op = 1 FLOP, 2 per MAC)",
+            "peak": which, "unit": "GOP/s (1 op = 1 FLOP, 2 per MAC)",
             "method": "estimated: FLOPs per inference (batch 1 count) × measured Offline inferences/s (best "
                       "batch size); peak from the hardware micro-benchmark"}

@@ -116,10 +116,11 @@ def _hardware(report: Any) -> str:
                      f"logical cores, {cpu.get('arch', '')})"),
              ("instruction sets", " ".join(cpu.get("isa", [])) or "—"),
              ("GPU", ", ".join(f"{g['name']} (driver {g['driver']})" for g in hw.get("gpus", [])) or "none")]
+    on = f" ({hw.get('peak_device')})" if hw.get("peak_device", "cpu") != "cpu" else ""
     if peak:
-        facts.append(("peak FP32", f"{peak['gflops']:.0f} GFLOP/s — {peak['method']}"))
+        facts.append((f"peak FP32{on}", f"{peak['gflops']:.0f} GFLOP/s — {peak['method']}"))
     if hw.get("peak_int8"):
-        facts.append(("peak INT8", f"{hw['peak_int8']['gops']:.0f} GOP/s — {hw['peak_int8']['method']}"))
+        facts.append((f"peak INT8{on}", f"{hw['peak_int8']['gops']:.0f} GOP/s — {hw['peak_int8']['method']}"))
     facts.append(("software", f"Python {hw.get('python')}, torch {hw.get('torch')}, onnxruntime "
                               f"{hw.get('onnxruntime', '—')}, {hw.get('os', '')}"))
     ft = "".join(f"<tr><td>{_e(k)}</td><td class='l'>{_e(v)}</td></tr>" for k, v in facts)

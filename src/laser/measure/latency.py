@@ -97,15 +97,17 @@ def summarize(samples_ns: Sequence[int], batch_size: int, wall_ns: int, cpu_s: f
 
 def latency(runner: Any, batch_size: int = 1, warmup: int = 10, min_iters: int = 30, max_seconds: float = 3.0,
             inputs: Mapping[str, np.ndarray] | None = None, *, iters: int | None = None,
-            scenario: str | None = None) -> LatencyResult:
+            scenario: str | None = None, warmup_seconds: float = 0.3) -> LatencyResult:
     """Time ``runner(inputs)`` call by call.
 
-    After ``warmup`` untimed calls, calls run until at least ``min_iters`` were timed and
-    ``max_seconds`` of wall time has passed (a time budget), or exactly ``iters`` calls when given
-    (a fixed count). ``inputs`` default to random example inputs from the runner's spec at
+    After at least ``warmup`` untimed calls lasting at least ``warmup_seconds`` (sub-millisecond
+    models need far more than 10 calls before clocks, caches and thread pools settle), calls run
+    until at least ``min_iters`` were timed and ``max_seconds`` of wall time has passed (a time
+    budget), or exactly ``iters`` calls when given (a fixed count). ``inputs`` default to random example inputs from the runner's spec at
     ``batch_size``. ``scenario`` defaults to "single-stream" for batch 1, else "offline".
     """
-    if batch_size < 1 or warmup < 0 or min_iters < 1 or max_seconds < 0 or (iters is not None and iters < 1):
+    if (batch_size < 1 or warmup < 0 or min_iters < 1 or max_seconds < 0 or warmup_seconds < 0
+            or (iters is not None and iters < 1)):
         raise ConfigError(f"need batch_size >= 1, warmup >= 0, min_iters >= 1, max_seconds >= 0, iters >= 1; got "
                           f"batch_size={batch_size}, warmup={warmup}, min_iters={min_iters}, "
                           f"max_seconds={max_seconds}, iters={iters}")
@@ -114,11 +116,14 @@ def latency(runner: Any, batch_size: int = 1, warmup: int = 10, min_iters: int =
     else:
         first = next(iter(inputs.values()))
         batch_size = int(first.shape[0]) if getattr(first, "ndim", 0) else 1
-    for _ in range(warmup):
+    clock = time.perf_counter_ns
+    warm_until = clock() + int(warmup_seconds * 1e9)
+    done = 0
+    while done < warmup or clock() < warm_until:
         runner(inputs)
+        done += 1
     budget_ns = int(max_seconds * 1e9)
     samples: list[int] = []
-    clock = time.perf_counter_ns
     cpu0 = time.process_time()
     start = clock()
     while True:
@@ -134,7 +139,8 @@ def latency(runner: Any, batch_size: int = 1, warmup: int = 10, min_iters: int =
     wall_ns = clock() - start
     cpu_s = time.process_time() - cpu0
     count = f"{iters} timed calls" if iters is not None else f">= {min_iters} timed calls and >= {max_seconds:g} s"
-    method = (f"measured: time.perf_counter_ns around each runner call, {warmup} warm-up calls, {count}; "
+    method = (f"measured: time.perf_counter_ns around each runner call, after {done} warm-up calls "
+              f"(>= {warmup} and >= {warmup_seconds:g} s), {count}; "
               "throughput = samples / wall time")
     return summarize(samples, batch_size, wall_ns, cpu_s, getattr(runner, "threads", None),
                      scenario or ("single-stream" if batch_size == 1 else "offline"), method)

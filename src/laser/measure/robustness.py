@@ -62,15 +62,23 @@ def _grad(module: Any, x: Any, y: Any) -> Any:
     return g
 
 
+def _tensors(module: Any, *arrays: np.ndarray) -> list[Any]:
+    """numpy arrays as tensors on the module's device (the reference may live on a GPU)."""
+    import torch
+
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
+
+
 def fgsm(module: Any, x: np.ndarray, y: np.ndarray, eps: float, scale: PixelScale) -> np.ndarray:
     """x + ε·sign(∇x loss), one step, clipped to valid pixels. ε in [0, 1] pixel units."""
     import torch
 
-    lo, hi = (torch.from_numpy(b) for b in scale.bounds())
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    step = eps / torch.from_numpy(scale.std)
-    adv = xt + step * _grad(module, xt, yt).sign()
-    return torch.maximum(torch.minimum(adv, hi), lo).numpy() if scale.known else adv.numpy()
+    xt, yt, lo, hi, std = _tensors(module, x, y, *scale.bounds(), scale.std)
+    adv = xt + eps / std * _grad(module, xt, yt).sign()
+    if scale.known:
+        adv = torch.maximum(torch.minimum(adv, hi), lo)
+    return adv.detach().cpu().numpy()
 
 
 def pgd(module: Any, x: np.ndarray, y: np.ndarray, eps: float, scale: PixelScale, steps: int = 10,
@@ -79,17 +87,16 @@ def pgd(module: Any, x: np.ndarray, y: np.ndarray, eps: float, scale: PixelScale
     steps of 2.5·ε/steps, each projected back onto the ε-ball and the valid pixel range."""
     import torch
 
-    lo, hi = (torch.from_numpy(b) for b in scale.bounds())
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    radius = eps / torch.from_numpy(scale.std)
-    gen = torch.Generator().manual_seed(seed)
-    adv = xt + (torch.rand(xt.shape, generator=gen) * 2 - 1) * radius
+    xt, yt, lo, hi, std = _tensors(module, x, y, *scale.bounds(), scale.std)
+    radius = eps / std
+    gen = torch.Generator().manual_seed(seed)  # CPU generator: the same start on every device
+    adv = xt + (torch.rand(xt.shape, generator=gen).to(xt.device) * 2 - 1) * radius
     for _ in range(steps):
         adv = adv + 2.5 * radius / steps * _grad(module, adv, yt).sign()
         adv = torch.maximum(torch.minimum(adv, xt + radius), xt - radius)
         if scale.known:
             adv = torch.maximum(torch.minimum(adv, hi), lo)
-    return adv.detach().numpy()
+    return adv.detach().cpu().numpy()
 
 
 # -- corruptions -------------------------------------------------------------------------------

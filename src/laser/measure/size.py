@@ -26,11 +26,13 @@ def parameters(module: Any) -> tuple[int, int]:
     return total, nonzero
 
 
-def _example_args(spec: Any) -> list[Any]:
+def _example_args(spec: Any, module: Any = None) -> list[Any]:
+    """Batch-1 example inputs as tensors on the module's device."""
     import torch
 
+    device = next((p.device for p in module.parameters()), "cpu") if module is not None else "cpu"
     feeds = spec.example_inputs(batch=1)
-    return [torch.from_numpy(feeds[t.name]) for t in spec.inputs]
+    return [torch.from_numpy(feeds[t.name]).to(device) for t in spec.inputs]
 
 
 def flops(module: Any, spec: Any) -> int:
@@ -38,7 +40,7 @@ def flops(module: Any, spec: Any) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    args = _example_args(spec)
+    args = _example_args(spec, module)
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         module(*args)
@@ -63,7 +65,7 @@ def peak_activation_bytes(module: Any, spec: Any) -> int:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    args = _example_args(spec)
+    args = _example_args(spec, module)
     static = {t.untyped_storage().data_ptr() for t in [*module.parameters(), *module.buffers(), *args]}
     live: dict[int, int] = {}  # storage data_ptr -> bytes
     refs: Counter[int] = Counter()  # storage data_ptr -> live Python tensors using it

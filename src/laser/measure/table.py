@@ -118,8 +118,9 @@ def hardware_line(hw: dict[str, Any]) -> str:
         parts.append("ISA " + " ".join(cpu["isa"]))
     for g in hw.get("gpus", []):
         parts.append(f"GPU {g['name']} (driver {g['driver']})")
+    on = f" on {hw['peak_device']}" if hw.get("peak_device", "cpu") != "cpu" else ""
     if hw.get("peak_fp32"):
-        parts.append(f"peak FP32 {hw['peak_fp32']['gflops']:.0f} GFLOP/s")
+        parts.append(f"peak FP32{on} {hw['peak_fp32']['gflops']:.0f} GFLOP/s")
     if hw.get("peak_int8"):
-        parts.append(f"peak INT8 {hw['peak_int8']['gops']:.0f} GOP/s")
+        parts.append(f"peak INT8{on} {hw['peak_int8']['gops']:.0f} GOP/s")
     return "; ".join(parts) + " (peaks measured by matmul micro-benchmarks)" * bool(hw.get("peak_fp32"))
