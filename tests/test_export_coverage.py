@@ -2,7 +2,8 @@
 
 Random weights (no downloads). torchvision models get their BatchNorm statistics re-estimated on one
 random batch first: with the default running stats (mean 0, var 1) activations shrink layer after
-layer and the logits end up ~1e-9, where any export error would hide below atol.
+layer and the logits end up ~1e-9, where any export error would hide below atol. For the same reason
+a zero-initialised head (ViT's) gets random weights.
 The large models are marked slow (`make test-slow`); digits-cnn, a tiny BERT and MobileNetV3-small
 run by default.
 """
@@ -35,6 +36,9 @@ def vision_artifact(name: str) -> Artifact:
         module.train()
         with torch.no_grad():
             module(torch.randn(4, 3, 224, 224))
+    for m in module.modules():  # ViT's head starts at zero: all-zero logits would match anything
+        if isinstance(m, torch.nn.Linear) and not m.weight.any():
+            torch.nn.init.normal_(m.weight, std=0.02)
     return Artifact.from_module(module.eval(), name=name, task="classification", spec=image_spec(3, 224, 224, 1000),
                                 architecture={"factory": f"torchvision.models:{name}", "kwargs": {}})
 

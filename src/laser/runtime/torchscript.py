@@ -19,16 +19,23 @@ from laser.runtime.torch import outputs_to_numpy
 class TorchScriptRunner(Runner):
     backend = "torchscript"
 
-    def __init__(self, artifact: Artifact, threads: int | None = None, device: str = "cpu"):
+    def __init__(self, artifact: Artifact, threads: int | None = None, device: str = "cpu",
+                 allow_tf32: bool = False):
         import torch
 
         super().__init__(artifact, threads, device)
+        self.allow_tf32 = allow_tf32
         if artifact.format != "torchscript":
             raise BackendError(f"the torchscript backend runs torchscript artifacts, {artifact.name!r} is "
                                f"{artifact.format}; export it first: laser export MODEL --to torchscript")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"device {device!r} asked for, but torch sees no CUDA device; use device='cpu'")
         torch.set_num_threads(self.threads)
+        if device.startswith("cuda"):
+            # PyTorch runs CUDA convolutions in TF32 by default: ~1e-3 errors that fail export parity.
+            # FP32 unless asked; this switch is process-wide in torch.
+            torch.backends.cudnn.allow_tf32 = allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = allow_tf32
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript deprecation: stated above
             try:
@@ -44,6 +51,9 @@ class TorchScriptRunner(Runner):
         with torch.inference_mode():
             result = self.module(*args)
         return outputs_to_numpy(result, self.spec.output_names)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), **({"allow_tf32": self.allow_tf32} if self.device.startswith("cuda") else {})}
 
     def warmup(self, n: int = 3, batch: int = 1) -> None:
         """n untimed calls on Spec example inputs (every named dim sized), e.g. TensorRT's engine build."""
