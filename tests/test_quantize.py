@@ -183,3 +183,12 @@ def test_quantize_is_a_recipe_stage():
 
     stage = stage_from_dict({"op": "quantize", "method": "int8-static", "calibration": "digits", "samples": 64})
     assert isinstance(stage, laser.Quantize) and stage.to_dict()["samples"] == 64
+
+
+def test_in_memory_calibration_is_recorded_by_what_it_is_not_element_by_element(digits_onnx, digits_test):
+    feeds = [{"input": digits_test.inputs[0][i:i + 4]} for i in range(0, 32, 4)]
+    q = Quantize("int8-static", calibration=feeds, data=digits_test, progress=False)(digits_onnx)
+    step = q.lineage[-1]
+    assert step.params["calibration"] == "list of 8 items"
+    assert step.params["data"].startswith("dataset 'digits'")
+    assert step.results["calibration"]["samples"] == 32

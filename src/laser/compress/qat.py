@@ -244,7 +244,9 @@ class QAT(Stage):
         m = artifact.manifest
         trained = Artifact.from_module(module.eval(), name=m.name, task=m.task, spec=m.spec, architecture=arch,
                                        preprocessing=m.preprocessing, labels=m.labels, lineage=m.lineage, step=step)
-        calibration = self.calibration if self.calibration is not None else train
+        # default: the training data (by name when it has one, so the lineage says e.g. "digits/train")
+        calibration = self.calibration if self.calibration is not None else (
+            self.data if isinstance(self.data, str) else train)
         result = Quantize("int8-static", calibration=calibration, calibration_method=self.calibration_method,
                           samples=self.samples, progress=self.progress)(trained)
         int8 = top1(result, test)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 import tempfile
 import warnings
@@ -143,6 +144,18 @@ class Quantize(Stage):
             if self.data is None:
                 raise ConfigError("max_accuracy_drop needs data= (a labelled dataset or its name, e.g. "
                                   "data='digits') to measure the drop on")
+
+    def params(self) -> dict[str, Any]:
+        """Plain-data fields for lineage and recipes; an in-memory calibration source is recorded by what
+        it is, not element by element."""
+        out = super().params()
+        for name in ("calibration", "data"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                out[name] = describe_source(value)
+            elif isinstance(value, os.PathLike):
+                out[name] = os.fspath(value)
+        return out
 
     # -------------------------------------------------------------------------------------------
     def apply(self, artifact: Artifact) -> Artifact:
@@ -278,6 +291,17 @@ class Quantize(Stage):
         info = {k: types[k] for k in ("weight_type", "reduce_range", "per_channel", "defaults_from")}
         return run, {**info, "activation_type": "uint8 (at run time)", "op_types": op_types,
                      "macs": {**split, "method": "counted from the ONNX graph, batch 1"}}
+
+
+def describe_source(value: Any) -> str:
+    """A short name for a calibration/evaluation source that is not a name or a path."""
+    from laser.data import Dataset
+
+    if isinstance(value, Dataset):
+        return f"dataset {value.name!r} ({len(value)} samples)"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of {len(value)} items"
+    return type(value).__name__
 
 
 def _fp16(src: Path, notes: list[str]):
