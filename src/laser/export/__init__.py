@@ -70,9 +70,6 @@ class Export(Stage):
         return self._to_onnx(artifact)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _params(self) -> dict[str, Any]:
-        return self.params()
-
     def _child_spec(self, artifact: Artifact) -> Any:
         return artifact.spec if self.dynamic_batch else fixed_batch_spec(artifact.spec, 1)
 
@@ -87,7 +84,7 @@ class Export(Stage):
             results["verified"] = False
             results["validation"] = None
             log.warning("export of %s to %s was not verified (verify=False)", parent.name, self.to)
-        step = Step("export", params=self._params(), results=results)
+        step = Step("export", params=self.params(), results=results)
         return Artifact(replace(child.manifest, lineage=(*parent.lineage, step)), child.files)
 
     def _to_onnx(self, artifact: Artifact) -> Artifact:
@@ -97,6 +94,7 @@ class Export(Stage):
         spec = self._child_spec(artifact)
         order = ["dynamo", "legacy"] if self.exporter == "auto" else [self.exporter]
         attempts: list[dict[str, Any]] = []
+        last: LaserError = ExportError("no exporter ran")
         for exporter in order:
             path = workspace(f"{artifact.name}-onnx-{exporter}") / "model.onnx"
             try:
@@ -104,28 +102,24 @@ class Export(Stage):
                                    dynamic_batch=self.dynamic_batch)
                 files: dict[str, Any] = {"model.onnx": path}
                 files.update({name: (path.parent / name, "external-data") for name in info["external_data"]})
-                child = artifact.derive(Step("export", params=self._params()), files=files, format="onnx",
+                child = artifact.derive(Step("export", params=self.params()), files=files, format="onnx",
                                         spec=spec, architecture=None)
                 results = {"exporter_used": exporter, "opset": info["opset"], "checker": info["checker"],
                            "export": info, "attempts": [*attempts, {"exporter": exporter, "ok": True,
                                                                      "seconds": info["seconds"]}]}
                 if attempts:
                     results["fallback_reason"] = attempts[-1]["error"]
+                # a graph that fails parity (ParityError) or does not load (BackendError) also falls back
                 return self._finish(artifact, child, results)
-            except (ExportError, ParityError) as exc:
+            except LaserError as exc:
+                if len(order) == 1:
+                    raise
                 attempts.append({"exporter": exporter, "ok": False, "error": str(exc)[:600]})
                 log.info("ONNX export of %s with %s failed: %s", artifact.name, exporter, exc)
-                if exporter == order[-1]:
-                    if len(attempts) == 1:
-                        raise
-                    raise type(exc)(f"cannot export {artifact.name!r} ({type(module).__name__}) to ONNX: " +
-                                    "; ".join(f"{a['exporter']} exporter: {a['error']}" for a in attempts)) from exc
-            except LaserError as exc:  # the exported graph does not load in onnxruntime (BackendError)
-                attempts.append({"exporter": exporter, "ok": False, "error": str(exc)[:600]})
-                if exporter == order[-1]:
-                    raise ExportError(f"cannot export {artifact.name!r} ({type(module).__name__}) to ONNX: " +
-                                      "; ".join(f"{a['exporter']} exporter: {a['error']}" for a in attempts)) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+                last = exc
+        kind = type(last) if isinstance(last, (ExportError, ParityError)) else ExportError
+        raise kind(f"cannot export {artifact.name!r} ({type(module).__name__}) to ONNX: "
+                   + "; ".join(f"{a['exporter']} exporter: {a['error']}" for a in attempts)) from last
 
     def _to_torchscript(self, artifact: Artifact) -> Artifact:
         from laser.export.torchscript import export_torchscript
@@ -134,7 +128,7 @@ class Export(Stage):
         spec = self._child_spec(artifact)
         info = export_torchscript(artifact.module().eval(), spec, path, dynamic_batch=self.dynamic_batch)
         log.warning("%s", info["note"])
-        child = artifact.derive(Step("export", params=self._params()), files={"model.pt": path},
+        child = artifact.derive(Step("export", params=self.params()), files={"model.pt": path},
                                 format="torchscript", spec=spec, architecture=None)
         return self._finish(artifact, child, {"exporter_used": f"torch.jit.{info['method']} + freeze", "export": info})
 
@@ -143,7 +137,7 @@ class Export(Stage):
 
         path = workspace(f"{artifact.name}-ort") / "model.ort"
         info = convert_to_ort(artifact.model_file, path)
-        child = artifact.derive(Step("export", params=self._params()), files={"model.ort": path}, format="ort",
+        child = artifact.derive(Step("export", params=self.params()), files={"model.ort": path}, format="ort",
                                 architecture=None)
         return self._finish(artifact, child, {"exporter_used": "onnxruntime ORT-format conversion", "export": info})
 
