@@ -78,3 +78,13 @@ def test_layers_are_listed_in_execution_order(digits_artifact, exported):
     layers = [row["layer"] for row in diff(digits_artifact, exported)["layers"]]
     assert layers.index("features.2") < layers.index("classifier")
     assert layers[-1] == "classifier"
+
+
+def test_diff_says_when_no_node_can_be_tied_to_a_module(digits_artifact, exported, tmp_path):
+    model = onnx.load(str(exported.model_file))
+    for i, node in enumerate(model.graph.node):  # as if made by another tool: no scopes, plain names
+        node.name = f"n{i}"
+        del node.metadata_props[:]
+    onnx.save(model, str(tmp_path / "anonymous.onnx"))
+    with pytest.raises(ConfigError, match="could be tied to a module of 'digits-cnn'"):
+        diff(digits_artifact, laser.load(tmp_path / "anonymous.onnx"))

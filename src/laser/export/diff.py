@@ -160,6 +160,10 @@ def diff(parent: Artifact, child: Artifact, data: Any = None, batch: int = 1) ->
                     continue
             reported.add(tensor)
             layers.append(row)
+        if not layers:
+            raise ConfigError(f"no node of {child.model_file.name} could be tied to a module of {parent.name!r}: the "
+                              "graph records no module scopes (was it exported by laser or torch.onnx?). Export "
+                              "the parent with laser export, or diff two ONNX graphs whose tensors share names")
     else:
         p_graph = onnx.load(str(parent.model_file), load_external_data=False).graph
         p_tensors = {o for n in p_graph.node for o in n.output if o}
