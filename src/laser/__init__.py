@@ -35,6 +35,9 @@ _LAZY: dict[str, str] = {
     "Report": "laser.measure.report:Report",
     # the function; the laser.serve package is callable too (see laser/serve/__init__.py)
     "serve": "laser.serve:serve",
+    "Prune": "laser.compress.prune:Prune",
+    "Distill": "laser.compress.distill:Distill",
+    "WidthSearch": "laser.compress.nas:WidthSearch",
     "Quantize": "laser.compress.quantize:Quantize",
     "QAT": "laser.compress.qat:QAT",
     "optimize": "laser.optimize:optimize",

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "laser.cli.optimize",
     "laser.cli.measure",
     "laser.cli.hub",
+    "laser.cli.prune",
     "laser.cli.serve",
     "laser.cli.quantize",
 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -386,9 +387,7 @@ def load_data(name: str | None, split: str, spec: ModelSpec, purpose: str, requi
         if required:
             raise ConfigError(f"{purpose} needs labelled data; pass data='digits' (or another dataset name)")
         return None
-    from laser import data as datasets
-
-    ds = datasets.load(name, split)
+    ds = _dataset(name, split)
     try:
         spec.check_inputs(ds.feeds(spec.input_names, 0, 2))
         fits = ds.labels is not None
@@ -400,6 +399,14 @@ def load_data(name: str | None, split: str, spec: ModelSpec, purpose: str, requi
     if not fits and required:
         raise ConfigError(f"dataset {name!r} has no labels; {purpose} needs labelled samples")
     return ds if fits else None
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(name: str, split: str) -> Any:
+    """Datasets are read-only arrays here; a search reads the same splits many times."""
+    from laser import data as datasets
+
+    return datasets.load(name, split)
 
 
 def top1(module: nn.Module, data: Any) -> float | None:
