@@ -180,3 +180,13 @@ def test_when_both_exporters_fail_the_error_names_each_path_and_its_reason():
     with pytest.raises(ExportError, match=r"cannot export 'besseli0e' \(_BesselI0e\) to ONNX: dynamo exporter: .*"
                                           r"bessel_i0e.*; legacy exporter: .*'aten::special_i0e' .* not supported"):
         export(_artifact(_BesselI0e()), to="onnx")
+
+
+def test_fastest_exporter_keeps_the_graph_that_runs_faster_and_records_both_timings(digits_artifact):
+    out = export(digits_artifact, to="onnx", exporter="fastest")
+    results = out.lineage[-1].results
+    timings = results["exporter_timings_ms"]
+    assert set(timings) == {"dynamo", "legacy"}
+    assert results["exporter_used"] == min(timings, key=timings.get)
+    assert results["exporter_choice"].startswith(f"{results['exporter_used']}: faster in onnxruntime here")
+    assert results["validation"]["passed"] and out.lineage[-1].params["exporter"] == "fastest"

@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the batch dim dynamic (default: yes)")
-    p.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "legacy"),
-                   help="ONNX exporter; auto tries dynamo, then legacy (default: auto)")
+    p.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "legacy", "fastest"),
+                   help="ONNX exporter; auto tries dynamo, then legacy; fastest runs both and keeps the graph "
+                        "that is faster in onnxruntime here (default: auto)")
     p.add_argument("--data", help="also validate on this dataset's test samples (e.g. digits)")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check (the manifest records it)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -74,6 +75,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     used = results.get("exporter_used", "")
     extra = f", opset {results['opset']}" if "opset" in results else ""
     print(f"exported {art.name} to {saved.format} with {used}{extra}: {saved.location}")
+    if "exporter_choice" in results:
+        print(f"  exporter chosen by measurement: {results['exporter_choice']}")
     for attempt in results.get("attempts", []):
         if not attempt["ok"]:
             print(f"  {attempt['exporter']} exporter failed first: {attempt['error']}")

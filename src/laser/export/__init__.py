@@ -4,7 +4,8 @@
     >>> onnx_art.lineage[-1].results["validation"]["outputs"]   # max abs / rel error per output
 
 ONNX (``exporter="auto"``): the torch.export-based (dynamo) exporter first; when it fails, or its graph
-fails the parity check, the TorchScript-based (legacy) exporter. The lineage step records which path
+fails the parity check, the TorchScript-based (legacy) exporter. ``exporter="fastest"`` runs both and
+keeps the graph that is faster in onnxruntime on this machine (measured, recorded in the lineage). The lineage step records which path
 produced the file, why the other failed, the opset, ``onnx.checker``'s verdict, and the validation
 figures (or ``verified: false`` when ``verify=False``: then nothing was checked).
 """
@@ -12,6 +13,7 @@ figures (or ``verified: false`` when ``verify=False``: then nothing was checked)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import sys
 import types
@@ -26,7 +28,7 @@ from laser.stages import Stage
 log = logging.getLogger("laser.export")
 
 TARGETS = ("onnx", "torchscript", "ort")
-EXPORTER_CHOICES = ("auto", "dynamo", "legacy")
+EXPORTER_CHOICES = ("auto", "dynamo", "legacy", "fastest")
 MIN_OPSET, MAX_OPSET = 9, 23
 
 
@@ -67,6 +69,8 @@ class Export(Stage):
                               + ("; an ONNX artifact can be converted with to='ort'" if artifact.format == "onnx" else ""))
         if self.to == "torchscript":
             return self._to_torchscript(artifact)
+        if self.exporter == "fastest":
+            return self._fastest_onnx(artifact)
         return self._to_onnx(artifact)
 
     # -- helpers ----------------------------------------------------------------------------
@@ -120,6 +124,38 @@ class Export(Stage):
         kind = type(last) if isinstance(last, (ExportError, ParityError)) else ExportError
         raise kind(f"cannot export {artifact.name!r} ({type(module).__name__}) to ONNX: "
                    + "; ".join(f"{a['exporter']} exporter: {a['error']}" for a in attempts)) from last
+
+    def _fastest_onnx(self, artifact: Artifact) -> Artifact:
+        """Both exporters, each validated; keep the graph that runs faster in onnxruntime here (the two
+        graphs of one model can differ ~2x in latency, e.g. ReduceMean vs GlobalAveragePool)."""
+        from laser.runtime import run
+        from laser.runtime.auto import example_feeds, interleaved_median_ms
+
+        made: dict[str, Artifact] = {}
+        failed: dict[str, str] = {}
+        for exporter in ("dynamo", "legacy"):
+            try:
+                made[exporter] = replace(self, exporter=exporter)._to_onnx(artifact)
+            except LaserError as exc:
+                failed[exporter] = str(exc)[:600]
+        if not made:
+            raise ExportError(f"cannot export {artifact.name!r} to ONNX: "
+                              + "; ".join(f"{k} exporter: {v}" for k, v in failed.items()))
+        feeds = example_feeds(self._child_spec(artifact), batch=1)
+        runners = {k: run(a, backend="onnxruntime") for k, a in made.items()}
+        timings, rounds = interleaved_median_ms({k: functools.partial(r, feeds) for k, r in runners.items()})
+        for r in runners.values():
+            r.close()
+        best = min(timings, key=timings.__getitem__)
+        results = dict(made[best].lineage[-1].results)
+        results.update(exporter_timings_ms=timings, attempts=[
+            *({"exporter": k, "ok": True, "onnxruntime_median_ms": v} for k, v in timings.items()),
+            *({"exporter": k, "ok": False, "error": v} for k, v in failed.items())],
+            exporter_choice=(f"{best}: faster in onnxruntime here (median at batch 1, {rounds} interleaved "
+                             "rounds: " + ", ".join(f"{k} {v:.3g} ms" for k, v in timings.items()) + ")"
+                             if len(timings) > 1 else f"{best}: the only exporter that succeeded"))
+        step = Step("export", params=self.params(), results=results)
+        return Artifact(replace(made[best].manifest, lineage=(*artifact.lineage, step)), made[best].files)
 
     def _to_torchscript(self, artifact: Artifact) -> Artifact:
         from laser.export.torchscript import export_torchscript
