@@ -3,7 +3,8 @@
     .venv/bin/python bench/backends.py [--models resnet18 mobilenet_v3_small] [--batches 1 8] [--rounds 40]
 
 Backends: PyTorch eager, TorchScript (frozen), onnxruntime, openvino, auto (laser's measured choice),
-and raw onnxruntime (an ``InferenceSession`` on the same .onnx file with the same options, called
+onnxruntime on the graph of the other ONNX exporter (the exporter alone can change latency), and raw
+onnxruntime (an ``InferenceSession`` on the same .onnx file with the same options, called
 directly) to show what laser's Runner wrapper costs. Calls are interleaved in rounds (per round and backend:
 one untimed call, then 3 timed ones), so load from other processes hits every backend alike; medians
 and p90 are over all timed calls. Ratios are to PyTorch eager measured in the same rounds.
@@ -82,6 +83,8 @@ def bench_model(name: str, batches: list[int], rounds: int, threads: int) -> lis
     t0 = time.perf_counter()
     onnx_art = export(art, to="onnx")
     exported_in = time.perf_counter() - t0
+    other = "legacy" if onnx_art.lineage[-1].results["exporter_used"] == "dynamo" else "dynamo"
+    other_art = export(art, to="onnx", exporter=other)  # the exporter choice alone can change latency
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         ts_art = export(art, to="torchscript")
@@ -91,6 +94,7 @@ def bench_model(name: str, batches: list[int], rounds: int, threads: int) -> lis
         "onnxruntime": laser.run(onnx_art, backend="onnxruntime", threads=threads),
         "openvino": laser.run(onnx_art, backend="openvino", threads=threads),
         "auto": laser.run(onnx_art, backend="auto", threads=threads),
+        f"ort, {other} graph": laser.run(other_art, backend="onnxruntime", threads=threads),
     }
     raw = raw_onnxruntime(str(onnx_art.model_file), threads)
     step = onnx_art.lineage[-1].results
@@ -125,10 +129,10 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     print(f"\nmeasured: wall time per call (ms), median and p90 over interleaved rounds; {args.threads} threads")
-    print(f"{'model':<20}{'batch':>5}  {'backend':<16}{'median ms':>10}{'p90 ms':>10}{'x eager':>9}")
+    print(f"{'model':<20}{'batch':>5}  {'backend':<20}{'median ms':>10}{'p90 ms':>10}{'x eager':>9}")
     for r in rows:
         picked = f"  ({r['picked']})" if r["picked"] else ""
-        print(f"{r['model']:<20}{r['batch']:>5}  {r['backend']:<16}{r['median_ms']:>10.2f}{r['p90_ms']:>10.2f}"
+        print(f"{r['model']:<20}{r['batch']:>5}  {r['backend']:<20}{r['median_ms']:>10.2f}{r['p90_ms']:>10.2f}"
               f"{r['vs_eager']:>9.2f}{picked}")
     for r in rows:
         if r["model"] == "resnet18" and r["batch"] == 1 and r["backend"] == "auto":
