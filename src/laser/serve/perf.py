@@ -75,20 +75,36 @@ def http_request(host: str, port: int, path: str, body: bytes, headers: dict[str
 def http_sender(host: str, port: int, request: bytes, timeout_s: float = 30.0) -> MakeSender:
     """A minimal HTTP/1.1 client (one connection per worker) so the client spends little CPU."""
     async def make() -> tuple[Send, Callable[[], Any]]:
-        reader, writer = await asyncio.open_connection(host, port)
+        conn: list[Any] = []  # (reader, writer) while the connection is open
 
         async def send() -> bool:
+            if not conn:  # servers that close after each answer (HTTP/1.0, Flask's dev server) reconnect
+                conn.extend(await asyncio.open_connection(host, port))
+            reader, writer = conn
             writer.write(request)
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
-            length = 0
+            length, close = None, head.startswith(b"HTTP/1.0")
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
+                name = name.strip().lower()
+                if name == b"content-length":
                     length = int(value)
-            if length:
-                await reader.readexactly(length)
+                elif name == b"connection":
+                    close = value.strip().lower() == b"close"
+            if length is None:
+                await asyncio.wait_for(reader.read(), timeout_s)  # close-delimited body
+                close = True
+            elif length:
+                await asyncio.wait_for(reader.readexactly(length), timeout_s)
+            if close:
+                writer.close()
+                conn.clear()
             return head[9:12] == b"200"
-        return send, writer.close
+
+        def close() -> None:
+            if conn:
+                conn[1].close()
+        return send, close
     return make
 
 
@@ -149,7 +165,7 @@ async def measure(make_sender: MakeSender, concurrency: int, duration_s: float, 
         while (t0 := time.perf_counter()) < end:
             try:
                 ok = await send()
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+            except (OSError, RuntimeError, asyncio.IncompleteReadError, TimeoutError, ValueError):
                 ok = False
             t1 = time.perf_counter()
             if t0 >= begin:
