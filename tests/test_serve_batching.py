@@ -255,3 +255,31 @@ def test_concurrent_load_is_batched_and_overflow_and_deadlines_are_refused(digit
             blocker.join(30)
         assert "504" in str(err.value.status()) and "timeout passed" in str(err.value)
         assert client.infer("digits-cnn", [inp]).as_numpy("logits").shape == (1, 10)
+
+
+class CountingSlowEcho(EchoRunner):
+    calls = 0
+
+    def _run(self, inputs):
+        type(self).calls += 1
+        time.sleep(0.5)
+        return super()._run(inputs)
+
+
+def test_an_http_client_that_disconnects_is_removed_from_the_queue(digits_artifact):
+    import httpx
+
+    body = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]}
+    with Server([digits_artifact], http_port=0, grpc_port=None, socket_port=None, backend=CountingSlowEcho,
+                warmup=False, max_batch_size=1) as s:
+        url = s.http_url + "/v2/models/digits-cnn/infer"
+        blocker = threading.Thread(target=httpx.post, args=(url,), kwargs={"json": body, "timeout": 30})
+        blocker.start()
+        time.sleep(0.15)  # the worker is busy with the blocker now
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(url, json=body, timeout=0.15)  # gives up while queued: the connection closes
+        blocker.join(30)
+        time.sleep(0.7)  # had it stayed queued, it would have run by now
+        metrics = httpx.get(s.http_url + "/metrics").text
+    assert CountingSlowEcho.calls == 1
+    assert 'laser_requests_total{model="digits-cnn",outcome="cancelled",protocol="http",version="1"} 1.0' in metrics

@@ -90,7 +90,7 @@ class Handler:
                     "dims": [d if isinstance(d, int) else -1 for d in t.shape[skip:]]}
 
         kind, arg = parse_policy(s.version_policy)
-        policy = {"latest": {"num_versions": arg}} if kind == "latest" else (
+        policy: dict[str, Any] = {"latest": {"num_versions": arg}} if kind == "latest" else (
             {"all": {}} if kind == "all" else {"specific": {"versions": sorted(arg)}})
         config: dict[str, Any] = {
             "name": mv.name, "platform": f"laser_{mv.artifact.format}", "backend": mv.backend,

@@ -189,8 +189,9 @@ async def measure(make_sender: MakeSender, concurrency: int, duration_s: float, 
     stable = bool(len(last) == 3 and last.mean() > 0 and np.all(np.abs(last - last.mean()) <= 0.1 * last.mean()))
     lat = np.asarray(latencies) * 1000 if latencies else np.asarray([np.nan])
     measured = int(np.sum(counts))
-    return LevelResult(concurrency, measured, errors, duration_s, measured / duration_s,
-                       *(float(np.percentile(lat, q)) for q in (50, 90, 99)), window_rps, stable)
+    p50, p90, p99 = (float(np.percentile(lat, q)) for q in (50, 90, 99))
+    return LevelResult(concurrency, measured, errors, duration_s, measured / duration_s, p50, p90, p99, window_rps,
+                       stable)
 
 
 def random_inputs(meta: dict[str, Any], batch: int, shape: Sequence[int] | None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -238,7 +239,7 @@ def model_metadata(url: str, model: str) -> dict[str, Any]:
 
     scheme, host, port = loopback_target(url)
     with connect(f"{scheme}://{host}:{port}") as client:
-        meta = client.metadata(model)
+        meta: Any = client.metadata(model)
     if scheme == "grpc":  # a protobuf message: the same fields as the JSON
         return {"inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in meta.inputs]}
     return meta

@@ -103,13 +103,15 @@ class Server:
             await loading
 
     async def _start_http(self, port: int) -> None:
-        uvicorn = require("uvicorn", "serve")
+        require("uvicorn", "serve")
+        import uvicorn
+
         from laser.serve.http import build_app
 
         sock = _bind(self.host, port, "HTTP", "--http-port")
         self.ports["http"] = sock.getsockname()[1]
         config = uvicorn.Config(build_app(self.handler, self.token), log_config=None, access_log=False,
-                                lifespan="off", server_header=False, timeout_graceful_shutdown=self.grace_s or None,
+                                lifespan="off", server_header=False, timeout_graceful_shutdown=max(1, round(self.grace_s)) if self.grace_s else None,
                                 h11_max_incomplete_event_size=64 << 10)
 
         class _Uvicorn(uvicorn.Server):  # signals are handled by the Server, not by uvicorn
@@ -222,7 +224,10 @@ def serve(*models: Source | Sequence[Source], block: bool = True, ray: bool = Fa
     """
     sources: list[Source] = []
     for m in models:
-        sources.extend(m if isinstance(m, (list, tuple)) else [m])
+        if isinstance(m, (list, tuple)):
+            sources.extend(m)
+        else:
+            sources.append(m)  # type: ignore[arg-type]
     if ray:
         from laser.serve.ray import deploy
 

@@ -115,13 +115,12 @@ class _Connection(asyncio.Protocol):
 
     async def _answer(self, rid: int, header: bytes, payload: bytes) -> None:
         try:
-            frame = await self._handle(header, payload)
+            head, chunks = await self._handle(header, payload)
+            frame = pack(RESPONSE, rid, head, chunks)
         except asyncio.CancelledError:
             return
         except Exception as exc:
             frame = error_frame(rid, as_serve_error(exc))
-        else:
-            frame = frame if isinstance(frame, bytes) else pack(RESPONSE, rid, *frame)
         if not self.transport.is_closing():
             self.transport.write(frame)
 

@@ -98,7 +98,8 @@ async def pipeline(mv: ModelVersion, payload: bytes, params: Mapping[str, str]) 
     if not payload:
         raise ServeError(400, "empty request body; POST the image (or the text) to run the pipeline on")
     source: Any = payload.decode("utf-8", errors="replace") if mv.artifact.task.startswith("text") else payload
-    return await asyncio.to_thread(pipe.run, source, **options)
+    run: Callable[..., dict[str, Any]] = pipe.run
+    return await asyncio.to_thread(run, source, **options)
 
 
 # Task name -> coroutine(model version, request body, query parameters) -> JSON-able dict.
