@@ -132,3 +132,17 @@ def test_packaged_grpc_descriptor_matches_the_proto(tmp_path):
                         str(src / "laser/serve/proto/inference.proto")]) == 0
     assert out.read_bytes() == (src / "laser/serve/proto/inference.desc").read_bytes(), \
         "inference.desc is stale: regenerate it (see laser/serve/proto/__init__.py)"
+
+
+@pytest.mark.parametrize("transport", ["http_port", "grpc_port", "socket_port"])
+def test_a_busy_port_is_a_clear_config_error(digits_artifact, transport):
+    import socket
+
+    from laser.errors import ConfigError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = {"http_port": None, "grpc_port": None, "socket_port": None, transport: busy.getsockname()[1]}
+        with pytest.raises(ConfigError, match="pick another"):
+            Server([digits_artifact], backend="echo", **ports).start(timeout_s=60)

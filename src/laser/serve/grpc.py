@@ -201,10 +201,13 @@ async def start_server(handler: Handler, host: str, port: int, token: str | None
         handlers[name] = grpc.unary_unary_rpc_method_handler(
             wrap(fn), request_deserializer=req_type.FromString, response_serializer=resp_type.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio >= 1.5x raises; older versions return 0
+        bound = 0
     if bound == 0:
         from laser.errors import ConfigError
 
-        raise ConfigError(f"cannot listen for gRPC on {host}:{port} (in use?); pick another --grpc-port")
+        raise ConfigError(f"cannot listen for gRPC on {host}:{port} (address in use?); pick another --grpc-port")
     await server.start()
     return server, bound

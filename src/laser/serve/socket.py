@@ -194,5 +194,11 @@ class _Connection(asyncio.Protocol):
 async def start_server(handler: Handler, host: str, port: int, max_inflight: int = 64) -> tuple[Any, int]:
     """A listening socket-protocol server and the port it bound (``port`` 0: a free one)."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(handler, max_inflight), host, port, reuse_address=True)
+    try:
+        server = await loop.create_server(lambda: _Connection(handler, max_inflight), host, port, reuse_address=True)
+    except OSError as exc:
+        from laser.errors import ConfigError
+
+        raise ConfigError(f"cannot listen for the socket protocol on {host}:{port} ({exc.strerror}); pick another "
+                          "--socket-port") from None
     return server, server.sockets[0].getsockname()[1]
