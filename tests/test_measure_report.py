@@ -129,3 +129,16 @@ def test_html_report_renders_in_headless_chromium(report, tmp_path):
     assert img.size == (1200, 1600)
     lo, hi = img.getextrema()
     assert hi - lo > 100  # not a blank page: dark text on a light background
+
+
+def test_noisy_latency_and_a_busy_cpu_are_flagged_in_the_report(report):
+    from laser.measure.bench import _noise_notes
+
+    hw = {"cpu": {"usable_cores": 2}}
+    assert _noise_notes(3.0, 3, 0.5, hw) == []
+    noisy = _noise_notes(45.0, 3, 0.5, hw)
+    assert len(noisy) == 1 and "differed by 45 %" in noisy[0]
+    assert "load average 7.0 on 2 usable cores" in _noise_notes(3.0, 3, 7.0, hw)[0]
+    flagged = Report.from_dict({**report.to_dict()})
+    flagged.artifacts[0]["warnings"] = noisy
+    assert f"warning ({flagged.label(flagged.artifacts[0])}): p50 differed by 45 %" in flagged.to_markdown()

@@ -154,7 +154,9 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
                  hw: dict[str, Any], batch_sizes: Sequence[int], repeats: int, lat_kw: dict[str, Any],
                  options: dict[str, Any]) -> dict[str, Any]:
     figures: dict[str, dict[str, str]] = {}
+    load_before = _load()
     rep = repeated(runner, repeats=repeats, batch_size=batch_sizes[0], **lat_kw)
+    notes = _noise_notes(rep.spread_pct, repeats, max(load_before, _load()), hw)
     main: LatencyResult = rep.median_run
     sweep = [main] + [latency(runner, batch_size=b, **lat_kw) for b in batch_sizes[1:]]
     best = max(sweep, key=lambda r: r.throughput_per_s)
@@ -197,6 +199,10 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
                                         "/ joules per inference", "kind": e.method}
     figures["energy.watts"] = {"unit": "W", "method": e.source, "kind": e.method}
     eff = efficiency(flops, best.throughput_per_s, hw, int8=_is_int8(art))
+    if eff and (eff.get("percent_of_peak") or 0) > 100:
+        notes.append(f"effective throughput is {eff['percent_of_peak']:.0f} % of the measured {eff['peak']} peak: "
+                     "the peak micro-benchmark ran slower than this model (a busy CPU, or a faster kernel "
+                     "path than the matmul used); read % of peak as a lower bound of the true peak's share")
     if eff:
         figures["efficiency"] = {"unit": eff["unit"], "method": eff["method"], "kind": "estimated"}
     return {
@@ -207,8 +213,32 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
                     "p50_ms": best.p50_ms},
         "accuracy": accuracy,
         "size": {k: v for k, v in size.items() if k != "method"},
-        "energy": e.to_dict(), "efficiency": eff, "robustness": None, "figures": figures,
+        "energy": e.to_dict(), "efficiency": eff, "robustness": None, "figures": figures, "warnings": notes,
     }
+
+
+def _load() -> float:
+    """1-minute load average (runnable processes), 0 where the OS does not report it."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return 0.0
+
+
+def _noise_notes(spread_pct: float, repeats: int, load: float, hw: dict[str, Any]) -> list[str]:
+    """Say so when latency figures are not trustworthy: runs disagree, or other work shares the CPU."""
+    cores = hw.get("cpu", {}).get("usable_cores") or 1
+    notes = []
+    if repeats > 1 and spread_pct > 10:
+        notes.append(f"p50 differed by {spread_pct:.0f} % across {repeats} runs (> 10 %): latency is noisy here; "
+                     "the median run is reported. Rerun on an idle machine, with more --repeats, or --threads 1")
+    if load > cores:
+        notes.append(f"load average {load:.1f} on {cores} usable cores during the runs: other processes compete for "
+                     "the CPU, so latency is inflated and unstable (with several intra-op threads, one descheduled "
+                     "thread stalls the whole call)")
+    return notes
 
 
 def _first_backend(art: Artifact) -> str:

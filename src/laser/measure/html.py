@@ -34,6 +34,8 @@ tr.group td{background:#fafbfc;font-weight:600;text-align:left;color:#57606a}
 details{background:#fff;border:1px solid #d8dde3;border-radius:8px;padding:8px 12px;margin:8px 0}
 details td{white-space:normal;text-align:left}summary{cursor:pointer;font-weight:600}
 .muted{color:#57606a;font-size:12px}
+.warn{background:#fff8e1;border:1px solid #e8c96a;border-radius:8px;padding:8px 14px;margin:14px 0;font-size:13px}
+.warn ul{margin:4px 0 0;padding-left:20px}
 """
 
 CAPTIONS = {
@@ -150,6 +152,12 @@ def _methods(report: Any) -> str:
     return "".join(out)
 
 
+def _warnings(report: Any) -> str:
+    items = "".join(f"<li><b>{_e(report.label(a))}</b>: {_e(w)}</li>" for a in report.artifacts
+                    for w in a.get("warnings") or [])
+    return f"<div class='warn'><b>Read with care</b><ul>{items}</ul></div>" if items else ""
+
+
 def render(report: Any, plots: dict[str, Path]) -> str:
     key = accuracy_key(report)
     figs = "".join(f"<figure><img alt='{_e(name)}' src='data:image/png;base64,"
@@ -166,6 +174,7 @@ def render(report: Any, plots: dict[str, Path]) -> str:
 <body><main>
 <h1>LASER report</h1><div class="sub">{sub}</div>
 <div class="cards">{''.join(_card(report, a, key) for a in report.artifacts)}</div>
+{_warnings(report)}
 <h2>LASER table</h2>{_laser_table(report)}
 <p class="muted">Latency: median of {s.get('repeats')} runs at batch {(s.get('batch_sizes') or [1])[0]}; energy marked
 <span class="tag estimated">estimated</span> comes from a stated power model, never from a counter.</p>

@@ -59,22 +59,29 @@ def pareto(report: Any, path: Path) -> Path | None:
     biggest = max(sizes) or 1
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for i, (a, (x, y)) in enumerate(zip(arts, pts)):
-        area = 60 + 1400 * sizes[i] / biggest  # marker area in pt², proportional to bytes on disk
-        ax.scatter([x], [100 * y], s=area, color=COLORS[i % len(COLORS)], alpha=0.55, edgecolors="black",
-                   linewidths=0.8, label=f"{report.label(a)} ({sizes[i] / 1024:.0f} KiB)")
-        ax.annotate(report.label(a), (x, 100 * y), textcoords="offset points", xytext=(8, 6), fontsize=8)
+        area = 80 + 1400 * sizes[i] / biggest  # marker area in pt², proportional to bytes on disk
+        ax.scatter([x], [100 * y], s=area, color=COLORS[i % len(COLORS)], alpha=0.5, edgecolors="black",
+                   linewidths=0.8, label=f"{i + 1}: {report.label(a)} ({sizes[i] / 1024:.0f} KiB)")
+        # The number, not the name, sits on the marker: names of near-identical points would overlap.
+        ax.annotate(str(i + 1), (x, 100 * y), ha="center", va="center", fontsize=8, fontweight="bold")
     front = pareto_front(pts)
     if len(front) > 1:
         ax.plot([pts[i][0] for i in front], [100 * pts[i][1] for i in front], "k--", lw=1, label="Pareto front")
     ax.set_xscale("log")
-    ax.margins(x=0.35, y=0.25)  # room for the labels next to the markers
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(lo, min(hi, 100.5))
+    xs = [p[0] for p in pts]
+    ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+    ys = [100 * p[1] for p in pts]
+    pad = max(0.5, 0.3 * (max(ys) - min(ys)))
+    ax.set_ylim(max(0.0, min(ys) - 2 * pad), min(101.0, max(ys) + pad))
+    plain = _plain_formatter()
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("latency p50, batch 1 (ms, log scale) — lower is better")
     ax.set_ylabel(f"{key} (%) — higher is better")
     ax.set_title("Latency vs accuracy (marker area ∝ bytes on disk)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best", markerscale=0.4)
+    ax.legend(fontsize=7, loc="lower left", markerscale=0.35)
     return _save(fig, plt, path)
 
 
@@ -95,6 +102,7 @@ def latency_distribution(report: Any, path: Path) -> Path | None:
         ax.annotate(f"p50 {p50:.3g} ms", (p50, i + 0.3), fontsize=7, ha="center")
     ax.set_yticks(range(1, len(arts) + 1), [report.label(a) for a in arts], fontsize=8)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_plain_formatter())
     ax.set_xlabel("latency per query (ms, log scale); box = quartiles, whiskers = 1.5 IQR")
     ax.set_title(f"Latency distribution, batch {arts[0]['latency']['batch_size']} (median run)")
     ax.grid(True, axis="x", which="both", alpha=0.3)
@@ -115,6 +123,9 @@ def robustness_curve(report: Any, path: Path) -> Path | None:
             ax.plot([float(e) for e in eps], [100 * curve[e] for e in eps], style, color=c, ms=4,
                     label=f"{report.label(a)} {attack.upper()}")
     ax.set_xscale("symlog", linthresh=0.005)
+    eps_all = sorted({float(e) for a in arts for g in ("fgsm", "pgd") for e in (a["robustness"].get(g) or {})})
+    ax.set_xticks(eps_all, [f"{e:g}" for e in eps_all])  # tick exactly the ε values measured
+    ax.xaxis.set_minor_locator(_no_ticks())
     ax.set_xlabel("ε (L∞, pixel units on [0, 1]; symlog)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 102)
@@ -144,6 +155,19 @@ def corruption_curves(report: Any, path: Path) -> Path | None:
     axes[0][0].set_ylabel("accuracy (%)")
     axes[0][-1].legend(fontsize=7)
     return _save(fig, plt, path)
+
+
+def _no_ticks() -> Any:
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
+
+
+def _plain_formatter() -> Any:
+    """Tick labels as plain numbers (0.03, 0.2) instead of 3×10⁻²."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: f"{v:g}")
 
 
 def _save(fig: Any, plt: Any, path: Path) -> Path:

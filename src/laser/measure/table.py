@@ -108,7 +108,8 @@ def markdown(report: Any) -> str:
     heads = [report.label(a) for a in report.artifacts]
     lines = ["| figure | unit | " + " | ".join(heads) + " |", "|---|---|" + "---:|" * len(heads)]
     lines += [f"| {label} | {unit} | " + " | ".join(cells) + " |" for label, unit, cells in rows(report)]
-    return "\n".join(lines) + "\n\n" + hardware_line(report.hardware)
+    notes = [f"warning ({report.label(a)}): {w}" for a in report.artifacts for w in a.get("warnings") or []]
+    return "\n".join(lines) + "\n\n" + hardware_line(report.hardware) + "".join("\n" + n for n in notes)
 
 
 def hardware_line(hw: dict[str, Any]) -> str:
