@@ -12,7 +12,7 @@ and agreement with a reference artifact: top-1 agreement and max-abs error of th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,7 @@ def segmentation(runner: Any, data: Dataset, batch_size: int = 16) -> dict[str, 
     return {**iou_dice(scores.argmax(axis=1), labels, scores.shape[1]), "samples": len(data)}
 
 
-def mean_average_precision(preds: list[Mapping[str, np.ndarray]], targets: list[Mapping[str, np.ndarray]],
+def mean_average_precision(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
                            ) -> dict[str, float]:
     """COCO mAP@0.5 and mAP@[.5:.95] from per-image dicts: preds {boxes (K, 4) xyxy, scores (K,),
     labels (K,)}, targets {boxes, labels}. Computed by torchmetrics (pycocotools backend)."""

@@ -28,7 +28,7 @@ def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
     """CPU model, logical cores (usable by this process), ISA flags relevant to inference."""
     from laser.runtime.base import default_threads
 
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = platform.processor() or platform.machine(), set[str]()
     try:
         for line in Path(cpuinfo).read_text().splitlines():
             key, _, value = line.partition(":")

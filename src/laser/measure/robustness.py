@@ -15,6 +15,7 @@ the image side / 224, but at least .5 .75 1 1.25 1.5 for small images) and brigh
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -143,6 +144,11 @@ def _accuracy(runner: Any, x: np.ndarray, y: np.ndarray, batch: int = 64) -> flo
     return hits / len(x)
 
 
+def _attack(attack: Callable[..., np.ndarray], module: Any, eps: float, scale: PixelScale, kw: dict[str, Any],
+            x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return attack(module, x, y, eps, scale, **kw)
+
+
 def _batched(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
              batch: int = 64) -> np.ndarray:
     return np.concatenate([fn(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)])
@@ -171,10 +177,9 @@ def robustness(runner: Any, data: Dataset, reference: Any | None, epsilons: Sequ
         transfer = ("white-box on the artifact itself" if same else
                     f"computed on torch reference {reference_name!r}, transferred to the deployed runner")
         unit = "fraction (0-1) per ε (pixel units on [0, 1]" + (", / preprocessing std)" if scale.known else ")")
-        out["fgsm"] = {f"{e:g}": _accuracy(runner, _batched(lambda a, b, e=e: fgsm(reference, a, b, e, scale), x, y), y)
-                       for e in epsilons}
-        out["pgd"] = {f"{e:g}": _accuracy(runner, _batched(lambda a, b, e=e: pgd(reference, a, b, e, scale, pgd_steps),
-                                                           x, y), y) for e in epsilons}
+        for name, attack, kw in (("fgsm", fgsm, {}), ("pgd", pgd, {"steps": pgd_steps})):
+            out[name] = {f"{e:g}": _accuracy(runner, _batched(partial(_attack, attack, reference, e, scale, kw), x, y), y)
+                         for e in epsilons}
         labels["robustness.fgsm"] = {"unit": unit, "kind": "measured",
                                      "method": f"measured: top-1 under FGSM (L∞, 1 step), {transfer}; {sample_note}"}
         labels["robustness.pgd"] = {"unit": unit, "kind": "measured",

@@ -65,13 +65,19 @@ _MATMUL = {"MatMul": 0, "MatMulInteger": 0, "QLinearMatMul": 0, "Gemm": 0}  # op
 def graph_macs(model: Any) -> tuple[int, list[str]]:
     """(MACs at batch 1, op types skipped because a shape was unknown) counted from the graph."""
     shapes = _shapes(model)
+
+    def known(name: str) -> list[int] | None:
+        shape = shapes.get(name)
+        if shape is None or not _known(shape):
+            return None
+        return [d for d in shape if d is not None]
+
     total, skipped = 0, []
     for node in model.graph.node:
         op = node.op_type
         if op in _CONV:
-            w, y = shapes.get(node.input[_CONV[op]]), shapes.get(node.output[0])
-            x = shapes.get(node.input[0])
-            if not (_known(w) and _known(y) and _known(x)):
+            x, w, y = known(node.input[0]), known(node.input[_CONV[op]]), known(node.output[0])
+            if x is None or w is None or y is None:
                 skipped.append(op)
                 continue
             if op == "ConvTranspose":  # each input pixel scatters into Cout/groups × kernel outputs
@@ -79,9 +85,8 @@ def graph_macs(model: Any) -> tuple[int, list[str]]:
             else:  # output elements × (Cin / groups × kernel) weights each; w is (Cout, Cin/g, kh, kw)
                 total += prod(y) * prod(w[1:])
         elif op in _MATMUL:
-            ia = _MATMUL[op]
-            a, y = shapes.get(node.input[ia]), shapes.get(node.output[0])
-            if not (_known(a) and _known(y)) or not a:
+            a, y = known(node.input[_MATMUL[op]]), known(node.output[0])
+            if not a or y is None:
                 skipped.append(op)
                 continue
             trans_a = op == "Gemm" and any(att.name == "transA" and att.i for att in node.attribute)

@@ -94,8 +94,8 @@ def rows(report: Any) -> list[tuple[str, str, list[str]]]:
         for k in keys:
             add(f"robust: {group.upper()} ε={k}", "%", ("robustness", group, k), "pct")
     # Corruptions: the mean over severities per kind keeps the table short (each severity is in the JSON).
-    kinds = sorted({k.partition("@")[0] for a in arts for k in _get(a, "robustness.corruptions") or {}})
-    for kind in kinds:
+    corruption_kinds = sorted({k.partition("@")[0] for a in arts for k in _get(a, "robustness.corruptions") or {}})
+    for kind in corruption_kinds:
         cells = []
         for a in arts:
             vals = [v for k, v in (_get(a, "robustness.corruptions") or {}).items() if k.partition("@")[0] == kind]
