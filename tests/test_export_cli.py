@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from laser.cli.main import main
@@ -131,3 +132,28 @@ def test_diff_exits_one_and_names_the_first_divergent_layer(capsys, bundle, tmp_
     code, out, _ = run_cli(capsys, "diff", "digits-cnn", tmp_path / "bad.onnx", "--json")
     d = json.loads(out)
     assert code == 1 and d["first_divergent"]["layer"] == "classifier"
+
+
+class SignBranch(torch.nn.Module):
+    """Branches on the input's value: torch.export refuses it, the legacy tracer freezes one branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x) if x.sum() > 0 else self.fc(-x)
+
+
+def sign_branch():
+    return SignBranch()
+
+
+def test_failed_parity_keeps_the_onnx_for_laser_diff(capsys, tmp_path):
+    # pytest puts tests/ on sys.path, so this module's factory is importable by name
+    code, out, err = run_cli(capsys, "export", "test_export_cli:sign_branch", "--random-weights", "--input-shape", "4",
+                             "-o", tmp_path / "sb")
+    assert code != 0 and out == "" and err.count("\n") == 1
+    assert "does not match its parent" in err and "output 'logits'" in err
+    assert f"kept at {tmp_path / 'sb-failed'}" in err and (tmp_path / "sb-failed" / "model.onnx").is_file()
+    assert not (tmp_path / "sb").exists()

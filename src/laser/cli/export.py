@@ -10,7 +10,7 @@ import numpy as np
 
 from laser.cli.common import add_model_args, load_model
 from laser.cli.output import emit_json, table
-from laser.errors import ConfigError, InputError, NotFoundError
+from laser.errors import ConfigError, InputError, NotFoundError, ParityError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -67,7 +67,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     art = load_model(args)
     stage = Export(to=args.to, opset=args.opset, dynamic_batch=args.dynamic_batch, verify=not args.no_verify,
                    exporter=args.exporter, data=args.data)
-    saved = stage(art).save(bundle_dir(args.output, art.name, args.to))
+    target = bundle_dir(args.output, art.name, args.to)
+    try:
+        exported = stage(art)
+    except ParityError as exc:
+        child = getattr(exc, "child", None)
+        if child is None or child.format != "onnx":
+            raise
+        failed = child.save(target.with_name(target.name + "-failed"))
+        raise ParityError(f"{exc}. The unverified export is kept at {failed.location}: "
+                          f"`laser diff {args.model} {failed.location}` shows the first diverging layer") from exc
+    saved = exported.save(target)
     results = saved.lineage[-1].results
     if args.json:
         emit_json({"output": str(saved.location), "format": saved.format, **results})
@@ -80,7 +90,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     for attempt in results.get("attempts", []):
         if not attempt["ok"]:
             print(f"  {attempt['exporter']} exporter failed first: {attempt['error']}")
-    note = results.get("export", {}).get("note")
+    info = results.get("export", {})
+    for warning in [*info.get("warnings", []), *info.get("tracer_warnings", [])][:3]:
+        print(f"  exporter warning: {warning}")
+    note = info.get("note")
     if note:
         print(f"  note: {note}")
     if results.get("verified"):

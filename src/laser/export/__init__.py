@@ -82,7 +82,11 @@ class Export(Stage):
         from laser.export.validate import compare
 
         if self.verify:
-            results["validation"] = compare(parent, child, data=self.data)
+            try:
+                results["validation"] = compare(parent, child, data=self.data)
+            except ParityError as exc:
+                exc.child = child  # type: ignore[attr-defined]  # kept so the CLI can save it for `laser diff`
+                raise
             results["verified"] = True
         else:
             results["verified"] = False
@@ -122,8 +126,11 @@ class Export(Stage):
                 log.info("ONNX export of %s with %s failed: %s", artifact.name, exporter, exc)
                 last = exc
         kind = type(last) if isinstance(last, (ExportError, ParityError)) else ExportError
-        raise kind(f"cannot export {artifact.name!r} ({type(module).__name__}) to ONNX: "
-                   + "; ".join(f"{a['exporter']} exporter: {a['error']}" for a in attempts)) from last
+        error = kind(f"cannot export {artifact.name!r} ({type(module).__name__}) to ONNX: "
+                     + "; ".join(f"{a['exporter']} exporter: {a['error']}" for a in attempts))
+        if hasattr(last, "child"):
+            error.child = last.child  # type: ignore[attr-defined]
+        raise error from last
 
     def _fastest_onnx(self, artifact: Artifact) -> Artifact:
         """Both exporters, each validated; keep the graph that runs faster in onnxruntime here (the two

@@ -13,6 +13,7 @@ choosing/falling back between paths and validating is done by ``laser.export.Exp
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 import time
@@ -88,7 +89,9 @@ def export_onnx(module: Any, spec: ModelSpec, path: Path, *, exporter: str, opse
         kwargs.update(dynamo=False, do_constant_folding=True, dynamic_axes=axes or None)
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, torch.no_grad(), _quiet_loggers():
+    # torch.export prints the traced graphs to stderr when it fails: its reason goes into the lineage instead
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad(), _quiet_loggers(), \
+            contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("always")  # recorded into the lineage, not shown to the user
         try:
             torch.onnx.export(adapter, args, str(path), **kwargs)
@@ -113,11 +116,14 @@ def export_onnx(module: Any, spec: ModelSpec, path: Path, *, exporter: str, opse
 
 @contextlib.contextmanager
 def _quiet_loggers() -> Iterator[None]:
-    """The dynamo exporter's graph passes log every rewrite at INFO; keep `laser -v` readable."""
-    loggers = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
+    """The dynamo exporter logs every graph rewrite at INFO and, when torch.export fails, dumps the
+    traced graphs as WARNINGs on stderr; the failure's reason is recorded in the lineage instead."""
+    prefixes = ("torch", "onnxscript", "onnx_ir")
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in prefixes]
+    loggers = [logging.getLogger(n) for n in {*prefixes, *names}]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.WARNING)
+        lg.setLevel(logging.ERROR)
     try:
         yield
     finally:

@@ -1,8 +1,9 @@
 """Parity of a derived artifact (an export, a compressed model) with its parent.
 
 Both are run on the same inputs: Spec example inputs at two batch sizes (and two sizes of every other
-named dynamic dim, so a graph that froze a dynamic dim is caught), plus real samples when a dataset is
-given. Per output: the largest absolute error, the largest error relative to the output's largest
+named dynamic dim, so a graph that froze a dynamic dim is caught), their negation (a traced branch on
+the input's sign is caught), plus real samples when a dataset is given. Examples cannot prove a traced
+graph right for every input: pass real data (``data=``) when the exporter reported frozen control flow. Per output: the largest absolute error, the largest error relative to the output's largest
 magnitude, and the fraction of elements outside the Spec's tolerance ``|child - parent| <= atol + rtol *
 |parent|``. For classifiers, top-1 agreement; a sample whose parent logits tie within tolerance counts
 as agreeing ("up to ties"), because then either class is a correct answer from the parent's view.
@@ -29,8 +30,13 @@ def _batches(child: Artifact, data: Any, batch: int) -> Iterator[tuple[str, dict
     fixed = any(t.shape and t.shape[0] != "batch" and isinstance(t.shape[0], int) for t in spec.inputs)
     if fixed:  # batch dim not dynamic: feed the fixed size only
         batch = next(t.shape[0] for t in spec.inputs if isinstance(t.shape[0], int))
-    yield (f"spec examples (batch {batch})",
-           spec.example_inputs(batch=batch, seed=0, dims=example_dims(spec, EXAMPLE_DIM)))
+    first = spec.example_inputs(batch=batch, seed=0, dims=example_dims(spec, EXAMPLE_DIM))
+    yield f"spec examples (batch {batch})", first
+    if any(a.dtype.kind == "f" for a in first.values()):
+        # the mirror image: a graph that froze a branch on the input's sign (a traced `if x.sum() > 0`)
+        # gets one of the two batches wrong
+        yield (f"negated spec examples (batch {batch})",
+               {k: -a if a.dtype.kind == "f" else a for k, a in first.items()})
     other = example_dims(spec, EXAMPLE_DIM - 5)
     if not fixed or other:
         b2 = batch if fixed else batch + 1
