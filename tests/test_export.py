@@ -190,3 +190,21 @@ def test_fastest_exporter_keeps_the_graph_that_runs_faster_and_records_both_timi
     assert results["exporter_used"] == min(timings, key=timings.get)
     assert results["exporter_choice"].startswith(f"{results['exporter_used']}: faster in onnxruntime here")
     assert results["validation"]["passed"] and out.lineage[-1].params["exporter"] == "fastest"
+
+
+class _SignBranch(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        if bool(x.sum() > 0):
+            return self.fc(x)
+        return self.fc(-x)
+
+
+def test_torchscript_scripts_a_model_whose_trace_would_freeze_its_control_flow():
+    out = export(_artifact(_SignBranch()), to="torchscript")
+    info = out.lineage[-1].results["export"]
+    assert info["method"] == "script" and any("Python boolean" in w for w in info["tracer_warnings"])
+    assert out.lineage[-1].results["validation"]["passed"]  # both signs checked (negated examples)
