@@ -142,3 +142,15 @@ def test_noisy_latency_and_a_busy_cpu_are_flagged_in_the_report(report):
     flagged = Report.from_dict({**report.to_dict()})
     flagged.artifacts[0]["warnings"] = noisy
     assert f"warning ({flagged.label(flagged.artifacts[0])}): p50 differed by 45 %" in flagged.to_markdown()
+
+
+def test_repeated_names_are_told_apart_by_their_last_step_then_by_position():
+    from laser.measure.bench import _unique_labels
+
+    entries = [{"name": "m", "backend": "torch", "steps": ["load"]},
+               {"name": "m", "backend": "onnxruntime", "steps": ["load", "export"]},
+               {"name": "m", "backend": "onnxruntime", "steps": ["load", "export", "quantize"]},
+               {"name": "m", "backend": "torch", "steps": ["load"]}]
+    _unique_labels(entries)
+    assert [Report.label(e) for e in entries] == ["m@torch#1", "m+export@onnxruntime", "m+quantize@onnxruntime",
+                                                  "m@torch#4"]

@@ -143,11 +143,26 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
     if not report.artifacts:
         raise BackendError(f"nothing was measured: {report.skipped}; pick backends that run these formats "
                            "(see laser.runtime.BACKENDS) or export the artifacts first")
-    labels = [Report.label(a) for a in report.artifacts]
-    for a in report.artifacts:  # names repeat when the same model is measured twice: number them
-        if labels.count(Report.label(a)) > 1:
-            a["label"] = f"{Report.label(a)}#{report.artifacts.index(a) + 1}"
+    _unique_labels(report.artifacts)
     return report
+
+
+def _unique_labels(entries: list[dict[str, Any]]) -> None:
+    """name@backend, told apart when it repeats: first by the last lineage step (digits-cnn+quantize),
+    then by position (#2) when even that repeats (the same model measured twice)."""
+    def clashes(labels: list[str]) -> set[str]:
+        return {x for x in labels if labels.count(x) > 1}
+
+    base = [Report.label(a) for a in entries]
+    labels = list(base)
+    for i in [i for i, x in enumerate(base) if x in clashes(base)]:
+        last = (entries[i].get("steps") or ["?"])[-1]
+        labels[i] = f"{entries[i]['name']}+{last}@{entries[i]['backend']}"
+    repeated = clashes(labels)
+    for i, a in enumerate(entries):
+        label = f"{base[i]}#{i + 1}" if labels[i] in repeated else labels[i]  # the step did not tell them apart
+        if label != base[i]:
+            a["label"] = label
 
 
 def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset | None, ref: Artifact | None,
