@@ -1,6 +1,6 @@
 """Quantized variants side by side in one run: ResNet-18 and MobileNetV3-small, batch 1 and 8, on onnxruntime.
 
-    .venv/bin/python bench/quantize.py [--models resnet18 mobilenet_v3_small] [--batches 1 8] [--rounds 15]
+    .venv/bin/python bench/quantize.py [--models resnet18 mobilenet_v3_small] [--batches 1 8] [--rounds 6]
 
 Variants of each model (random weights; BatchNorm statistics re-estimated on one random batch so
 activations have a realistic scale), all made by ``laser.Quantize`` from the same exported FP32 ONNX:
@@ -12,9 +12,10 @@ activations have a realistic scale), all made by ``laser.Quantize`` from the sam
 - int8 dynamic: ``Quantize("int8-dynamic")`` (MatMul/Gemm only, the default), and with Conv too;
 - fp16.
 
-Calls are interleaved in rounds (per round and variant: one untimed call, then 3 timed ones), so load
-from other processes hits every variant alike. Ratios are to FP32 onnxruntime measured in the same
-rounds. Also: digits-cnn top-1 on the digits test split, FP32 vs the default INT8, both on onnxruntime.
+Timing runs in passes over the variants (per pass and variant: 3 untimed calls, then 8 timed ones), so
+load from other processes hits every variant alike, and the warm-up calls absorb the thread pool of the
+previous session, which keeps spinning for a while after its last call. Ratios are to FP32 onnxruntime
+measured in the same passes. Also: digits-cnn top-1 on the digits test split, FP32 vs the default INT8, both on onnxruntime.
 
 Targets (2-core CPU): default INT8 ResNet-18 <= 0.45 x FP32 at batch 1; digits-cnn top-1 drop <= 0.5 point.
 """
@@ -79,17 +80,18 @@ def variants(onnx_art: Artifact, samples: int) -> dict[str, Artifact]:
     return out
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], rounds: int, per_round: int = 3, warmup: int = 3,
-                ) -> dict[str, list[float]]:
-    """Per variant and round: one untimed call, then ``per_round`` timed ones. Times in ms."""
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
+def passes(calls: dict[str, Callable[[], Any]], rounds: int, block: int = 8, warmup: int = 3,
+           ) -> dict[str, list[float]]:
+    """``rounds`` passes over the variants; per pass and variant, ``warmup`` untimed calls (they absorb
+    the previous session's thread pool, which keeps spinning for a while after its last call), then
+    ``block`` timed calls. Alternating passes spread load from other processes over every variant.
+    Times in ms."""
     times: dict[str, list[float]] = {k: [] for k in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
-            fn()
-            for _ in range(per_round):
+            for _ in range(warmup):
+                fn()
+            for _ in range(block):
                 t0 = time.perf_counter()
                 fn()
                 times[name].append((time.perf_counter() - t0) * 1e3)
@@ -108,7 +110,7 @@ def bench_model(name: str, batches: list[int], rounds: int, threads: int, sample
     for batch in batches:
         feeds = onnx_art.spec.example_inputs(batch=batch, seed=1)
         calls = {k: (lambda r=r, f=feeds: r(f)) for k, r in runners.items()}
-        times = interleaved(calls, rounds if batch == 1 else max(4, rounds // 3))
+        times = passes(calls, rounds if batch == 1 else max(2, rounds // 3))
         base = float(np.median(times["fp32"]))
         for label, t in times.items():
             med = float(np.median(t))
@@ -138,8 +140,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["resnet18", "mobilenet_v3_small"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--rounds", type=int, default=15, help="rounds at batch 1, 3 timed calls per variant each "
-                                                          "(a third as many rounds at larger batches)")
+    p.add_argument("--rounds", type=int, default=6, help="passes at batch 1, 8 timed calls per variant each "
+                                                         "(a third as many passes at larger batches)")
     p.add_argument("--samples", type=int, default=64, help="calibration samples (random N(0, 1) inputs)")
     p.add_argument("--threads", type=int, default=default_threads())
     p.add_argument("--json", action="store_true")
@@ -151,7 +153,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"rows": rows, "digits": digits, "int8_defaults": defaults}, indent=2))
         return
-    print(f"\nmeasured: onnxruntime CPU, wall time per call (ms), median and p90 over interleaved rounds; "
+    print(f"\nmeasured: onnxruntime CPU, wall time per call (ms), median and p90 over alternating passes; "
           f"{args.threads} threads; shared CPU, expect noise")
     print(f"{'model':<20}{'batch':>5}  {'variant':<20}{'median ms':>10}{'p90 ms':>10}{'x fp32':>8}{'size x fp32':>13}")
     for r in rows:

@@ -66,7 +66,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                "accuracy_aware": step.get("accuracy_aware"), "excluded": step.get("excluded", []),
                "types": {k: step.get(k) for k in ("activation_type", "weight_type", "reduce_range", "per_channel",
                                                   "defaults_from") if k in step},
-               "calibration": step.get("calibration"), "notes": step.get("notes", [])}
+               "calibration": step.get("calibration"), "speed": step.get("speed"), "notes": step.get("notes", [])}
     if args.json:
         emit_json(summary)
         return 0
@@ -85,6 +85,10 @@ def _print_human(s: dict[str, Any]) -> None:
     if s["calibration"]:
         c = s["calibration"]
         print(f"  calibration: {c['source']}, {c['samples']} samples, {c['method']}")
+    sp = s["speed"]
+    if sp:
+        print(f"  latency (measured, batch 1, onnxruntime, shared CPU): FP32 {sp['fp32_p50_ms']:.3f} ms, quantized "
+              f"{sp['quantized_p50_ms']:.3f} ms ({sp['ratio']:.2f} x)")
     acc = s["accuracy_aware"] or s["accuracy"]
     if acc and acc.get("fp32_top1") is not None:
         q = acc.get("final_top1", acc.get("quantized_top1", acc.get("int8_top1")))

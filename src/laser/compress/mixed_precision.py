@@ -51,7 +51,8 @@ def dataset(data: Any) -> Dataset:
     return data
 
 
-def _as_artifact(parent: Artifact, path: Path) -> Artifact:
+def as_onnx_artifact(parent: Artifact, path: Path) -> Artifact:
+    """An ONNX file made from ``parent``'s graph, with its spec (for running and measuring it)."""
     return Artifact.from_files({"model.onnx": path}, name=parent.name, task=parent.task, format="onnx",
                                spec=parent.spec)
 
@@ -75,7 +76,7 @@ def outputs(art: Artifact, feeds: dict[str, np.ndarray]) -> np.ndarray:
 def accuracy_delta(parent: Artifact, quantized: Path, data: Any) -> dict[str, Any]:
     """top-1 of the FP32 parent and of the quantized model, both on onnxruntime."""
     ds = dataset(data)
-    fp32, q = top1(parent, ds), top1(_as_artifact(parent, quantized), ds)
+    fp32, q = top1(parent, ds), top1(as_onnx_artifact(parent, quantized), ds)
     return {"measured": True, "data": ds.name, "samples": len(ds), "fp32_top1": fp32, "quantized_top1": q,
             "drop_points": round((fp32 - q) * 100, 4),
             "method": "measured: top-1 on every sample, onnxruntime CPU, quantized vs FP32 ONNX parent"}
@@ -93,7 +94,7 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     fp32 = top1(parent, ds)
     full = out.with_name("all-layers.onnx")
     shutil.copyfile(out, full)
-    q = top1(_as_artifact(parent, full), ds)
+    q = top1(as_onnx_artifact(parent, full), ds)
     result: dict[str, Any] = {
         "budget_points": budget, "data": ds.name, "samples": len(ds), "fp32_top1": fp32, "all_layers_top1": q,
         "all_layers_drop_points": round((fp32 - q) * 100, 4), "kept_in_float": [], "excluded": list(exclude),
@@ -114,7 +115,7 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     probe = out.with_name("probe.onnx")
     for node in tqdm(candidates, desc="layer sensitivity", unit="layer", disable=not progress):
         quantize(probe, exclude, [node])
-        err = float(np.mean((outputs(_as_artifact(parent, probe), feeds) - reference) ** 2)) / power
+        err = float(np.mean((outputs(as_onnx_artifact(parent, probe), feeds) - reference) ** 2)) / power
         ranked.append((node, err))
     ranked.sort(key=lambda x: -x[1])
     result["sensitivity"] = [{"node": n, "layer": names.get(n, n), "nmse": _round(e)} for n, e in ranked]
@@ -122,7 +123,7 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     for k in range(1, len(ranked) + 1):
         keep = [n for n, _ in ranked[:k]]
         quantize(out, [*exclude, *keep], None)
-        final = top1(_as_artifact(parent, out), ds)
+        final = top1(as_onnx_artifact(parent, out), ds)
         result["trials"].append({"kept_in_float": k, "top1": final, "drop_points": round((fp32 - final) * 100, 4)})
         if (fp32 - final) * 100 <= budget:
             result["kept_in_float"] = [{"node": n, "layer": names.get(n, n), "nmse": _round(e)} for n, e in ranked[:k]]
@@ -150,8 +151,8 @@ def _cost(parent: Artifact, full: Path, mixed: Path) -> dict[str, Any]:
     from laser.runtime import run
 
     figures: dict[str, Any] = {}
-    for label, art in (("fp32", parent), ("all_layers_quantized", _as_artifact(parent, full)),
-                       ("mixed", _as_artifact(parent, mixed))):
+    for label, art in (("fp32", parent), ("all_layers_quantized", as_onnx_artifact(parent, full)),
+                       ("mixed", as_onnx_artifact(parent, mixed))):
         with run(art, backend="onnxruntime") as runner:
             lat = latency(runner, batch_size=1, warmup=5, min_iters=30, max_seconds=0.5)
         figures[label] = {"p50_ms": round(lat.p50_ms, 4), "bytes": art.model_file.stat().st_size}
@@ -180,27 +181,3 @@ def layer_names(model: Path, nodes: Sequence[str] | None = None) -> dict[str, st
                 continue
         out[node.name] = node.name
     return out
-
-
-def mac_split(model: Path) -> dict[str, int]:
-    """MACs at batch 1 in Conv vs MatMul/Gemm nodes, counted from the graph's inferred shapes
-    (symbolic dims count as 1)."""
-    onnx = require("onnx", "onnx")
-    m = onnx.shape_inference.infer_shapes(onnx.load(str(model)))
-    shapes: dict[str, list[int]] = {}
-    for vi in (*m.graph.value_info, *m.graph.input, *m.graph.output):
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
-    for init in m.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    conv = matmul = 0
-    for n in m.graph.node:
-        y = shapes.get(n.output[0])
-        if not y:
-            continue
-        if n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 1 and n.input[1] in shapes:
-            conv += math.prod(y) * math.prod(shapes[n.input[1]][1:])  # outputs × (Cin/groups × kh × kw)
-        elif n.op_type in ("MatMul", "Gemm") and shapes.get(n.input[0]):
-            a = shapes[n.input[0]]
-            trans_a = any(att.name == "transA" and att.i for att in n.attribute)
-            matmul += math.prod(y) * (a[0] if trans_a and len(a) == 2 else a[-1])  # outputs × K
-    return {"conv": conv, "matmul": matmul, "total": conv + matmul}

@@ -16,15 +16,15 @@ then quantized:
 
 With ``max_accuracy_drop`` (percentage points, top-1 on ``data``, measured with onnxruntime) the most
 sensitive layers are kept in float until the budget holds (``laser.compress.mixed_precision``).
+Then FP32 and quantized are timed on onnxruntime (``check_speed``); an INT8 model that measures slower
+gets a warning that says why, from the graph onnxruntime runs (``laser.compress.quant_check``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from laser.artifact import Artifact, Step, workspace
-from laser.errors import BackendError, ConfigError, ExportError, require
+from laser.compress.quant_check import MEASURED_RESNET18_MS
+from laser.compress.quant_graph import (
+    bf16_probe,
+    fp16_quantizer,
+    preprocess,
+    quiet,
+    strip_debug_metadata,
+)
+from laser.errors import ConfigError, ExportError, require
 from laser.stages import Stage
 
 log = logging.getLogger("laser.quantize")
@@ -40,19 +48,7 @@ log = logging.getLogger("laser.quantize")
 METHODS = ("int8-static", "int8-dynamic", "fp16", "bf16")
 QTYPES = ("uint8", "int8")
 DYNAMIC_OPS = ("MatMul", "Gemm")
-# Layers whose sensitivity the accuracy-aware loop measures (the ones that carry the MACs).
-LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
-# Measured on this project's 2-core Xeon (avx512_vnni, avx_vnni, amx_int8): ResNet-18, batch 1, median
-# ms on onnxruntime's CPU provider (DESIGN.md; re-measured by bench/quantize.py). The defaults and the
-# warnings below come from these figures.
-MEASURED_RESNET18_MS = {
-    "fp32": 17.8,
-    "int8-static u8 activations / s8 per-channel weights": 6.4,
-    "int8-static s8 activations / s8 weights": 16.8,
-    "int8-dynamic with Conv (ConvInteger)": 71.5,
-    "fp16": 26.7,
-}
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
@@ -93,7 +89,8 @@ class Quantize(Stage):
     .npy files, iterable of input dicts, or 'random' (int8-static only). ``exclude``: node names kept
     in float. ``max_accuracy_drop``: top-1 budget in percentage points on ``data`` (a labelled dataset
     or its name; test split). ``activation_type``/``weight_type``/``reduce_range``: None = chosen for
-    this CPU by ``int8_defaults``.
+    this CPU by ``int8_defaults``. ``check_speed``: time FP32 vs quantized on onnxruntime and warn,
+    with the reason, when INT8 is not faster.
     """
 
     op: ClassVar[str] = "quantize"
@@ -109,6 +106,7 @@ class Quantize(Stage):
     op_types: tuple[str, ...] | None = None
     max_accuracy_drop: float | None = None
     data: Any = None
+    check_speed: bool = True
     progress: bool = dataclasses.field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -162,17 +160,17 @@ class Quantize(Stage):
         from laser.compress import mixed_precision as mp
 
         if self.method == "bf16":
-            _bf16()  # fail before the export when this runtime has no bfloat16 kernels
+            bf16_probe()  # fail before the export when this runtime has no bfloat16 kernels
         parent = self._onnx_parent(artifact)
         work = Path(tempfile.mkdtemp(prefix="quantize-", dir=workspace(f"{artifact.name}-q")))
-        src, pre_note = _preprocess(parent.model_file, work / "pre.onnx")
+        src, pre_note = preprocess(parent.model_file, work / "pre.onnx")
         notes = [pre_note] if pre_note else []
         results: dict[str, Any] = {"preprocess": pre_note or "onnxruntime quant_pre_process"}
         raw, info = self._quantizer(parent, src, work, notes)
 
         def quantizer(dst: Path, exclude: Sequence[str], only: Sequence[str] | None) -> None:
             raw(dst, exclude, only)
-            _strip_debug_metadata(dst)
+            strip_debug_metadata(dst)
 
         results.update(info)
         out = work / "model.onnx"
@@ -187,6 +185,14 @@ class Quantize(Stage):
             results["accuracy"] = mp.accuracy_delta(parent, out, self.data)
         else:
             results["accuracy"] = {"measured": False, "note": "pass data= to measure the top-1 delta"}
+        if self.check_speed:
+            from laser.compress.quant_check import mac_split, speed_check
+
+            speed = speed_check(parent, mp.as_onnx_artifact(parent, out), mac_split(src)["total"])
+            note = speed.pop("note")
+            if note and self.method.startswith("int8") and not notes:  # not when a note already says why
+                notes.append(note)
+            results["speed"] = speed
         results["excluded"] = exclude
         results["layer_names"] = mp.layer_names(src, exclude)
         qbytes, fbytes = out.stat().st_size, parent.model_file.stat().st_size
@@ -222,8 +228,8 @@ class Quantize(Stage):
         if self.method == "int8-dynamic":
             return self._dynamic(parent, src, notes)
         if self.method == "fp16":
-            return _fp16(src, notes)
-        return _bf16()
+            return fp16_quantizer(src, notes)
+        return bf16_probe()
 
     def _types(self) -> dict[str, Any]:
         auto = int8_defaults()
@@ -249,7 +255,7 @@ class Quantize(Stage):
                   "percentile": CalibrationMethod.Percentile}[self.calibration_method]
 
         def run(dst: Path, exclude: Sequence[str], only: Sequence[str] | None) -> None:
-            with _quiet():
+            with quiet():
                 quantize_static(str(src), str(dst), None, calibration_cache_path=cache,
                                 quant_format=QuantFormat.QDQ, per_channel=types["per_channel"],
                                 reduce_range=types["reduce_range"], activation_type=qt[types["activation_type"]],
@@ -262,7 +268,7 @@ class Quantize(Stage):
     def _dynamic(self, parent: Artifact, src: Path, notes: list[str]):
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        from laser.compress.mixed_precision import mac_split
+        from laser.compress.quant_check import mac_split
 
         op_types = list(self.op_types or DYNAMIC_OPS)
         types = self._types()
@@ -282,7 +288,7 @@ class Quantize(Stage):
                          f"{MEASURED_RESNET18_MS['fp32']} ms FP32 for ResNet-18). Use int8-static instead")
 
         def run(dst: Path, exclude: Sequence[str], only: Sequence[str] | None) -> None:
-            with _quiet():
+            with quiet():
                 quantize_dynamic(str(src), str(dst), per_channel=types["per_channel"],
                                  reduce_range=types["reduce_range"], weight_type=weight,
                                  op_types_to_quantize=op_types, nodes_to_exclude=list(exclude),
@@ -302,97 +308,6 @@ def describe_source(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return f"{type(value).__name__} of {len(value)} items"
     return type(value).__name__
-
-
-def _fp16(src: Path, notes: list[str]):
-    onnx = require("onnx", "onnx")
-    ort = require("onnxruntime", "onnx")
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    if not {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
-        notes.append(f"fp16 on onnxruntime's CPU provider runs FP32 kernels with casts around them (ResNet-18: "
-                     f"{MEASURED_RESNET18_MS['fp16']} ms vs {MEASURED_RESNET18_MS['fp32']} ms FP32 on this CPU): "
-                     "the file halves, latency does not improve. Use int8-static for CPU speed")
-
-    def run(dst: Path, exclude: Sequence[str], only: Sequence[str] | None) -> None:
-        model = onnx.load(str(src))
-        names = [n.name for n in model.graph.node]
-        block = set(exclude) | ({n for n in names if n not in set(only)} if only is not None else set())
-        with _quiet():  # keep_io_types: float32 in and out, so the artifact's spec does not change
-            half = convert_float_to_float16(model, keep_io_types=True, node_block_list=sorted(block))
-        onnx.save(half, str(dst))
-
-    return run, {"keep_io_types": True, "converter": "onnxruntime.transformers.float16"}
-
-
-def _bf16():
-    """bfloat16 needs bf16 kernels: probe the providers this onnxruntime has with a one-node bf16 MatMul."""
-    ort = require("onnxruntime", "onnx")
-    require("onnx", "onnx")
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [2, 4])
-    w = helper.make_tensor_value_info("w", TensorProto.BFLOAT16, [4, 3])
-    y = helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [2, 3])
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "bf16-probe", [x, w], [y])
-    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    providers = ort.get_available_providers()
-    try:
-        ort.InferenceSession(probe.SerializeToString(), providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise BackendError(
-            f"bf16 is not supported by this onnxruntime (providers {providers}): a bfloat16 MatMul fails to load "
-            f"({str(exc).splitlines()[0][:120]}); ONNX Conv has no bfloat16 type before opset 22 either. Use "
-            "fp16 (smaller file) or int8-static (faster on CPU); a bf16-capable CPU (amx_bf16) is reached through "
-            "runtimes that choose bf16 internally, not through an ONNX conversion") from exc
-    raise BackendError(f"this onnxruntime has bfloat16 kernels ({providers}), but laser has no bfloat16 graph "
-                       "converter yet (only the probe runs here); use fp16 on this runtime")
-
-
-def _preprocess(model: Path, dst: Path) -> tuple[Path, str | None]:
-    """ORT's quantization pre-processing (symbolic shape inference, graph optimisation). A model it
-    cannot process is quantized as is, with a note."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    try:
-        with _quiet():
-            quant_pre_process(str(model), str(dst))
-        return dst, None
-    except Exception as exc:  # shape inference raises many types on exotic graphs
-        return model, f"quant_pre_process failed ({type(exc).__name__}: {str(exc)[:120]}); quantized without it"
-
-
-# Debug text the torch exporter attaches to every node (Python stack traces, FX node dumps): ~10 % of a
-# small INT8 file and nothing a runtime reads. The module scopes (pkg.torch.onnx.name_scopes) are kept.
-DEBUG_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node", "pkg.torch.onnx.class_hierarchy")
-
-
-def _strip_debug_metadata(path: Path) -> None:
-    onnx = require("onnx", "onnx")
-    if path.stat().st_size > 1 << 30:  # near protobuf's 2 GiB limit: leave big models as written
-        return
-    model = onnx.load(str(path))
-    for node in model.graph.node:
-        keep = [(p.key, p.value) for p in node.metadata_props if p.key not in DEBUG_METADATA]
-        if len(keep) != len(node.metadata_props):
-            del node.metadata_props[:]
-            for key, value in keep:
-                node.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
-
-
-@contextlib.contextmanager
-def _quiet():
-    """onnxruntime.quantization prints to stdout and logs at INFO/WARNING on the root logger: keep stdout
-    clean for --json and its chatter at debug level."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        root.setLevel(level)
 
 
 def quantize(artifact: Artifact, method: str = "int8-static", **options: Any) -> Artifact:
