@@ -72,10 +72,13 @@ def pareto(report: Any, path: Path) -> Path | None:
     ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
     ys = [100 * p[1] for p in pts]
     pad = max(0.5, 0.3 * (max(ys) - min(ys)))
-    ax.set_ylim(max(0.0, min(ys) - 2 * pad), min(101.0, max(ys) + pad))
-    plain = _plain_formatter()
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
+    top = min(max(ys) + pad, 100.0) if max(ys) < 99.9 else 100.4  # accuracy ends at 100 %
+    ax.set_ylim(max(0.0, min(ys) - 2 * pad), top)
+    from matplotlib.ticker import LogLocator
+
+    ax.xaxis.set_major_formatter(_plain_formatter())
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))  # label 0.02, 0.05, 0.2 ... between decades
+    ax.xaxis.set_minor_formatter(_plain_formatter())
     ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("latency p50, batch 1 (ms, log scale) — lower is better")
     ax.set_ylabel(f"{key} (%) — higher is better")
