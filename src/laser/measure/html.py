@@ -14,7 +14,7 @@ from laser.measure.table import hardware_line, rows
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}
-main{max-width:1180px;margin:0 auto;padding:24px}
+main{max-width:1180px;margin:0 auto;padding:24px;overflow-wrap:anywhere}
 h1{font-size:26px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #d8dde3;padding-bottom:4px}
 .sub{color:#57606a;margin-bottom:16px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
@@ -24,7 +24,7 @@ h1{font-size:26px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bot
 .kv b{font-size:15px}.L{color:#1f77b4}.A{color:#2ca02c}.S{color:#9467bd}.E{color:#d62728}.R{color:#ff7f0e}
 table{border-collapse:collapse;background:#fff;border:1px solid #d8dde3;font-size:13px;width:100%}
 th,td{padding:4px 10px;border-bottom:1px solid #eceff2;text-align:right;white-space:nowrap}
-th:first-child,td:first-child,td.l{text-align:left}th{background:#eef1f4;position:sticky;top:0}
+th:first-child,td:first-child,td.l{text-align:left}td.l{white-space:normal}th{background:#eef1f4;position:sticky;top:0}
 tr.group td{background:#fafbfc;font-weight:600;text-align:left;color:#57606a}
 .tag{display:inline-block;padding:0 6px;border-radius:9px;font-size:11px;background:#eef1f4;color:#57606a}
 .tag.estimated{background:#fff3cd;color:#7a5b00}.tag.measured{background:#d9f2e0;color:#1a6b33}
