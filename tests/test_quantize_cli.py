@@ -38,3 +38,8 @@ def test_quantize_errors_are_one_line_with_a_nonzero_exit(tmp_path, capsys):
     rc = main(["quantize", "digits-cnn", "--calibration", str(tmp_path / "empty"), "-o", str(tmp_path / "y")])
     assert rc == 2 and "is empty" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()  # nothing half-written
+
+
+def test_qat_refuses_post_training_only_flags(tmp_path, capsys):
+    rc = main(["quantize", "digits-cnn", "--method", "qat", "--max-accuracy-drop", "0.5", "-o", str(tmp_path / "q")])
+    assert rc == 2 and "--max-accuracy-drop apply to post-training methods" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from typing import Any
 
 from laser.cli.common import add_model_args, load_model
 from laser.cli.output import emit_json, human_bytes, percent, table
+from laser.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +47,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from laser.compress.quantize import Quantize, QuantizeWarning
 
     if args.method == "qat":
+        ignored = [flag for flag, value in (("--max-accuracy-drop", args.max_accuracy_drop), ("--exclude", args.exclude),
+                                            ("--activation-type", args.activation_type),
+                                            ("--weight-type", args.weight_type), ("--per-tensor", args.per_tensor))
+                   if value]
+        if ignored:
+            raise ConfigError(f"{', '.join(ignored)} apply to post-training methods, not --method qat (QAT learns "
+                              "its ranges and quantizes every layer); drop them or use --method int8-static")
         stage: Any = QAT(epochs=args.epochs, lr=args.lr, data=args.data or "digits", calibration=args.calibration,
                          calibration_method=args.calibration_method, samples=args.samples)
     else:
