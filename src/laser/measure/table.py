@@ -81,9 +81,9 @@ def rows(report: Any) -> list[tuple[str, str, list[str]]]:
     kinds = {a.get("energy", {}).get("method") for a in arts} - {None}
     tag = "/".join(sorted(kinds)) or "—"
     add(f"energy / inference [{tag}]", "J", "energy.joules_per_inference", "sci")
-    add(f"efficiency [{tag}]", "GOP/J", "energy.gops_per_joule", "float")
-    add("effective throughput", "GOP/s", "efficiency.effective_gops", "float")
-    add("  % of measured peak", "%", "efficiency.percent_of_peak", "float")
+    add(f"efficiency [{tag}]", "GOP/J", "energy.gops_per_joule", "sci")
+    add("effective throughput", "GOP/s", "efficiency.effective_gops", "sci")
+    add("  % of measured peak", "%", "efficiency.percent_of_peak", "sci")
     add("robust: clean", "%", "robustness.clean", "pct")
     for group in ("fgsm", "pgd"):
         keys: list[str] = []
