@@ -41,9 +41,17 @@ def test_warmup_calls_are_not_timed_and_fixed_count_is_exact():
     runner = SleepRunner(0.1)
     r = latency(runner, warmup=5, iters=7, warmup_seconds=0)
     assert r.iters == 7 and runner.calls == 12
+    starts = []
     timed_warmup = SleepRunner(1.0)
-    latency(timed_warmup, warmup=1, iters=1, warmup_seconds=0.05)
-    assert timed_warmup.calls >= 20  # >= 50 ms of 1 ms calls before timing starts
+    timed_warmup.spec = SPEC
+
+    def stamped(feeds):
+        starts.append(time.perf_counter())
+        return SleepRunner.__call__(timed_warmup, feeds)
+
+    stamped.spec = SPEC
+    latency(stamped, warmup=1, iters=1, warmup_seconds=0.05)
+    assert len(starts) >= 3 and starts[-1] - starts[0] >= 0.05  # the one timed call began >= 50 ms in
 
 
 def test_time_budget_keeps_running_past_min_iters():
