@@ -73,7 +73,9 @@ def compare(parent: Artifact, child: Artifact, data: Any = None, batch: int = 2,
     tol = child.spec.tolerance
     p_backend = parent_backend or REFERENCE_BACKEND[parent.format]
     c_backend = backend or REFERENCE_BACKEND[child.format]
-    p_runner, c_runner = run(parent, backend=p_backend), run(child, backend=c_backend)
+    # Both sides on the CPU: an export is checked for what it computes, not for a GPU's numeric mode
+    # (TF32 convolutions on CUDA drift ~1e-3 from FP32 and would fail a correct export).
+    p_runner, c_runner = run(parent, backend=p_backend, device="cpu"), run(child, backend=c_backend, device="cpu")
     stats: dict[str, dict[str, Any]] = {n: {"max_abs_error": 0.0, "ref_max_abs": 0.0, "elements": 0, "outside": 0,
                                             "worst_input": ""} for n in child.spec.output_names}
     agree = agree_ties = samples = 0

@@ -52,15 +52,31 @@ def default_providers(artifact: Artifact, device: str = "auto") -> list[str | tu
         return [CPU]
     device_id = int(device.partition(":")[2] or 0) if device.startswith("cuda") else 0
     chosen: list[str | tuple[str, dict[str, Any]]] = []
-    if TENSORRT in available and artifact.format == "onnx":  # TensorRT reads ONNX graphs, not .ort files
+    # onnxruntime-gpu lists TensorRT even when libnvinfer is absent; asking for it then only prints an
+    # EP error and falls back, so ask only when the library loads.
+    if TENSORRT in available and artifact.format == "onnx" and tensorrt_loadable():
         chosen.append((TENSORRT, tensorrt_options(artifact, device_id)))
     if CUDA in available:
+        # use_tf32=0: FP32 means FP32 (TF32 convolutions drift ~1e-3, seen on an H200); opt in for speed.
         chosen.append((CUDA, {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE",
-                              "arena_extend_strategy": "kSameAsRequested"}))
+                              "arena_extend_strategy": "kSameAsRequested", "use_tf32": 0}))
     if device.startswith("cuda") and not chosen:
         raise BackendError(f"device {device!r} asked for, but this onnxruntime offers only {available}; "
                            "install onnxruntime-gpu on a CUDA machine, or use device='cpu'")
     return [*chosen, CPU]
+
+
+def tensorrt_loadable() -> bool:
+    """True when TensorRT's runtime library (libnvinfer) can be loaded by this process."""
+    import ctypes
+
+    for name in ("libnvinfer.so.10", "libnvinfer.so"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def tensorrt_options(artifact: Artifact, device_id: int = 0) -> dict[str, Any]:
@@ -124,6 +140,11 @@ class OnnxRuntimeRunner(Runner):
             if name not in available:
                 raise BackendError(f"execution provider {name!r} is not in this onnxruntime build, which offers "
                                    f"{list(available)}; pick one of those or install the build that has it")
+            if name == TENSORRT and not tensorrt_loadable():
+                raise BackendError("TensorrtExecutionProvider is in this onnxruntime build, but TensorRT's library "
+                                   "(libnvinfer.so.10) cannot be loaded; install TensorRT 10 (e.g. `pip install "
+                                   "tensorrt`) and put its libraries on LD_LIBRARY_PATH, or ask for "
+                                   "CUDAExecutionProvider instead")
 
     def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(self.output_names, dict(inputs))
