@@ -152,15 +152,16 @@ class NvmlReader:
         if self.mode == "energy":
             self._start_mj = float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
             return
-        self._samples = []
+        # The first sample is taken here, not in the thread, so the integral starts now even when
+        # the sampling thread is scheduled late on a busy machine.
+        self._samples = [(time.perf_counter(), self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0)]
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.sample_s):
             self._samples.append((time.perf_counter(), self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0))
-            self._stop.wait(self.sample_s)
 
     def stop(self) -> float:
         """Joules since ``start``."""
