@@ -149,13 +149,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from laser.hub.pipelines import pipeline_for
+    from laser.hub.pipelines.text import TextClassificationPipeline
 
     art = _load(args)
     pipe = pipeline_for(art, backend=args.backend)
     path = Path(args.input)
     if not path.is_file():
         raise ConfigError(f"--input {path} does not exist; give an image file (or a text file for text models)")
-    if art.task == "text-classification":
+    if isinstance(pipe, TextClassificationPipeline):
         texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not texts:
             raise ConfigError(f"{path} holds no text; put one text per line")

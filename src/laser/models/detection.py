@@ -17,6 +17,7 @@ torchvision's per-class candidates: a box rarely matters for two classes, and th
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,6 +47,8 @@ def _clip(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
 class SingleShotCandidates(nn.Module):
     """SSD / RetinaNet: backbone + head + anchor decoding, no NMS. See the module docstring."""
 
+    model: Any  # the torchvision detector (its submodules are reached by name)
+
     def __init__(self, model: nn.Module, activation: str):
         super().__init__()
         if activation not in ("softmax", "sigmoid"):
@@ -71,11 +74,13 @@ class TwoStageCandidates(nn.Module):
     """Faster R-CNN: backbone, region proposals (laser NMS inside the RPN), box head; the final
     per-class NMS is left to the pipeline. Images of a batch are padded to the most candidates."""
 
+    model: Any  # the torchvision detector (its submodules are reached by name)
+
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
         # The RPN keeps its top proposals with NMS; torchvision's needs the missing C ops.
-        model.rpn.filter_proposals = types.MethodType(_filter_proposals, model.rpn)
+        self.model.rpn.filter_proposals = types.MethodType(_filter_proposals, self.model.rpn)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         image_list = torchvision().models.detection.image_list.ImageList
@@ -100,7 +105,7 @@ class TwoStageCandidates(nn.Module):
         return torch.stack(out_boxes), torch.stack(out_scores), torch.stack(out_labels)
 
 
-def _roi_pool(pool: nn.Module, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+def _roi_pool(pool: Any, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
               sizes: list[tuple[int, int]]) -> torch.Tensor:
     """MultiScaleRoIAlign.forward, calling roi_align's pure-torch kernel eagerly: without the C ops
     torchvision routes it through torch.compile (12-28 s cold here, and it imports inductor)."""

@@ -12,6 +12,7 @@ crashes with the CPU build of torch used here).
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import torch
 from torch import nn
@@ -53,6 +54,8 @@ class SegmentationLogits(nn.Module):
     The auxiliary classifier (a training aid) is kept so the published checkpoint loads, but it is
     not run: forward computes only the main head, as torchvision does, minus ``aux``.
     """
+
+    model: Any  # the torchvision segmentation model (its submodules are reached by name)
 
     def __init__(self, model: nn.Module):
         super().__init__()

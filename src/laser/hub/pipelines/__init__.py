@@ -52,7 +52,8 @@ class Pipeline:
         self.artifact = artifact
         self.runner = runner if runner is not None else make_runner(artifact, backend=backend, **runner_options)
 
-    def run(self, source: Any, **options: Any) -> dict[str, Any]:
+    def run(self, source: Any, *args: Any, **options: Any) -> dict[str, Any]:
+        """The answer for one input (picture file/bytes, or text), JSON-ready."""
         raise NotImplementedError
 
     __call__ = run

@@ -76,7 +76,7 @@ class SegmentationPipeline(ImagePipeline):
                                "model must return (batch, classes, height, width) logits")
         small = logits[0].argmax(0).astype(np.uint8)
         _scale(self.artifact.preprocessing, *image.size)  # refuses crops before a wrong mapping
-        return image, np.asarray(Image.fromarray(small).resize(image.size, Image.NEAREST))
+        return image, np.asarray(Image.fromarray(small).resize(image.size, Image.Resampling.NEAREST))
 
     def run(self, source: Any, output: str | Path | None = None, alpha: float = 0.5) -> dict[str, Any]:
         image, mask = self.mask(source)
