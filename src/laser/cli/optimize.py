@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-weights", action="store_true", help="random weights, for structure-only work")
     p.add_argument("--input-shape", help="per-sample input shape for a factory, e.g. 3,224,224")
     p.add_argument("--serve", action="store_true", help="start laser serve on the winner when done")
-    p.add_argument("--port", type=int, default=8000, help="port for --serve (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port for --serve (binds 127.0.0.1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="report.json's summary on stdout")
     p.set_defaults(func=cmd_optimize)
@@ -97,8 +97,10 @@ def _serve(result: Any, out: Path, port: int) -> int:
     except ImportError as exc:
         raise ConfigError(f"--serve: laser.serve is not available in this install ({exc}); serve the winner "
                           f"later with `laser serve {out / 'winner'}`") from exc
-    print(f"serving {out / 'winner'} on http://127.0.0.1:{port} (Ctrl-C stops)")
-    serve(str(out / "winner"), host="127.0.0.1", port=port)
+    backend = result.winner.candidate.backend  # serve it on the runtime it was measured (and won) on
+    print(f"serving {out / 'winner'} ({backend}) on http://127.0.0.1:{port} (HTTP, Open Inference Protocol v2); "
+          "Ctrl-C stops")
+    serve(str(out / "winner"), host="127.0.0.1", http_port=port, backend=backend)
     return 0
 
 

@@ -21,8 +21,8 @@ from typing import Any
 from laser.optimize.api import optimize
 from laser.optimize.budget import Budget
 from laser.optimize.doctor import Diagnosis, doctor
-from laser.optimize.engine import OptimizeResult, Outcome
 from laser.optimize.evaluate import Settings
+from laser.optimize.result import OptimizeResult, Outcome
 
 
 class _CallablePackage(types.ModuleType):

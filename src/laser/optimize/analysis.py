@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 from laser.optimize import pareto
 
 if TYPE_CHECKING:
-    from laser.optimize.engine import OptimizeResult, Outcome
+    from laser.optimize.result import OptimizeResult, Outcome
 
 
 def parent_of(o: Outcome, result: OptimizeResult) -> Outcome | None:
     """The candidate this one should beat: the same format and backend without the recipe; for the
     uncompressed model on another runtime, the eager PyTorch model."""
-    from laser.optimize.engine import BASELINE
+    from laser.optimize.result import BASELINE
 
     c = o.candidate
     eager = result.eager

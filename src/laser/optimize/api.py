@@ -14,8 +14,9 @@ from laser.errors import ConfigError
 from laser.optimize import candidates as cands
 from laser.optimize.budget import Budget, parse_duration
 from laser.optimize.candidates import Recipe
-from laser.optimize.engine import OptimizeResult, Search
+from laser.optimize.engine import Search
 from laser.optimize.evaluate import Settings
+from laser.optimize.result import OptimizeResult
 
 DEFAULT_MODEL = "digits-cnn"
 DEFAULT_DATA = "digits"

@@ -126,8 +126,12 @@ def _search(ctx: Context) -> tuple[Stage, ...]:
         raise Unavailable(f"width search needs a torch model; the base is {ctx.base_format}")
     if ctx.search_budget_ms is None:
         raise Unavailable("width search needs a latency budget: give p50<=... in --budget")
+    if ctx.data is None:
+        raise Unavailable("width search ranks layers by measured accuracy and needs a labelled dataset (--data)")
+    epochs = 1 if ctx.quick else ctx.distill_epochs
     return (make_stage("search", latency_budget_ms=round(ctx.search_budget_ms, 4), backend="onnxruntime",
-                       **_optional("search", data=ctx.data, progress=False)),)
+                       data=ctx.data, finetune_epochs=epochs,
+                       **_optional("search", ratios=(0.25, 0.5, 0.75), max_seconds=0.15, progress=False)),)
 
 
 # name -> (builder, domain, what it is)

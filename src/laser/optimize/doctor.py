@@ -92,6 +92,12 @@ class Facts:
     cpu_flags: set[str] = field(default_factory=set)
     throughput: dict[str, dict[int, float]] = field(default_factory=dict)  # "parent"/"child" -> batch -> samples/s
     first_call: dict[str, float] = field(default_factory=dict)  # create_ms, first_ms, warm_ms (child)
+    slow_below: float = 1.05  # speed-up under which the child counts as "not faster" (noise is ±5-15 %)
+
+    @property
+    def slow(self) -> bool:
+        """Not faster than the parent: the speed checks apply (else only the accuracy check does)."""
+        return not self.speedup >= self.slow_below
 
     @property
     def speedup(self) -> float:
@@ -146,6 +152,8 @@ class Diagnosis:
 
     def to_text(self) -> str:
         lines = [self.headline()]
+        if not self.findings:
+            lines.append("nothing to explain: the child is faster than its parent and within the accuracy allowed")
         for i, f in enumerate(self.findings, 1):
             lines += [f"{i}. {f.cause}", f"   evidence: {f.evidence}", f"   fix: {f.fix}"]
         return "\n".join(lines)
@@ -182,13 +190,14 @@ def ort_profile(art: Artifact, runs: int = 20, batch: int = 1, threads: int | No
 
 
 def parse_profile(events: list[dict[str, Any]], runs: int) -> Profile:
-    """Sum node kernel times by op type inside the last ``runs`` model_run windows (warm-up excluded)."""
+    """Node kernel times by op type inside the last ``runs`` model_run windows (warm-up excluded): per op,
+    the median over runs of its summed time in a run, so one preempted run (a shared CPU) does not skew it."""
     model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
                         key=lambda e: e["ts"])[-runs:]
     if not model_runs:
         raise ConfigError("the onnxruntime profile holds no model_run event; was the session run?")
     windows = [(e["ts"], e["ts"] + e["dur"]) for e in model_runs]
-    by_op: dict[str, float] = defaultdict(float)
+    per_run: list[dict[str, float]] = [defaultdict(float) for _ in windows]
     nodes: Counter[str] = Counter()
     dtypes: dict[str, set[str]] = defaultdict(set)
     ranks: dict[str, set[int]] = defaultdict(set)
@@ -196,20 +205,28 @@ def parse_profile(events: list[dict[str, Any]], runs: int) -> Profile:
         if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
             continue
         ts = e.get("ts", 0)
-        if any(a <= ts <= b for a, b in windows):
-            args = e.get("args") or {}
-            op = args.get("op_name", "?")
-            by_op[op] += e.get("dur", 0) / len(windows)
-            nodes[op] += 1
-            first = (args.get("input_type_shape") or [{}])[0]  # [{"float": [1, 32, 8, 8]}, ...]
-            for dtype, shape in (first.items() if isinstance(first, dict) else ()):
-                dtypes[op].add(str(dtype))
-                ranks[op].add(len(shape) if isinstance(shape, list) else -1)
-    durs = sorted(e["dur"] for e in model_runs)
+        i = next((k for k, (a, b) in enumerate(windows) if a <= ts <= b), None)
+        if i is None:
+            continue
+        args = e.get("args") or {}
+        op = args.get("op_name", "?")
+        per_run[i][op] += e.get("dur", 0)
+        nodes[op] += 1
+        first = (args.get("input_type_shape") or [{}])[0]  # [{"float": [1, 32, 8, 8]}, ...]
+        for dtype, shape in (first.items() if isinstance(first, dict) else ()):
+            dtypes[op].add(str(dtype))
+            ranks[op].add(len(shape) if isinstance(shape, list) else -1)
+    by_op = {op: _median([r.get(op, 0.0) for r in per_run]) for op in nodes}
     init = next((e["dur"] for e in events if e.get("name") == "session_initialization"), None)
-    return Profile(dict(by_op), {k: v // len(windows) for k, v in nodes.items()}, float(durs[len(durs) // 2]),
-                   init, len(windows), {k: sorted(v) for k, v in dtypes.items()},
-                   {k: sorted(v) for k, v in ranks.items()})
+    return Profile(by_op, {k: v // len(windows) for k, v in nodes.items()},
+                   _median([float(e["dur"]) for e in model_runs]), init, len(windows),
+                   {k: sorted(v) for k, v in dtypes.items()}, {k: sorted(v) for k, v in ranks.items()})
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return float(xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2) if n else 0.0
 
 
 def graph_facts(art: Artifact) -> GraphFacts:

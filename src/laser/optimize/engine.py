@@ -14,7 +14,6 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,136 +21,16 @@ from laser.artifact import Artifact
 from laser.data import Dataset
 from laser.errors import ConfigError, LaserError
 from laser.optimize import candidates as cands
-from laser.optimize.budget import Budget, Violation
+from laser.optimize.budget import Budget
 from laser.optimize.cache import Cache, artifact_digest, make_key
 from laser.optimize.candidates import Candidate, Context, Recipe, Unavailable
 from laser.optimize.evaluate import Reference, Settings, figures, measure_candidate, reference
+from laser.optimize.result import BASELINE, OptimizeResult, Outcome, triple
 from laser.stages import Stage
 
 log = logging.getLogger("laser.optimize")
-BASELINE = Candidate("none", "torch", "torch")
+DOCTOR_VERSION = 2  # part of the doctor's cache key: a newer doctor re-examines cached candidates
 NOT_FASTER = 1.05  # a child less than 5 % faster than its parent counts as "not faster" (noise is ±5-15 %)
-
-
-@dataclass
-class Outcome:
-    """What happened to one candidate."""
-
-    candidate: Candidate
-    status: str  # measured | cached | failed | skipped
-    stages: list[dict[str, Any]] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    entry: dict[str, Any] | None = None  # the laser.measure report entry (issue-6 JSON shape)
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)  # what the stages warned about while building it
-    seconds: float = 0.0
-    key: str = ""
-    artifact_key: str = ""
-    # filled in by the analysis
-    violations: list[Violation] = field(default_factory=list)
-    on_front: bool = False
-    dominated_by: list[str] = field(default_factory=list)
-    parent: str | None = None
-    speedup_vs_parent: float | None = None
-    speedup_vs_eager: float | None = None
-    diagnosis: dict[str, Any] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.candidate.name
-
-    @property
-    def measured(self) -> bool:
-        return self.status in ("measured", "cached") and self.metrics.get("p50_ms") is not None
-
-    @property
-    def feasible(self) -> bool:
-        return self.measured and not self.violations
-
-    def record(self) -> dict[str, Any]:
-        """What the cache keeps."""
-        c = self.candidate
-        return {"recipe": c.recipe, "format": c.format, "backend": c.backend, "status": self.status,
-                "stages": self.stages, "metrics": self.metrics, "entry": self.entry, "seconds": self.seconds,
-                "artifact_key": self.artifact_key, "warnings": self.warnings}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **self.record(), "key": self.key, "error": self.error,
-                "feasible": self.feasible, "violations": [v.to_dict() for v in self.violations],
-                "on_front": self.on_front, "dominated_by": self.dominated_by, "parent": self.parent,
-                "speedup_vs_parent": self.speedup_vs_parent, "speedup_vs_eager": self.speedup_vs_eager,
-                "diagnosis": self.diagnosis}
-
-
-@dataclass
-class OptimizeResult:
-    """Every candidate's outcome, the winner and how it was chosen, and where the outputs were written."""
-
-    base: Artifact
-    source: str
-    budget: Budget
-    reference: Reference
-    settings: Settings
-    outcomes: list[Outcome]
-    winner: Outcome | None = None
-    feasible: bool = False  # True: the winner meets every constraint; False: it is the best effort
-    interrupted: bool = False
-    timed_out: bool = False
-    elapsed_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    output: Path | None = None
-    winner_artifact: Artifact | None = None
-    hardware: dict[str, Any] = field(default_factory=dict)
-    winner_from: list[str] = field(default_factory=list)  # recipe names the winner must come from
-
-    @property
-    def measured(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.measured]
-
-    @property
-    def front(self) -> list[Outcome]:
-        return [o for o in self.measured if o.on_front]
-
-    def get(self, recipe: str, format: str, backend: str) -> Outcome | None:
-        for o in self.outcomes:
-            if (o.candidate.recipe, o.candidate.format, o.candidate.backend) == (recipe, format, backend):
-                return o
-        return None
-
-    @property
-    def eager(self) -> Outcome | None:
-        o = self.get(*_triple(BASELINE))
-        return o if o is not None and o.measured else None
-
-    def verdict(self) -> str:
-        """One sentence: what won, how it compares with the eager model, and whether the budget holds."""
-        from laser.optimize.report import verdict
-
-        return verdict(self)
-
-    def summary(self) -> str:
-        from laser.optimize.report import terminal_summary
-
-        return terminal_summary(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        from laser.optimize.report import result_dict
-
-        return result_dict(self)
-
-    def budget_drop_limit(self) -> float | None:
-        """The accuracy drop the budget allows, in percentage points (None: no accuracy constraint)."""
-        limits = []
-        for c in self.budget.constraints:
-            if c.metric == "accuracy_drop":
-                limits.append(c.limit)
-            elif c.metric == "accuracy":
-                limits.append(100 * (self.reference.base_accuracy - c.limit))
-        return min(limits) if limits else None
-
-
-def _triple(c: Candidate) -> tuple[str, str, str]:
-    return c.recipe, c.format, c.backend
 
 
 class Search:
@@ -196,8 +75,8 @@ class Search:
         seen: set[tuple[str, str, str]] = set()
         plan = []
         for c in out:
-            if _triple(c) not in seen:
-                seen.add(_triple(c))
+            if triple(c) not in seen:
+                seen.add(triple(c))
                 plan.append(Candidate(c.recipe, c.format, c.backend, order=len(plan)))
         if not plan:
             raise ConfigError(f"no candidate to measure: recipes {names}, formats {list(formats)} and backends "
@@ -221,13 +100,11 @@ class Search:
                 if self._out_of_time():
                     timed_out = True
                     break
-                bar.set_postfix_str(c.short, refresh=True)
+                best = min((o for o in outcomes.values() if o.measured and not self.budget.check(o.metrics)),
+                           default=None, key=lambda o: self.budget.objective.score(o.metrics))
+                bar.set_postfix_str(f"{c.short}" + (f" | best so far {best.candidate.short}" if best else ""))
                 outcomes[c] = self._one(c, ref, outcomes)
                 bar.update(1)
-                best = min((o for o in outcomes.values() if o.measured), default=None,
-                           key=lambda o: self.budget.objective.score(o.metrics))
-                if best is not None:
-                    bar.set_postfix_str(f"best so far {best.candidate.short}", refresh=False)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -306,13 +183,13 @@ class Search:
         return got
 
     def _search_budget(self, outcomes: dict[Candidate, Outcome]) -> float | None:
-        """The p50 limit of the budget, else half the base model's ONNX Runtime latency (measured)."""
+        """The p50 limit of the budget, else 0.7 × the base model's ONNX Runtime latency (measured)."""
         for c in self.budget.constraints:
             if c.metric in ("p50", "latency"):
                 return c.limit
         for o in outcomes.values():
-            if _triple(o.candidate) == ("none", "onnx", "onnxruntime") and o.measured:
-                return 0.5 * o.metrics["p50_ms"]
+            if triple(o.candidate) == ("none", "onnx", "onnxruntime") and o.measured:
+                return 0.7 * o.metrics["p50_ms"]
         return None
 
     def _built_format(self, recipe: Recipe) -> str:
@@ -355,12 +232,14 @@ class Search:
     def _diagnose(self, result: OptimizeResult) -> None:
         from laser.optimize.doctor import diagnose_pair
 
-        flagged = [o for o in result.measured if o.parent and _flagged(o, result)]
+        # the most surprising first: slowest relative to the parent
+        flagged = sorted((o for o in result.measured if o.parent and _flagged(o, result)),
+                         key=lambda o: o.speedup_vs_parent or 0.0)
         for o in flagged[: self.settings.max_diagnoses]:
             if self._out_of_time():
                 result.notes.append(f"doctor: time budget spent; {o.name} and later ones not diagnosed")
                 break
-            dkey = "doctor:" + o.key
+            dkey = f"doctor:{DOCTOR_VERSION}:{o.key}"
             cached = self.cache.get(dkey)
             if cached:
                 o.diagnosis = cached["diagnosis"]

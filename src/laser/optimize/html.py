@@ -17,7 +17,7 @@ from laser.optimize.budget import fmt
 from laser.optimize.report import delta_pts, rows, speed, verdict
 
 if TYPE_CHECKING:
-    from laser.optimize.engine import OptimizeResult, Outcome
+    from laser.optimize.result import OptimizeResult, Outcome
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1320px;
@@ -34,7 +34,7 @@ text-align:right;white-space:nowrap}th{background:#fafafa;position:sticky;top:0}
 tr.dom td{color:#9e9e9e}tr.win td{background:#fffde7;font-weight:600}tr.na td{color:#b0b0b0;font-style:italic}
 .tag{display:inline-block;border-radius:4px;padding:0 6px;font-size:11px;font-weight:600}
 .front{background:#e3f2fd;color:#1565c0}.domi{background:#f0f0f0;color:#9e9e9e}.pass{color:#2e7d32}
-.fail{color:#c62828;white-space:normal;text-align:left}img{max-width:100%;border:1px solid #eee;border-radius:6px}
+.fail{color:#c62828;text-align:left}td.wrap{white-space:normal}img{max-width:100%;border:1px solid #eee;border-radius:6px}
 .finding{margin:6px 0 10px 0;padding:8px 12px;border-left:4px solid #ffb300;background:#fffdf5}
 .finding b{display:block}.muted{color:#777;font-size:13px}code,pre{background:#f6f8fa;border-radius:4px}
 pre{padding:10px;overflow:auto;font-size:12px}details{margin:6px 0}
@@ -87,43 +87,54 @@ def _cards(result: OptimizeResult) -> str:
 
 
 def _table(result: OptimizeResult) -> str:
-    head = ("<tr><th class='l'>candidate</th><th class='l'>recipe</th><th>p50</th><th>p99</th><th>vs eager</th>"
+    head = ("<tr><th class='l'>candidate (recipe · format · backend)</th><th>p50</th><th>p99</th><th>vs eager</th>"
             "<th>vs parent</th><th>accuracy</th><th>Δ accuracy</th><th>size</th><th>MACs</th><th>energy</th>"
             "<th class='l'>Pareto</th><th class='l'>budget</th></tr>")
     body = []
     for o in rows(result):
         m = o.metrics
         if not o.measured:
-            body.append(f"<tr class='na'><td class='l'>{_e(o.name)}</td><td class='l' colspan='12'>"
+            body.append(f"<tr class='na'><td class='l'>{_e(o.name)}</td><td class='l wrap' colspan='11'>"
                         f"{_e(o.status)}: {_e(o.error or '')}</td></tr>")
             continue
         cls = "win" if o is result.winner else ("" if o.on_front else "dom")
         pareto = ("<span class='tag front'>front</span>" if o.on_front else
                   f"<span class='tag domi' title='dominated by {_e(', '.join(o.dominated_by))}'>dominated</span>")
-        budget = ("<span class='pass'>✓ meets</span>" if o.feasible else
-                  "<span class='fail'>" + "<br>".join(_e(v.message()) for v in o.violations) + "</span>")
+        budget = ("<span class='pass'>✓ meets</span>" if o.feasible else "<span class='fail'>" + "<br>".join(
+            f"<span title='{_e(v.message())}'>✗ {_e(v.constraint.text)}: {_e(_value(v))}</span>"
+            for v in o.violations) + "</span>")
         energy = "—" if m.get("energy_j") is None else fmt(m["energy_j"], "energy") + (
             " (est.)" if m.get("energy_method") == "estimated" else "")
         macs = "—" if not m.get("macs") else f"{m['macs'] / 1e6:.2f} M"
-        drop = delta_pts(m.get("accuracy_drop_pts"))
         star = "★ " if o is result.winner else ""
         body.append(
-            f"<tr class='{cls}'><td class='l'>{star}{_e(o.name)}{' (cached)' if o.status == 'cached' else ''}</td>"
-            f"<td class='l'>{_e(_recipe_text(o))}</td><td>{fmt(m['p50_ms'], 'time')}</td>"
+            f"<tr class='{cls}'><td class='l' title='{_e(_recipe_text(o))}'>{star}{_e(o.name)}"
+            f"{' <span class=muted>(cached)</span>' if o.status == 'cached' else ''}</td>"
+            f"<td>{fmt(m['p50_ms'], 'time')}</td>"
             f"<td>{fmt(m['p99_ms'], 'time') if m.get('p99_ms') else '—'}</td><td>{speed(o.speedup_vs_eager)}</td>"
-            f"<td>{speed(o.speedup_vs_parent)}</td><td>{_acc(result, o)}</td><td>{drop}</td>"
+            f"<td>{speed(o.speedup_vs_parent)}</td><td>{_acc(result, o)}</td><td>{delta_pts(m.get('accuracy_drop_pts'))}</td>"
             f"<td>{fmt(m['bytes'], 'bytes') if m.get('bytes') else '—'}</td><td>{macs}</td><td>{energy}</td>"
             f"<td class='l'>{pareto}</td><td class='l'>{budget}</td></tr>")
-    return f"<table>{head}{''.join(body)}</table>"
+    recipes = sorted({o.candidate.recipe for o in result.outcomes})
+    legend = " · ".join(f"<b>{_e(r)}</b>: {_e(_describe(r))}" for r in recipes)
+    return f"<p class='muted'>Recipes: {legend}.</p><table>{head}{''.join(body)}</table>"
 
 
-def _recipe_text(o: Outcome) -> str:
+def _value(v: Any) -> str:
+    return "not measured" if v.value is None else fmt(v.value, v.constraint.kind)
+
+
+def _describe(recipe: str) -> str:
     from laser.optimize.candidates import describe
 
     try:
-        return describe(o.candidate.recipe)
-    except Exception:  # a custom recipe name from a recipe file
-        return o.candidate.recipe
+        return describe(recipe)
+    except Exception:  # a custom recipe name from a recipe file or a Recipe object
+        return "custom recipe"
+
+
+def _recipe_text(o: Outcome) -> str:
+    return _describe(o.candidate.recipe)
 
 
 def _doctor(result: OptimizeResult) -> str:
@@ -141,6 +152,18 @@ def _doctor(result: OptimizeResult) -> str:
             out.append(f"<div class='finding'><b>{_e(f['cause'])}</b><span class='muted'>evidence: {_e(f['evidence'])}"
                        f"</span><br>fix: {_e(f['fix'])}</div>")
     return "".join(out)
+
+
+def _warnings(result: OptimizeResult) -> str:
+    seen: dict[str, list[str]] = {}
+    for o in result.outcomes:
+        for w in o.warnings:
+            seen.setdefault(w, []).append(o.candidate.recipe)
+    if not seen:
+        return ""
+    items = "".join(f"<li>{_e(w)} <span class='muted'>({_e(', '.join(dict.fromkeys(r)))})</span></li>"
+                    for w, r in seen.items())
+    return f"<h3 style='font-size:15px;margin:14px 0 4px'>What the stages warned about</h3><ul>{items}</ul>"
 
 
 def _reproduce(result: OptimizeResult, out: Path) -> str:
@@ -206,6 +229,7 @@ accuracy, latency, size and energy, grey ones are dominated; the star is the win
 <p class="muted">For every candidate not faster than its parent (the same format and backend without the recipe; for
 the base model on another runtime, PyTorch eager) or less accurate than the budget allows.</p>
 {_doctor(result)}
+{_warnings(result)}
 <h2>Reproduce, serve</h2>
 {_reproduce(result, out)}
 <h2>How this was measured</h2>

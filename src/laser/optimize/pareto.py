@@ -71,7 +71,6 @@ def plot(points: Sequence[Mapping[str, Any]], path: Path, *, title: str = "",
         if p.get("on_front"):
             colour = colours.get(p.get("backend", ""), "#2ca02c")
             ax.scatter(x, y, s=area, color=colour, alpha=0.75, edgecolors="black", linewidths=0.8, zorder=3)
-            ax.annotate(p["label"], (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8, zorder=4)
         else:
             ax.scatter(x, y, s=area, color="#bbbbbb", alpha=0.5, edgecolors="#888888", linewidths=0.5, zorder=2)
         if p.get("winner"):
@@ -91,7 +90,14 @@ def plot(points: Sequence[Mapping[str, Any]], path: Path, *, title: str = "",
         ax.axhline(100 * accuracy_floor, color="#2ca02c", linestyle="--", linewidth=1,
                    label=f"budget: {accuracy_label} ≥ {100 * accuracy_floor:.2f} %")
     if pts:
+        from matplotlib.ticker import FuncFormatter, LogLocator
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.autoscale_view()
+    _label(ax, on_front)
     ax.set_xlabel("p50 latency, batch 1 (ms, measured, log scale)")
     ax.set_ylabel(f"{accuracy_label} (%)")
     ax.set_title(title or "Candidates: latency vs accuracy (marker area ∝ size on disk)")
@@ -109,6 +115,20 @@ def plot(points: Sequence[Mapping[str, Any]], path: Path, *, title: str = "",
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _label(ax: Any, front: Sequence[Mapping[str, Any]]) -> None:
+    """Label the front's points, nudging labels of points close to each other apart (in display space)."""
+    placed: list[tuple[float, float]] = []
+    for p in front:
+        x, y = ax.transData.transform((p["p50_ms"], 100 * p["accuracy"]))
+        dy = 6
+        while any(abs(x - px) < 150 and abs(y + dy - py) < 11 for px, py in placed):
+            dy -= 12  # the next free line below
+        placed.append((x, y + dy))
+        ax.annotate(p["label"], (p["p50_ms"], 100 * p["accuracy"]), xytext=(7, dy), textcoords="offset points",
+                    fontsize=8, zorder=4, arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.5}
+                    if dy != 6 else None)
 
 
 def _finite(v: Any) -> bool:

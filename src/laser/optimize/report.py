@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any
 from laser.optimize.budget import fmt
 
 if TYPE_CHECKING:
-    from laser.optimize.engine import OptimizeResult, Outcome
+    from laser.optimize.result import OptimizeResult, Outcome
 
 SCHEMA = 1
+# (format, backend) -> short name used on the plot
+RUNTIME = {("torch", "torch"): "eager", ("onnx", "onnxruntime"): "ORT", ("onnx", "openvino"): "OpenVINO",
+           ("torchscript", "torchscript"): "TorchScript", ("ort", "onnxruntime"): "ORT (.ort)"}
 
 
 def _clean(obj: Any) -> Any:
@@ -115,7 +118,7 @@ def write_pareto(result: OptimizeResult, path: Path) -> Path:
     if limit is not None:
         floor = result.reference.base_accuracy - limit / 100
     p50 = next((c.limit for c in result.budget.constraints if c.metric in ("p50", "latency")), None)
-    points = [{"label": o.candidate.short, "p50_ms": o.metrics.get("p50_ms"), "accuracy": o.metrics.get("accuracy"),
+    points = [{"label": f"{o.candidate.recipe} · {RUNTIME.get((o.candidate.format, o.candidate.backend), o.candidate.short)}", "p50_ms": o.metrics.get("p50_ms"), "accuracy": o.metrics.get("accuracy"),
                "bytes": o.metrics.get("bytes"), "backend": o.candidate.backend, "on_front": o.on_front,
                "feasible": o.feasible, "winner": o is result.winner} for o in result.measured]
     what = "top-1 agreement with FP32 parent" if result.reference.proxy else f"top-1 on {result.reference.data.name}"

@@ -1,0 +1,135 @@
+"""What an optimize run returns: one Outcome per candidate, and the OptimizeResult around them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from laser.artifact import Artifact
+from laser.optimize.budget import Budget, Violation
+from laser.optimize.candidates import Candidate
+from laser.optimize.evaluate import Reference, Settings
+
+BASELINE = Candidate("none", "torch", "torch")  # PyTorch eager: every speed-up is quoted against it
+
+
+@dataclass
+class Outcome:
+    """What happened to one candidate."""
+
+    candidate: Candidate
+    status: str  # measured | cached | failed | skipped
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    entry: dict[str, Any] | None = None  # the laser.measure report entry (issue-6 JSON shape)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the stages warned about while building it
+    seconds: float = 0.0
+    key: str = ""
+    artifact_key: str = ""
+    # filled in by the analysis
+    violations: list[Violation] = field(default_factory=list)
+    on_front: bool = False
+    dominated_by: list[str] = field(default_factory=list)
+    parent: str | None = None
+    speedup_vs_parent: float | None = None
+    speedup_vs_eager: float | None = None
+    diagnosis: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.candidate.name
+
+    @property
+    def measured(self) -> bool:
+        return self.status in ("measured", "cached") and self.metrics.get("p50_ms") is not None
+
+    @property
+    def feasible(self) -> bool:
+        return self.measured and not self.violations
+
+    def record(self) -> dict[str, Any]:
+        """What the cache keeps."""
+        c = self.candidate
+        return {"recipe": c.recipe, "format": c.format, "backend": c.backend, "status": self.status,
+                "stages": self.stages, "metrics": self.metrics, "entry": self.entry, "seconds": self.seconds,
+                "artifact_key": self.artifact_key, "warnings": self.warnings}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.record(), "key": self.key, "error": self.error,
+                "feasible": self.feasible, "violations": [v.to_dict() for v in self.violations],
+                "on_front": self.on_front, "dominated_by": self.dominated_by, "parent": self.parent,
+                "speedup_vs_parent": self.speedup_vs_parent, "speedup_vs_eager": self.speedup_vs_eager,
+                "diagnosis": self.diagnosis}
+
+
+@dataclass
+class OptimizeResult:
+    """Every candidate's outcome, the winner and how it was chosen, and where the outputs were written."""
+
+    base: Artifact
+    source: str
+    budget: Budget
+    reference: Reference
+    settings: Settings
+    outcomes: list[Outcome]
+    winner: Outcome | None = None
+    feasible: bool = False  # True: the winner meets every constraint; False: it is the best effort
+    interrupted: bool = False
+    timed_out: bool = False
+    elapsed_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    output: Path | None = None
+    winner_artifact: Artifact | None = None
+    hardware: dict[str, Any] = field(default_factory=dict)
+    winner_from: list[str] = field(default_factory=list)  # recipe names the winner must come from
+
+    @property
+    def measured(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.measured]
+
+    @property
+    def front(self) -> list[Outcome]:
+        return [o for o in self.measured if o.on_front]
+
+    def get(self, recipe: str, format: str, backend: str) -> Outcome | None:
+        for o in self.outcomes:
+            if (o.candidate.recipe, o.candidate.format, o.candidate.backend) == (recipe, format, backend):
+                return o
+        return None
+
+    @property
+    def eager(self) -> Outcome | None:
+        o = self.get(*triple(BASELINE))
+        return o if o is not None and o.measured else None
+
+    def verdict(self) -> str:
+        """One sentence: what won, how it compares with the eager model, and whether the budget holds."""
+        from laser.optimize.report import verdict
+
+        return verdict(self)
+
+    def summary(self) -> str:
+        from laser.optimize.report import terminal_summary
+
+        return terminal_summary(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        from laser.optimize.report import result_dict
+
+        return result_dict(self)
+
+    def budget_drop_limit(self) -> float | None:
+        """The accuracy drop the budget allows, in percentage points (None: no accuracy constraint)."""
+        limits = []
+        for c in self.budget.constraints:
+            if c.metric == "accuracy_drop":
+                limits.append(c.limit)
+            elif c.metric == "accuracy":
+                limits.append(100 * (self.reference.base_accuracy - c.limit))
+        return min(limits) if limits else None
+
+
+def triple(c: Candidate) -> tuple[str, str, str]:
+    return c.recipe, c.format, c.backend
