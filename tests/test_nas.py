@@ -96,3 +96,14 @@ def test_width_search_refuses_a_budget_that_no_width_reaches():
                         max_seconds=0.1)
     with pytest.raises(BudgetError, match="cannot bring p50 latency"):
         stage(laser.load("digits-cnn"))
+
+
+def test_search_and_distill_stages_round_trip_through_a_recipe():
+    from laser.compress.distill import Distill
+    from laser.stages import stage_from_dict
+
+    search = WidthSearch(latency_budget_ms="1.5ms", ratios=[0.6, 0.3], exclude=["features.0.0"])
+    assert search.latency_budget_ms == 1.5 and search.ratios == (0.3, 0.6)
+    assert stage_from_dict(search.to_dict()) == search and laser.WidthSearch is WidthSearch
+    kd = Distill(teacher="digits-cnn", temperature=2.0, feature_layers=["features.1"])
+    assert stage_from_dict(kd.to_dict()) == kd and laser.Distill is Distill

@@ -127,7 +127,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _sensitivity_only(args: argparse.Namespace, art: Any, stage: Any) -> int:
-    from laser.compress.prune import load_data, torch_module
+    from laser.compress.common import load_data, torch_module
     from laser.compress.sensitivity import RATIOS, analyze
 
     module, _ = torch_module(art, "prune")

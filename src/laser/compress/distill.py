@@ -77,7 +77,7 @@ class Distill(Stage):
             raise ConfigError("distillation trains on labelled data; pass data='digits' (or another dataset)")
 
     def apply(self, artifact: Artifact) -> Artifact:
-        from laser.compress.prune import derive_module, finetune, load_data, summary, top1, torch_module
+        from laser.compress.common import derive_module, finetune, load_data, summary, top1, torch_module
 
         student, example = torch_module(artifact, "distill")
         teacher_art = self.teacher if isinstance(self.teacher, Artifact) else _load(self.teacher)
@@ -137,7 +137,7 @@ class _capture:
     """Context manager recording the outputs of named submodules during one forward pass."""
 
     def __init__(self, module: nn.Module, names: Sequence[str]):
-        from laser.compress.prune import named
+        from laser.compress.common import named
 
         self.layers = {n: named(module, n, "feature_layers") for n in names}
         self.out: dict[str, torch.Tensor] = {}

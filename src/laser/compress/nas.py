@@ -88,17 +88,16 @@ class WidthSearch(Stage):
             raise ConfigError("the width search ranks layers by measured accuracy: pass data='digits' (or another)")
 
     def apply(self, artifact: Artifact) -> Artifact:
-        from laser.compress.prune import (
+        from laser.compress.common import (
             derive_module,
             head_layers,
             load_data,
             named,
-            prune_structured,
             summary,
             top1,
             torch_module,
-            with_transform,
         )
+        from laser.compress.prune import prune_structured, with_transform
         from laser.compress.sensitivity import allocate, analyze, layer_groups, pruned_copy
 
         spec, budget = artifact.spec, float(self.latency_budget_ms)
@@ -167,7 +166,7 @@ class WidthSearch(Stage):
 
     def _latency(self, artifact: Artifact, module: nn.Module, max_seconds: float | None = None) -> float:
         """p50 (ms) of ``module`` exported to ONNX and run on the backend: measured, not estimated."""
-        from laser.compress.prune import derive_module
+        from laser.compress.common import derive_module
         from laser.measure.latency import latency
         from laser.runtime import run
 
@@ -183,8 +182,8 @@ class WidthSearch(Stage):
     def _finetune(self, module: nn.Module, teacher: nn.Module | None, train: Any, val: Any) -> None:
         import torch
 
+        from laser.compress.common import finetune
         from laser.compress.distill import kd_loss
-        from laser.compress.prune import finetune
 
         loss_fn = None
         if teacher is not None:

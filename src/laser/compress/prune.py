@@ -18,8 +18,6 @@ run zeros as fast as any other number: the model gets more compressible, not fas
 from __future__ import annotations
 
 import copy
-import difflib
-import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +27,22 @@ import torch
 from torch import nn
 
 from laser.artifact import Artifact, Step
-from laser.errors import ArtifactError, ConfigError, InputError, NotFoundError, require
-from laser.spec import ModelSpec
+from laser.compress.common import (
+    PRUNABLE,
+    check_traced,
+    derive_module,
+    finetune,
+    head_layers,
+    load_data,
+    named,
+    output_shapes,
+    summary,
+    taylor_gradients,
+    top1,
+    torch_module,
+    untraceable,
+)
+from laser.errors import ArtifactError, ConfigError, require
 from laser.stages import Stage
 
 
@@ -47,7 +59,6 @@ def _importance(criterion: str) -> Any:
 
 
 CRITERIA = ("l1", "l2", "bn", "taylor")
-PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 class UnstructuredSparsityWarning(UserWarning):
@@ -294,16 +305,6 @@ def reshape(module: nn.Module, *, inputs: Sequence[Mapping[str, Any]], out_chann
     return module
 
 
-def derive_module(artifact: Artifact, step: Step, module: nn.Module, **changes: Any) -> Artifact:
-    """A torch artifact one step further, holding ``module``. (``Artifact.derive(module=...)`` passes
-    ``format`` twice to ``from_module``; this builds the same result directly.)"""
-    m = artifact.manifest
-    fields: dict[str, Any] = dict(name=m.name, task=m.task, spec=m.spec, preprocessing=m.preprocessing, labels=m.labels,
-                  architecture=m.architecture)
-    fields.update(changes)
-    return Artifact.from_module(module.eval(), lineage=(*m.lineage, step), **fields)
-
-
 def with_transform(architecture: Mapping[str, Any] | None, transform: Mapping[str, Any] | None):
     if architecture is None or transform is None:
         return architecture
@@ -350,154 +351,3 @@ def prune_unstructured(module: nn.Module, example: list[torch.Tensor], *, ratio:
     return {"pruned_layers_sparsity": zeros / total, "model_sparsity": all_zeros / all_params,
             "zeros": zeros, "weights_in_pruned_layers": total,
             "note": "measured: fraction of exactly-zero weights; dense runtimes gain no speed from zeros"}
-
-
-# -- helpers shared with sensitivity, distill and nas ------------------------------------------
-def torch_module(artifact: Artifact, what: str) -> tuple[nn.Module, list[torch.Tensor]]:
-    """A private copy of the artifact's module (artifacts are never mutated) and batch-1 example inputs."""
-    if artifact.format != "torch":
-        raise ConfigError(f"{what} works on torch artifacts, {artifact.name!r} is {artifact.format}; "
-                          f"{what} the torch model first, then export it")
-    module = copy.deepcopy(artifact.module()).eval()
-    example = example_tensors(artifact.spec)
-    try:
-        with torch.no_grad():
-            module(*example)
-    except Exception as exc:
-        raise ConfigError(f"{artifact.name!r} does not run on example inputs of its spec "
-                          f"({type(exc).__name__}: {str(exc)[:200]}); fix the spec (input_shape=...)") from exc
-    return module, example
-
-
-def example_tensors(spec: ModelSpec, batch: int = 1) -> list[torch.Tensor]:
-    feeds = spec.example_inputs(batch=batch)
-    return [torch.from_numpy(feeds[t.name]) for t in spec.inputs]
-
-
-def summary(module: nn.Module, spec: ModelSpec) -> dict[str, int]:
-    from laser.measure.size import flops, parameters
-
-    params, nonzero = parameters(module)
-    return {"params": params, "nonzero_params": nonzero, "macs": flops(module, spec) // 2}
-
-
-def load_data(name: str | None, split: str, spec: ModelSpec, purpose: str, required: bool):
-    """The labelled dataset split if it fits the model's inputs; None (or an error if required) if not."""
-    if not name:
-        if required:
-            raise ConfigError(f"{purpose} needs labelled data; pass data='digits' (or another dataset name)")
-        return None
-    ds = _dataset(name, split)
-    try:
-        spec.check_inputs(ds.feeds(spec.input_names, 0, 2))
-        fits = ds.labels is not None
-    except (InputError, ConfigError) as exc:
-        if required:
-            raise ConfigError(f"dataset {name!r} does not fit the model ({exc}); {purpose} needs labelled "
-                              "samples shaped like the model's inputs") from exc
-        return None
-    if not fits and required:
-        raise ConfigError(f"dataset {name!r} has no labels; {purpose} needs labelled samples")
-    return ds if fits else None
-
-
-@functools.lru_cache(maxsize=8)
-def _dataset(name: str, split: str) -> Any:
-    """Datasets are read-only arrays here; a search reads the same splits many times."""
-    from laser import data as datasets
-
-    return datasets.load(name, split)
-
-
-def top1(module: nn.Module, data: Any) -> float | None:
-    """Top-1 on ``data`` (measured, torch eager), or None when no fitting labelled data was given."""
-    from laser.compress.train import evaluate_top1
-
-    return None if data is None else evaluate_top1(module, data)
-
-
-def named(module: nn.Module, name: str, what: str) -> nn.Module:
-    try:
-        return module.get_submodule(name)
-    except AttributeError:
-        names = [n for n, m in module.named_modules() if n and isinstance(m, PRUNABLE)]
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f"did you mean {close}?" if close else f"prunable layers are {names[:8]}{' ...' if len(names) > 8 else ''}"
-        raise NotFoundError(f"{what} names layer {name!r}, which the model does not have; {hint}") from None
-
-
-def executed_layers(module: nn.Module, example: list[torch.Tensor]) -> list[nn.Module]:
-    """Conv/Linear layers in the order the forward pass ran them."""
-    order: list[nn.Module] = []
-    hooks = [m.register_forward_hook(lambda m, i, o: order.append(m))
-             for m in module.modules() if isinstance(m, PRUNABLE)]
-    try:
-        with torch.no_grad():
-            module(*example)
-    finally:
-        for h in hooks:
-            h.remove()
-    return order
-
-
-def head_layers(module: nn.Module, example: list[torch.Tensor]) -> list[nn.Module]:
-    """The classifier head: the last Conv/Linear the forward pass runs (its outputs are the model's)."""
-    order = executed_layers(module, example)
-    return order[-1:]
-
-
-def output_shapes(module: nn.Module, example: list[torch.Tensor]) -> list[tuple[int, ...]]:
-    with torch.no_grad():
-        out = module(*example)
-    outs = out if isinstance(out, (tuple, list)) else [getattr(out, "logits", out)]
-    return [tuple(o.shape) for o in outs if isinstance(o, torch.Tensor)]
-
-
-def build_graph(module: nn.Module, example: list[torch.Tensor], ignored: Sequence[nn.Module]) -> Any:
-    """torch-pruning's dependency graph of ``module``, with errors a user can act on."""
-    tp = require("torch_pruning", "compress", "torch-pruning")
-    try:
-        with torch.enable_grad():
-            dg = tp.DependencyGraph().build_dependency(module, example_inputs=example)
-    except Exception as exc:
-        raise ConfigError(untraceable(module, f"{type(exc).__name__}: {str(exc)[:200]}")) from exc
-    check_traced(module, dg, ignored, example)
-    return dg
-
-
-def untraceable(module: nn.Module, why: str) -> str:
-    return (f"torch-pruning cannot trace {type(module).__name__} ({why}); structured pruning needs a forward "
-            "pass it can follow (tensor outputs; no torch.no_grad()/.detach()/.item() inside; reshapes and "
-            "shuffles it understands). "
-            "Use structured=False (unstructured pruning needs no tracing)")
-
-
-def check_traced(module: nn.Module, dg: Any, ignored: Sequence[nn.Module], example: list[torch.Tensor]) -> None:
-    """Refuse a graph with nothing prunable in it, naming the layers the trace did not see."""
-    skip = set(ignored)
-    groups = [g for g in dg.get_all_groups(ignored_layers=list(skip), root_module_types=list(PRUNABLE))
-              if g[0].dep.target.module not in skip]
-    if groups:
-        return
-    unseen = [n for n, m in module.named_modules() if isinstance(m, PRUNABLE) and m not in dg.module2node]
-    raise ConfigError(untraceable(module, f"no prunable layer group found; layers the trace did not see: "
-                                          f"{unseen[:6]}"))
-
-
-def taylor_gradients(module: nn.Module, data: Any, seed: int, samples: int = 256) -> None:
-    """Fill .grad with dL/dw of cross-entropy on a seeded sample of ``data`` (for the taylor criterion)."""
-    import numpy as np
-
-    idx = np.random.default_rng(seed).permutation(len(data))[:samples]
-    module.zero_grad(set_to_none=True)
-    xs = [torch.from_numpy(a[idx]) for a in data.inputs]
-    with torch.enable_grad():
-        nn.functional.cross_entropy(module(*xs), torch.from_numpy(data.labels[idx])).backward()
-
-
-def finetune(module: nn.Module, train: Any, val: Any, epochs: int, lr: float, seed: int, progress: bool,
-             loss_fn: Any = None) -> Any:
-    from laser.compress.train import TrainConfig, cross_entropy, fit
-
-    config = TrainConfig(epochs=epochs, lr=lr, seed=seed, progress=progress, patience=None)
-    return fit(module, train, val, config, loss_fn=loss_fn or cross_entropy)

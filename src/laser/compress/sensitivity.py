@@ -100,7 +100,7 @@ def _width(layer: nn.Module) -> int:
 
 def layer_groups(module: nn.Module, example: list[torch.Tensor], ignored: Sequence[nn.Module]) -> list[str]:
     """Names of the root layer of every prunable group (coupled layers share one root)."""
-    from laser.compress.prune import PRUNABLE, build_graph
+    from laser.compress.common import PRUNABLE, build_graph
 
     dg = build_graph(module, example, ignored)
     skip = set(ignored)
@@ -131,7 +131,7 @@ def analyze(module: nn.Module, spec: ModelSpec, data: Any, *, ratios: Sequence[f
     """Prune each layer group alone at each ratio and measure top-1 on ``samples`` of ``data``."""
     from tqdm.auto import tqdm
 
-    from laser.compress.prune import example_tensors, head_layers, named, summary
+    from laser.compress.common import example_tensors, head_layers, named, summary
     from laser.compress.train import evaluate_top1
 
     if data is None or data.labels is None:
@@ -205,7 +205,7 @@ def allocate(sens: Sensitivity, savings: Mapping[str, Sequence[float]], base: fl
 def choose_ratios(module: nn.Module, spec: ModelSpec, stage: Any) -> tuple[Sensitivity, dict[str, float]]:
     """Per-layer ratios for ``Prune(sensitivity=True)``: the MACs of uniform pruning at ``stage.ratio``,
     spent where the measured accuracy drop is smallest."""
-    from laser.compress.prune import example_tensors, load_data, summary
+    from laser.compress.common import example_tensors, load_data, summary
 
     data = load_data(stage.data, "val", spec, "sensitivity analysis", required=True)
     example = example_tensors(spec)
