@@ -15,7 +15,7 @@ class TorchRunner(Runner):
     backend = "torch"
 
     def __init__(self, artifact: Artifact, threads: int | None = None, device: str = "cpu",
-                 channels_last: bool = False):
+                 channels_last: bool = False, tf32: bool = False):
         import torch
 
         super().__init__(artifact, threads, device)
@@ -25,6 +25,12 @@ class TorchRunner(Runner):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"device {device!r} asked for, but torch sees no CUDA device; use device='cpu'")
         torch.set_num_threads(self.threads)
+        if device.startswith("cuda"):
+            # cuDNN convolutions default to TF32, which drifted ~1e-3 from FP32 on an H200: FP32 unless asked.
+            # These switches are process-wide in torch.
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        self.tf32 = tf32
         self.channels_last = channels_last
         self.module = artifact.module().eval().to(device)
         if channels_last:
@@ -44,7 +50,7 @@ class TorchRunner(Runner):
         return outputs_to_numpy(result, self.spec.output_names)
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "channels_last": self.channels_last}
+        return {**super().describe(), "channels_last": self.channels_last, "tf32": self.tf32}
 
 
 def outputs_to_numpy(result: object, names: list[str]) -> dict[str, np.ndarray]:
