@@ -109,3 +109,12 @@ def test_module_of_a_saved_bundle_is_rebuilt_from_factory(digits_artifact, tmp_p
     assert isinstance(module, torch.nn.Module)
     assert os.fspath(saved.model_file).endswith("model.safetensors")
     assert Path(saved.model_file).parent == tmp_path / "b"
+
+
+def test_derive_with_a_new_module_gives_a_torch_artifact_one_step_longer(digits_artifact):
+    from laser.models.digits import digits_cnn
+
+    child = digits_artifact.derive(Step("retrain"), module=digits_cnn())
+    assert child.format == "torch" and child.lineage[-1].op == "retrain"
+    assert len(child.lineage) == len(digits_artifact.lineage) + 1
+    assert child.module() is not digits_artifact.module()

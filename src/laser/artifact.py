@@ -237,8 +237,9 @@ class Artifact:
         base = dict(name=m.name, task=m.task, format=m.format, spec=m.spec, preprocessing=m.preprocessing,
                     labels=m.labels, architecture=m.architecture, lineage=(*m.lineage, step), metrics={})
         base.update(changes)
-        if module is not None:
+        if module is not None:  # a new torch module: always a torch artifact
             lineage = base.pop("lineage")
+            base.pop("format")
             return Artifact.from_module(module, lineage=lineage, **base)
         if files is None:  # same files, new manifest (e.g. metrics recorded)
             return Artifact(replace(m, **{k: v for k, v in base.items()}), self._paths, module=self._module)
