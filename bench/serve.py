@@ -14,9 +14,10 @@
    Target: >= 1.8 x.
 
 Weights are random (no downloads here); BatchNorm statistics are re-estimated on one random batch so
-activations have a realistic scale. Every server runs alone in its own process while it is measured;
-the load generator (laser.serve.perf, asyncio + uvloop, one connection per worker) runs in this one.
-All figures are measured, client-side; the CPU may be shared with other work: compare ratios.
+activations have a realistic scale. Each server runs in its own process; the servers of a part are up
+together (an idle one uses no CPU) and are measured in interleaved rounds (``--rounds``), so a change
+in load from other processes hits all of them alike. The load generator (laser.serve.perf, asyncio +
+uvloop, one connection per worker) runs in this process. All figures are measured, client-side.
 """
 
 from __future__ import annotations
@@ -156,6 +157,28 @@ def load(make: Any, concurrency: int, duration: float, warmup: float) -> dict[st
     return r.to_dict()
 
 
+def compare(targets: dict[str, Any], levels: tuple[int, ...], a: argparse.Namespace) -> dict[str, list[dict]]:
+    """Each target at each level in ``a.rounds`` interleaved rounds (target A, B, ..., A, B, ...), so load
+    from other processes hits every target alike. Per level: requests and seconds summed over rounds,
+    latency percentiles averaged over rounds; stable when the rounds' throughputs agree within 10 %."""
+    out: dict[str, list[dict]] = {name: [] for name in targets}
+    for c in levels:
+        rounds: dict[str, list[dict]] = {name: [] for name in targets}
+        for r in range(a.rounds):
+            for name, make in targets.items():
+                rounds[name].append(load(make, c, a.duration / a.rounds, a.warmup if r == 0 else min(a.warmup, 1.0)))
+        for name, rs in rounds.items():
+            rps = np.asarray([x["throughput_rps"] for x in rs])
+            seconds = sum(x["duration_s"] for x in rs)
+            out[name].append({
+                "concurrency": c, "requests": sum(x["requests"] for x in rs), "errors": sum(x["errors"] for x in rs),
+                "duration_s": seconds, "throughput_rps": sum(x["requests"] for x in rs) / seconds,
+                **{k: float(np.mean([x[k] for x in rs])) for k in ("p50_ms", "p90_ms", "p99_ms")},
+                "round_rps": rps.tolist(), "stable": bool(np.all(np.abs(rps - rps.mean()) <= 0.1 * rps.mean())),
+            })
+    return out
+
+
 def row(name: str, r: dict[str, Any]) -> str:
     return (f"{name:<40} c={r['concurrency']:<3} {r['throughput_rps']:>8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
             f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}{'' if r['stable'] else '  (unstable)'}")
@@ -232,20 +255,20 @@ def part1(work: Path, a: argparse.Namespace, results: dict[str, Any]) -> None:
     out: dict[str, Any] = {"laser_model": what, "image_bytes": len(image)}
     script = work / "flask_app.py"
     script.write_text(FLASK_APP)
-    port = free_port()
-    with process([PY, str(script), str(port), str(work / "resnet18.safetensors")], f"http://127.0.0.1:{port}/health"):
-        req = http_request("127.0.0.1", port, "/predict", body, {"Content-Type": ctype})
-        out["flask"] = [load(http_sender("127.0.0.1", port, req), c, a.duration, a.warmup) for c in (1, 8)]
-    for r in out["flask"]:
-        print(row("flask + torch eager", r))
-    port = free_port()
-    cmd = laser_serve([f"resnet18={serving}"], port, "--no-grpc", "--no-socket", "--max-batch-size", "8",
-                      "--max-queue-delay-ms", "2")
-    with process(cmd, f"http://127.0.0.1:{port}/v2/health/ready"):
-        req = http_request("127.0.0.1", port, "/v2/models/resnet18/classify?k=1", body, {"Content-Type": ctype})
-        out["laser"] = [load(http_sender("127.0.0.1", port, req), c, a.duration, a.warmup) for c in (1, 8)]
-    for r in out["laser"]:
-        print(row("laser serve /classify", r))
+    fport, lport = free_port(), free_port()
+    laser_cmd = laser_serve([f"resnet18={serving}"], lport, "--no-grpc", "--no-socket", "--max-batch-size", "8",
+                            "--max-queue-delay-ms", "2")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(process([PY, str(script), str(fport), str(work / "resnet18.safetensors")],
+                                    f"http://127.0.0.1:{fport}/health"))
+        stack.enter_context(process(laser_cmd, f"http://127.0.0.1:{lport}/v2/health/ready"))
+        flask_req = http_request("127.0.0.1", fport, "/predict", body, {"Content-Type": ctype})
+        laser_req = http_request("127.0.0.1", lport, "/v2/models/resnet18/classify?k=1", body, {"Content-Type": ctype})
+        out.update(compare({"flask": http_sender("127.0.0.1", fport, flask_req),
+                            "laser": http_sender("127.0.0.1", lport, laser_req)}, (1, 8), a))
+    for name, label in (("flask", "flask + torch eager"), ("laser", "laser serve /classify")):
+        for r in out[name]:
+            print(row(label, r))
     f8, l8 = out["flask"][1], out["laser"][1]
     out["throughput_ratio_c8"] = l8["throughput_rps"] / max(f8["throughput_rps"], 1e-9)
     out["p99_ratio_c8"] = l8["p99_ms"] / f8["p99_ms"]
@@ -270,26 +293,28 @@ def part2(work: Path, a: argparse.Namespace, results: dict[str, Any]) -> None:
     out: dict[str, Any] = {}
     script = work / "fastapi_app.py"
     script.write_text(FASTAPI_APP)
-    port = free_port()
-    with process([PY, str(script), str(port)], f"http://127.0.0.1:{port}/health"):
-        req = http_request("127.0.0.1", port, "/v2/models/echo/infer", json_body, {"Content-Type": "application/json"})
-        out["fastapi_json"] = [load(http_sender("127.0.0.1", port, req), c, a.duration, a.warmup) for c in levels]
-    hp, gp, sp = free_port(), free_port(), free_port()
-    cmd = laser_serve([f"digits={bundle.location}"], hp, "--grpc-port", str(gp), "--socket-port", str(sp),
-                      "--backend", "echo", "--max-batch-size", "16")
-    with process(cmd, f"http://127.0.0.1:{hp}/v2/health/ready"):
-        req = http_request("127.0.0.1", hp, "/v2/models/digits/infer", json_body, {"Content-Type": "application/json"})
-        out["laser_http_json"] = [load(http_sender("127.0.0.1", hp, req), c, a.duration, a.warmup) for c in levels]
-        req = http_request("127.0.0.1", hp, "/v2/models/digits/infer", b"".join([head, *chunks]),
-                           {"Inference-Header-Content-Length": str(len(head))})
-        out["laser_http_binary"] = [load(http_sender("127.0.0.1", hp, req), c, a.duration, a.warmup) for c in levels]
+    fport, hp, gp, sp = free_port(), free_port(), free_port(), free_port()
+    laser_cmd = laser_serve([f"digits={bundle.location}"], hp, "--grpc-port", str(gp), "--socket-port", str(sp),
+                            "--backend", "echo", "--max-batch-size", "16")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(process([PY, str(script), str(fport)], f"http://127.0.0.1:{fport}/health"))
+        stack.enter_context(process(laser_cmd, f"http://127.0.0.1:{hp}/v2/health/ready"))
         msg = message("ModelInferRequest")(model_name="digits")
         msg.inputs.add(name="input", datatype="FP32", shape=x.shape)
         msg.raw_input_contents.append(x.tobytes())
-        out["laser_grpc"] = [load(grpc_sender(f"127.0.0.1:{gp}", msg), c, a.duration, a.warmup) for c in levels]
         frame_head = json.dumps({"model_name": "digits", **json.loads(head)}).encode()
-        out["laser_socket"] = [load(socket_sender("127.0.0.1", sp, frame_head, chunks), c, a.duration, a.warmup)
-                               for c in levels]
+        targets = {
+            "fastapi_json": http_sender("127.0.0.1", fport, http_request(
+                "127.0.0.1", fport, "/v2/models/echo/infer", json_body, {"Content-Type": "application/json"})),
+            "laser_http_json": http_sender("127.0.0.1", hp, http_request(
+                "127.0.0.1", hp, "/v2/models/digits/infer", json_body, {"Content-Type": "application/json"})),
+            "laser_http_binary": http_sender("127.0.0.1", hp, http_request(
+                "127.0.0.1", hp, "/v2/models/digits/infer", b"".join([head, *chunks]),
+                {"Inference-Header-Content-Length": str(len(head))})),
+            "laser_grpc": grpc_sender(f"127.0.0.1:{gp}", msg),
+            "laser_socket": socket_sender("127.0.0.1", sp, frame_head, chunks),
+        }
+        out.update(compare(targets, levels, a))
     for name, rs in out.items():
         for r in rs:
             print(row(name, r))
@@ -318,15 +343,19 @@ def part3(work: Path, a: argparse.Namespace, results: dict[str, Any]) -> None:
     head, chunks = request_json({"input": x}, None, True, None)
     body = b"".join([head, *chunks])
     print("\n[3] dynamic batching on vs off, ResNet-18 FP32 on ONNX Runtime, c=32, binary tensors over HTTP")
-    out: dict[str, Any] = {}
-    for name, flags in (("batching off", ["--no-batching"]),
-                        ("batching on", ["--max-batch-size", "16", "--max-queue-delay-ms", "5"])):
-        port = free_port()
-        cmd = laser_serve([f"resnet18={fp32}"], port, "--no-grpc", "--no-socket", "--backend", "onnxruntime", *flags)
-        with process(cmd, f"http://127.0.0.1:{port}/v2/health/ready"):
-            req = http_request("127.0.0.1", port, "/v2/models/resnet18/infer", body,
-                               {"Inference-Header-Content-Length": str(len(head))})
-            out[name] = load(http_sender("127.0.0.1", port, req), 32, a.duration, a.warmup)
+    servers = {"batching off": ["--no-batching"],
+               "batching on": ["--max-batch-size", "32", "--max-queue-delay-ms", "5"]}
+    ports = {name: free_port() for name in servers}
+    with contextlib.ExitStack() as stack:
+        for name, flags in servers.items():
+            cmd = laser_serve([f"resnet18={fp32}"], ports[name], "--no-grpc", "--no-socket", "--backend",
+                              "onnxruntime", *flags)
+            stack.enter_context(process(cmd, f"http://127.0.0.1:{ports[name]}/v2/health/ready"))
+        targets = {name: http_sender("127.0.0.1", port, http_request(
+            "127.0.0.1", port, "/v2/models/resnet18/infer", body, {"Inference-Header-Content-Length": str(len(head))}))
+            for name, port in ports.items()}
+        out: dict[str, Any] = {name: rs[0] for name, rs in compare(targets, (32,), a).items()}
+    for name in servers:
         print(row(name, out[name]))
     out["ratio"] = out["batching on"]["throughput_rps"] / max(out["batching off"]["throughput_rps"], 1e-9)
     print(f"    batching on / off: {out['ratio']:.2f} x (target >= 1.8)")
@@ -336,18 +365,24 @@ def part3(work: Path, a: argparse.Namespace, results: dict[str, Any]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per level")
-    p.add_argument("--warmup", type=float, default=3.0, help="discarded seconds per level")
+    p.add_argument("--warmup", type=float, default=3.0, help="discarded seconds before a level's first round")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds per level (duration split among them)")
     p.add_argument("--parts", default="1,2,3")
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args()
     parts = {int(x) for x in a.parts.split(",")}
     results: dict[str, Any] = {"method": "measured: client-side, laser.serve.perf, loopback, one server at a time",
                                "duration_s": a.duration, "warmup_s": a.warmup, "cpus": os.cpu_count()}
+    results["loadavg_1min_before"] = os.getloadavg()[0]
+    print(f"{os.cpu_count()} CPUs, 1-min load average {os.getloadavg()[0]:.1f} before the run "
+          "(above the CPU count: other processes share the cores, expect noise)")
     with tempfile.TemporaryDirectory(prefix="laser-bench-serve-") as tmp:
         work = Path(tmp)
         for n, fn in ((1, part1), (2, part2), (3, part3)):
             if n in parts:
                 fn(work, a, results)
+    results["loadavg_1min_after"] = os.getloadavg()[0]
+    print(f"\n1-min load average after the run: {os.getloadavg()[0]:.1f}")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
 

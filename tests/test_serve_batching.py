@@ -173,6 +173,30 @@ def test_a_request_that_breaks_its_batch_fails_alone():
     np.testing.assert_array_equal(good3["y"], np.full((1, 3), 6.0))
 
 
+def test_fast_models_run_on_the_loop_and_slow_ones_on_the_worker_thread():
+    threads: dict[str, list[str]] = {"fast": [], "slow": []}
+
+    def make(kind: str, delay_s: float):
+        def run(feeds):
+            threads[kind].append(threading.current_thread().name)
+            if delay_s:
+                time.sleep(delay_s)
+            return {"y": feeds["x"]}
+        return run
+
+    async def main():
+        for kind, delay in (("fast", 0.0), ("slow", 0.001)):
+            b = Batcher(make(kind, delay), model=kind, version="1", max_batch_size=1, dynamic=False)
+            b.start()
+            for i in range(30):
+                await b.submit(_x(i), 1)
+            await b.close()
+
+    run(main())
+    assert threads["fast"][0].startswith("laser-fast") and "MainThread" in threads["fast"]
+    assert all(name.startswith("laser-slow") for name in threads["slow"])
+
+
 # -- through the server -------------------------------------------------------------------------
 class SlowEcho(EchoRunner):
     """Echo that takes 40 ms per call whatever the batch: batching is what makes it fast."""

@@ -9,9 +9,11 @@ batcher, so task requests are dynamically batched with tensor requests.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,15 @@ from laser.serve.repository import ModelVersion
 # Query parameters a pipeline's run() may take, with their types (anything else is ignored).
 PIPELINE_OPTIONS: dict[str, type] = {"top_k": int, "score_threshold": float, "iou_threshold": float,
                                      "max_detections": int, "alpha": float}
+
+
+@functools.cache
+def _preprocess_pool() -> ThreadPoolExecutor:
+    # Image decoding and resizing run beside the model: as many at once as there are cores, not more
+    # (more threads only time-slice the same cores and starve the model and the event loop).
+    from laser.runtime.base import default_threads
+
+    return ThreadPoolExecutor(default_threads(), thread_name_prefix="laser-preprocess")
 
 
 def deadline(timeout_us: int | None) -> float | None:
@@ -51,7 +62,7 @@ async def classify(mv: ModelVersion, payload: bytes, params: Mapping[str, str]) 
     if not payload:
         raise ServeError(400, "no image in the request; POST the image bytes or a multipart 'file' field")
     # Decoding and resizing cost milliseconds of CPU: keep them off the event loop.
-    x = await asyncio.to_thread(image_to_array, payload, pre)
+    x = await asyncio.get_running_loop().run_in_executor(_preprocess_pool(), image_to_array, payload, pre)
     spec = mv.spec.inputs[0]
     feeds = {spec.name: x.astype(spec.np_dtype, copy=False)}
     mv.spec.check_inputs(feeds)
@@ -98,8 +109,10 @@ async def pipeline(mv: ModelVersion, payload: bytes, params: Mapping[str, str]) 
     if not payload:
         raise ServeError(400, "empty request body; POST the image (or the text) to run the pipeline on")
     source: Any = payload.decode("utf-8", errors="replace") if mv.artifact.task.startswith("text") else payload
-    run: Callable[..., dict[str, Any]] = pipe.run
-    return await asyncio.to_thread(run, source, **options)
+    # Not the preprocessing pool: a pipeline thread also waits for its batch, which must not starve
+    # the decoding of the other requests that would join that batch.
+    run: Callable[..., dict[str, Any]] = functools.partial(pipe.run, source, **options)
+    return await asyncio.to_thread(run)
 
 
 # Task name -> coroutine(model version, request body, query parameters) -> JSON-able dict.
