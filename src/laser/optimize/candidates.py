@@ -174,10 +174,11 @@ def build_recipe(name: str, ctx: Context) -> Recipe:
     return Recipe(name, builder(ctx), domain)
 
 
-def describe(name: str) -> str:
+def describe(name: str, data: bool = True) -> str:
     m = _PRUNE.match(name)
     if m:
-        return f"structured pruning of {m.group(1)} % of channels + distillation" + (", then INT8" if m.group(2) else "")
+        return (f"structured pruning of {m.group(1)} % of channels" + (" + distillation" if data else
+                " (no fine-tuning: no labelled data)") + (", then INT8" if m.group(2) else ""))
     return RECIPES[name][2] if name in RECIPES else name
 
 

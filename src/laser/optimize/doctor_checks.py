@@ -236,15 +236,21 @@ def accuracy_lost(f: Facts) -> Finding | None:
     drop, allowed = f.accuracy_drop_pts, f.allowed_drop_pts
     if drop is None or allowed is None or drop <= allowed:
         return None
-    method = f.quantized()
-    if method and "int8" in method:
+    method, ops = f.quantized(), f.recipe_ops
+    if "prune" in ops or "search" in ops:  # pruning loses far more than quantization: look there first
+        fix = ("prune less (a lower ratio), choose per-layer ratios by sensitivity (Prune(sensitivity=True)), "
+               "prune in steps with fine-tuning, or distill longer from the original model")
+        if "distill" not in ops and "search" not in ops and not any(s.params.get("finetune_epochs") for s in
+                                                                    f.child.lineage if s.op == "prune"):
+            fix = ("fine-tune or distill after pruning — it was not, for lack of a labelled dataset (give --data); "
+                   "or " + fix)
+        if method:
+            fix += f"; then check {method} alone against its parent to see what quantization adds"
+    elif method and "int8" in method:
         fix = ("keep the most sensitive layers in float (Quantize(..., max_accuracy_drop=...)), calibrate with "
                "more samples or Entropy/Percentile calibration, or fine-tune with QAT")
     elif method:
         fix = "keep overflow-prone ops (Softmax, LayerNorm, reductions) in FP32, or stay in FP32"
-    elif "prune" in f.recipe_ops:
-        fix = ("prune less (a lower ratio), choose per-layer ratios by sensitivity (Prune(sensitivity=True)), "
-               "prune in steps with fine-tuning, or distill longer from the original model")
     else:
         fix = "compare layer by layer against the parent (laser diff PARENT CHILD) to find where it diverges"
     return Finding("accuracy-drop", "the child is less accurate than the budget allows",

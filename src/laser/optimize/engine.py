@@ -91,6 +91,8 @@ class Search:
 
         self.started = time.monotonic()
         ref = reference(self.base, self.data, self.settings)
+        if ref.warning:
+            self.notes.append(ref.warning)
         outcomes = {c: Outcome(c, "skipped", error="not reached") for c in self.plan}
         interrupted = timed_out = False
         bar = tqdm(total=len(self.plan), desc="optimize", unit="candidate", disable=not self.progress,
@@ -151,8 +153,7 @@ class Search:
             warnings.simplefilter("always")
             try:
                 art = self.artifact(stages, art_key)
-                parent = self.base if not ref.proxy else None
-                entry = self.evaluate(art, c.backend, ref, self.settings, parent)
+                entry = self.evaluate(art, c.backend, ref, self.settings, self.base)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # a candidate that cannot be built or run is reported, not fatal

@@ -67,6 +67,7 @@ class Reference:
     metric: str  # "top1" or "top1 agreement with FP32 parent"
     proxy: bool  # True: agreement with the parent on synthetic inputs
     base_accuracy: float
+    distinct: int = 0  # distinct classes among the labels (the parent's own top-1 when proxy)
 
     @property
     def label(self) -> str:
@@ -75,7 +76,18 @@ class Reference:
 
     def to_dict(self) -> dict[str, Any]:
         return {"data": self.data.name, "samples": len(self.data), "metric": self.metric, "proxy": self.proxy,
-                "base_accuracy": self.base_accuracy, "label": self.label}
+                "base_accuracy": self.base_accuracy, "label": self.label, "distinct_classes": self.distinct,
+                "warning": self.warning}
+
+    @property
+    def warning(self) -> str | None:
+        """Why the proxy says little, when it does: a parent with random weights often gives every input
+        the same class, and then agreement only separates 'same constant class' from 'another one'."""
+        if not self.proxy or self.distinct > 2:
+            return None
+        return (f"the FP32 parent gives {self.distinct} distinct top-1 class(es) over {len(self.data)} synthetic "
+                "inputs (random weights?): top-1 agreement is a weak proxy here; report.json also holds each "
+                "candidate's max |logit difference| from the parent")
 
 
 def reference(base: Artifact, data: Dataset | str | None, settings: Settings) -> Reference:
@@ -94,7 +106,7 @@ def reference(base: Artifact, data: Dataset | str | None, settings: Settings) ->
             data = data.take(settings.accuracy_samples)
         with run(base, backend=_reference_backend(base)) as runner:
             acc, _ = evaluate(base.task, runner, data)
-        return Reference(data, "top1", False, float(acc["top1"]))
+        return Reference(data, "top1", False, float(acc["top1"]), len(np.unique(data.labels)))
     if len(base.spec.outputs[0].shape) != 2:
         raise ConfigError(f"{base.name!r} is not a classifier (first output {base.spec.outputs[0].describe()}); "
                           "without a labelled dataset laser compares top-1 classes, so give --data")
@@ -104,7 +116,7 @@ def reference(base: Artifact, data: Dataset | str | None, settings: Settings) ->
                               for i in range(0, settings.synthetic_samples, 16)])
     labels = out.argmax(axis=1).astype(np.int64)
     ds = Dataset("synthetic (labels: FP32 parent's top-1)", tuple(feeds[n] for n in base.spec.input_names), labels)
-    return Reference(ds, "top1 agreement with FP32 parent", True, 1.0)
+    return Reference(ds, "top1 agreement with FP32 parent", True, 1.0, len(np.unique(labels)))
 
 
 def _reference_backend(art: Artifact) -> str:
@@ -118,7 +130,7 @@ def measure_candidate(art: Artifact, backend: str, ref: Reference, settings: Set
     """The issue-6 report entry of ``art`` on ``backend`` (latency, accuracy, size, energy, robustness)."""
     from laser.measure import measure
 
-    report = measure(art, backends=[backend], data=ref.data, reference=None if ref.proxy else parent,
+    report = measure(art, backends=[backend], data=ref.data, reference=parent,
                      repeats=settings.repeats, warmup=settings.warmup, min_iters=settings.min_iters,
                      max_seconds=settings.max_seconds, threads=settings.threads, robustness=settings.robustness,
                      peak=False, activations=False)
@@ -136,6 +148,7 @@ def figures(entry: dict[str, Any], ref: Reference) -> dict[str, Any]:
         "energy_j": energy.get("joules_per_inference"), "energy_method": energy.get("method"),
     }
     out["accuracy_drop_pts"] = None if acc is None else round(100 * (ref.base_accuracy - acc), 6)
+    out["max_abs_error"] = (entry.get("accuracy") or {}).get("max_abs_error")  # vs the parent, output units
     rob = entry.get("robustness") or {}
     fgsm = rob.get("fgsm") or {}
     if fgsm:  # the classic example's epsilon when measured, else the largest one

@@ -53,8 +53,11 @@ def _img(path: Path) -> str:
 
 
 def _acc(result: OptimizeResult, o: Outcome) -> str:
-    a = o.metrics.get("accuracy")
-    return "—" if a is None else f"{100 * a:.2f} %"
+    a, err = o.metrics.get("accuracy"), o.metrics.get("max_abs_error")
+    if a is None:
+        return "—"
+    tip = f" title='max |output difference| from the FP32 parent: {err:.3g}'" if err is not None else ""
+    return f"<span{tip}>{100 * a:.2f} %</span>"
 
 
 def _cards(result: OptimizeResult) -> str:
@@ -72,7 +75,7 @@ def _cards(result: OptimizeResult) -> str:
     cards = [card("Latency (p50, batch 1)", fmt(m["p50_ms"], "time"),
                   f"{speed(w.speedup_vs_eager)} PyTorch eager ({fmt(r['p50_ms'], 'time')}); measured")]
     if m.get("accuracy") is not None:
-        cards.append(card(f"Accuracy ({what})", _acc(result, w),
+        cards.append(card(f"Accuracy ({what})", f"{100 * m['accuracy']:.2f} %",
                           f"{delta_pts(m['accuracy_drop_pts'])} vs the base ({100 * result.reference.base_accuracy:.2f} %); measured"))
     if m.get("bytes"):
         cards.append(card("Size on disk", fmt(m["bytes"], "bytes"),
@@ -116,7 +119,7 @@ def _table(result: OptimizeResult) -> str:
             f"<td>{fmt(m['bytes'], 'bytes') if m.get('bytes') else '—'}</td><td>{macs}</td><td>{energy}</td>"
             f"<td class='l'>{pareto}</td><td class='l'>{budget}</td></tr>")
     recipes = sorted({o.candidate.recipe for o in result.outcomes})
-    legend = " · ".join(f"<b>{_e(r)}</b>: {_e(_describe(r))}" for r in recipes)
+    legend = " · ".join(f"<b>{_e(r)}</b>: {_e(_describe(r, not result.reference.proxy))}" for r in recipes)
     return f"<p class='muted'>Recipes: {legend}.</p><table>{head}{''.join(body)}</table>"
 
 
@@ -124,11 +127,11 @@ def _value(v: Any) -> str:
     return "not measured" if v.value is None else fmt(v.value, v.constraint.kind)
 
 
-def _describe(recipe: str) -> str:
+def _describe(recipe: str, data: bool = True) -> str:
     from laser.optimize.candidates import describe
 
     try:
-        return describe(recipe)
+        return describe(recipe, data)
     except Exception:  # a custom recipe name from a recipe file or a Recipe object
         return "custom recipe"
 
