@@ -8,12 +8,12 @@ from laser.compress.prune import Prune
 from laser.errors import ConfigError, NotFoundError
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """Training and tracing with one intra-op thread: on a shared 2-core machine, OpenMP threads that
     spin-wait for each other make small models 10-40x slower, and these tests measure no speed."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # per test: a TorchRunner (e.g. in an export's parity check) resets it
     yield
     torch.set_num_threads(before)
 

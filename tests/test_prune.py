@@ -11,12 +11,12 @@ from laser.spec import ModelSpec, TensorSpec
 from laser.stages import stage_from_dict
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """Training and tracing with one intra-op thread: on a shared 2-core machine, OpenMP threads that
     spin-wait for each other make small models 10-40x slower, and these tests measure no speed."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # per test: a TorchRunner (e.g. in an export's parity check) resets it
     yield
     torch.set_num_threads(before)
 
@@ -139,6 +139,13 @@ def test_per_layer_ratio_and_exclude_touch_only_the_named_layers():
     assert set(one) == {"features.1.0"} and one["features.1.0"] == [64, 32]
     kept = Prune(ratio=0.5, exclude=("features.0.0",), data=None)(art).lineage[-1].results["layers"]
     assert "features.0.0" not in kept and kept["features.3.0"] == [128, 64]
+
+
+def test_global_structured_pruning_ranks_channels_across_layers():
+    layers = Prune(ratio=0.5, global_pruning=True, data=None)(laser.load("digits-cnn")).lineage[-1].results["layers"]
+    kept = {name: after for name, (_, after) in layers.items()}
+    assert sum(kept.values()) <= 0.5 * (32 + 64 + 128)
+    assert kept != {"features.0.0": 16, "features.1.0": 32, "features.3.0": 64}, "not the uniform widths"
 
 
 def test_unstructured_pruning_reports_sparsity_and_warns_dense_runtimes_gain_nothing():

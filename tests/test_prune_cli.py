@@ -6,11 +6,11 @@ import torch
 from laser.cli.main import main
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """One intra-op thread: spin-waiting OpenMP threads on a shared 2-core machine make training 10x+ slower."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # per test: a TorchRunner (e.g. in an export's parity check) resets it
     yield
     torch.set_num_threads(before)
 

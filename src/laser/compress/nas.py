@@ -88,6 +88,8 @@ class WidthSearch(Stage):
             raise ConfigError("the width search ranks layers by measured accuracy: pass data='digits' (or another)")
 
     def apply(self, artifact: Artifact) -> Artifact:
+        from tqdm.auto import tqdm
+
         from laser.compress.common import (
             derive_module,
             head_layers,
@@ -127,10 +129,13 @@ class WidthSearch(Stage):
                        exclude=self.exclude, progress=self.progress)
         lut: dict[str, dict[str, float]] = {}
         savings: dict[str, list[float]] = {}
-        for layer in sens.layers:
+        for layer in tqdm(sens.layers, desc="latency table", unit="layer", disable=not self.progress):
             lats = [self._latency(artifact, pruned_copy(module, example, {layer: r}, **opts)) for r in sens.ratios]
             lut[layer] = {f"{r:g}: {w} ch": ms for r, w, ms in zip(sens.ratios, sens.widths[layer][1:], lats)}
-            savings[layer] = [base - ms for ms in lats]
+            savings[layer] = lats  # turned into savings below, against a re-measured base
+        # Load from other processes drifts over a search: measure the base again, keep the least.
+        base = results["base_latency_ms"] = min(base, self._latency(artifact, module))
+        savings = {layer: [base - ms for ms in lats] for layer, lats in savings.items()}
 
         def measured(per_layer: dict[str, float]) -> float:
             return self._latency(artifact, pruned_copy(module, example, per_layer, **opts))
