@@ -1,13 +1,14 @@
 """Latency of every runtime backend, side by side in one run: ResNet-18 and MobileNetV3-small, batch 1 and 8.
 
-    .venv/bin/python bench/backends.py [--models resnet18 mobilenet_v3_small] [--batches 1 8] [--rounds 40]
+    .venv/bin/python bench/backends.py [--models resnet18 mobilenet_v3_small] [--batches 1 8] [--passes 4] [--block 10]
 
 Backends: PyTorch eager, TorchScript (frozen), onnxruntime, openvino, auto (laser's measured choice),
 onnxruntime on the graph of the other ONNX exporter (the exporter alone can change latency), and raw
 onnxruntime (an ``InferenceSession`` on the same .onnx file with the same options, called
-directly) to show what laser's Runner wrapper costs. Calls are interleaved in rounds (per round and backend:
-one untimed call, then 3 timed ones), so load from other processes hits every backend alike; medians
-and p90 are over all timed calls. Ratios are to PyTorch eager measured in the same rounds.
+directly) to show what laser's Runner wrapper costs. Backends take turns in blocks (per pass and backend: 3 untimed
+calls, then a block of timed ones; several passes), so load from other processes hits every backend
+alike while one runtime's spinning threads do not steal the cores from the next; medians and p90 are
+over all timed calls. Ratios are to PyTorch eager measured in the same passes.
 
 Targets (2-core CPU): auto for ResNet-18 batch 1 <= 0.6 x eager, and within 10 % of raw onnxruntime.
 Weights are random; BatchNorm statistics are re-estimated on one random batch so activations have a
@@ -61,25 +62,25 @@ def raw_onnxruntime(path: str, threads: int) -> Callable[[dict[str, np.ndarray]]
     return lambda feeds: session.run(None, feeds)
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], rounds: int, per_round: int = 3, warmup: int = 5,
+def interleaved(calls: dict[str, Callable[[], Any]], passes: int, block: int, switch: int = 3,
                 ) -> dict[str, list[float]]:
-    """Per backend and round: one untimed call (absorbs the switch from the previous runtime, whose
-    idle threads may still spin), then ``per_round`` timed calls. Times in ms."""
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
+    """``passes`` passes over the backends; in each, a backend makes ``switch`` untimed calls, then
+    ``block`` timed calls back to back. Blocks, not single calls: the intra-op thread pools of the
+    runtime that ran just before (onnxruntime's, OpenMP's, OpenVINO's) keep spinning for a while
+    and would steal the cores from the next one. Times in ms."""
     times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(rounds):
+    for _ in range(passes):
         for name, fn in calls.items():
-            fn()
-            for _ in range(per_round):
+            for _ in range(switch):
+                fn()
+            for _ in range(block):
                 t0 = time.perf_counter()
                 fn()
                 times[name].append((time.perf_counter() - t0) * 1e3)
     return times
 
 
-def bench_model(name: str, batches: list[int], rounds: int, threads: int) -> list[dict[str, Any]]:
+def bench_model(name: str, batches: list[int], passes: int, block: int, threads: int) -> list[dict[str, Any]]:
     art = build(name)
     t0 = time.perf_counter()
     onnx_art = export(art, to="onnx")
@@ -107,12 +108,12 @@ def bench_model(name: str, batches: list[int], rounds: int, threads: int) -> lis
         feeds = art.spec.example_inputs(batch=batch, seed=1)
         calls: dict[str, Callable[[], Any]] = {k: (lambda r=r, f=feeds: r(f)) for k, r in runners.items()}
         calls["raw onnxruntime"] = lambda f=feeds: raw(f)
-        times = interleaved(calls, rounds if batch == 1 else max(4, rounds // 3))
+        times = interleaved(calls, passes, block=block if batch == 1 else max(3, block // 3))
         eager = float(np.median(times["torch eager"]))
         for backend, t in times.items():
             med = float(np.median(t))
             rows.append({"model": name, "batch": batch, "backend": backend, "median_ms": med,
-                         "p90_ms": float(np.percentile(t, 90)), "vs_eager": med / eager, "rounds": len(t),
+                         "p90_ms": float(np.percentile(t, 90)), "vs_eager": med / eager, "calls": len(t),
                          "picked": runners["auto"].backend if backend == "auto" else None})
     return rows
 
@@ -121,16 +122,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["resnet18", "mobilenet_v3_small"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--rounds", type=int, default=15, help="rounds at batch 1, 3 timed calls per backend each "
-                                                          "(a third as many rounds at larger batches)")
+    p.add_argument("--passes", type=int, default=4, help="passes over all backends (default: 4)")
+    p.add_argument("--block", type=int, default=10, help="timed calls per backend and pass at batch 1 "
+                                                         "(a third at larger batches; default: 10)")
     p.add_argument("--threads", type=int, default=default_threads())
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    rows = [r for m in args.models for r in bench_model(m, args.batches, args.rounds, args.threads)]
+    rows = [r for m in args.models for r in bench_model(m, args.batches, args.passes, args.block, args.threads)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"\nmeasured: wall time per call (ms), median and p90 over interleaved rounds; {args.threads} threads")
+    print(f"\nmeasured: wall time per call (ms), median and p90 over {args.passes} passes of blocks; {args.threads} threads")
     print(f"{'model':<20}{'batch':>5}  {'backend':<20}{'median ms':>10}{'p90 ms':>10}{'x eager':>9}")
     for r in rows:
         picked = f"  ({r['picked']})" if r["picked"] else ""
