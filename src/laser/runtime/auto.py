@@ -25,9 +25,9 @@ from laser.spec import ModelSpec
 
 log = logging.getLogger("laser.runtime")
 
-# Timing per candidate: WARMUP untimed calls, then rounds of 1 untimed + PER_ROUND timed calls, at least
-# MIN_ROUNDS and at most MAX_ROUNDS rounds or BUDGET_S seconds per candidate.
-WARMUP, PER_ROUND, MIN_ROUNDS, MAX_ROUNDS, BUDGET_S = 3, 2, 3, 25, 0.5
+# Timing per candidate: WARMUP untimed calls, then rounds of SWITCH untimed + PER_ROUND timed calls, at
+# least MIN_ROUNDS and at most MAX_ROUNDS rounds or BUDGET_S seconds per candidate.
+WARMUP, SWITCH, PER_ROUND, MIN_ROUNDS, MAX_ROUNDS, BUDGET_S = 3, 2, 4, 3, 25, 0.5
 # Size used for named dynamic dims other than the batch (sequence length ...) in example inputs.
 EXAMPLE_DIM = 16
 
@@ -62,9 +62,9 @@ def machine() -> str:
 def interleaved_median_ms(calls: Mapping[str, Callable[[], object]], warmup: int = WARMUP,
                           budget_s: float = BUDGET_S) -> tuple[dict[str, float], int]:
     """Median milliseconds of each call, timed in rounds so that load from other processes hits every
-    candidate alike; (medians, rounds). In a round each candidate makes one untimed call, then
-    PER_ROUND timed ones: the untimed call absorbs the switch from the previous runtime (whose idle
-    threads may still be spinning, as onnxruntime's and OpenVINO's do)."""
+    candidate alike; (medians, rounds). In a round each candidate makes SWITCH untimed calls, then
+    PER_ROUND timed ones back to back: single interleaved calls would be slowed by the previous
+    runtime's intra-op threads, which keep spinning for a while after a call (onnxruntime, OpenMP)."""
     for fn in calls.values():
         for _ in range(warmup):
             fn()
@@ -73,7 +73,8 @@ def interleaved_median_ms(calls: Mapping[str, Callable[[], object]], warmup: int
     deadline = budget_s * max(1, len(calls))
     while calls and (rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS and time.perf_counter() - start < deadline)):
         for name, fn in calls.items():
-            fn()
+            for _ in range(SWITCH):
+                fn()
             for _ in range(PER_ROUND):
                 t0 = time.perf_counter()
                 fn()
