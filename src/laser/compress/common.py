@@ -12,21 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from laser.artifact import Artifact, Step
+from laser.artifact import Artifact
 from laser.errors import ConfigError, InputError, NotFoundError, require
 from laser.spec import ModelSpec
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
-
-def derive_module(artifact: Artifact, step: Step, module: nn.Module, **changes: Any) -> Artifact:
-    """A torch artifact one step further, holding ``module``. (``Artifact.derive(module=...)`` passes
-    ``format`` twice to ``from_module``; this builds the same result directly.)"""
-    m = artifact.manifest
-    fields: dict[str, Any] = dict(name=m.name, task=m.task, spec=m.spec, preprocessing=m.preprocessing, labels=m.labels,
-                  architecture=m.architecture)
-    fields.update(changes)
-    return Artifact.from_module(module.eval(), lineage=(*m.lineage, step), **fields)
 
 
 def torch_module(artifact: Artifact, what: str) -> tuple[nn.Module, list[torch.Tensor]]:

@@ -77,7 +77,7 @@ class Distill(Stage):
             raise ConfigError("distillation trains on labelled data; pass data='digits' (or another dataset)")
 
     def apply(self, artifact: Artifact) -> Artifact:
-        from laser.compress.common import derive_module, finetune, load_data, summary, top1, torch_module
+        from laser.compress.common import finetune, load_data, summary, top1, torch_module
 
         student, example = torch_module(artifact, "distill")
         teacher_art = self.teacher if isinstance(self.teacher, Artifact) else _load(self.teacher)
@@ -117,7 +117,7 @@ class Distill(Stage):
             "adapters": sorted(adapters), "accuracy_data": test.name if test else None,
             "method": "top-1 measured with torch eager on the test split; params counted",
         }
-        return derive_module(artifact, Step("distill", params=self.params(), results=results), student)
+        return artifact.derive(Step("distill", params=self.params(), results=results), module=student)
 
 
 def _load(source: str) -> Artifact:

@@ -91,7 +91,6 @@ class WidthSearch(Stage):
         from tqdm.auto import tqdm
 
         from laser.compress.common import (
-            derive_module,
             head_layers,
             load_data,
             named,
@@ -112,7 +111,7 @@ class WidthSearch(Stage):
         if base <= budget * (1 - self.margin):
             results.update(final_latency_ms=base, budget_met=True, per_layer={},
                            note="the unpruned model already meets the budget; nothing was pruned")
-            return derive_module(artifact, Step("search", params=self.params(), results=results), module)
+            return artifact.derive(Step("search", params=self.params(), results=results), module=module)
 
         opts: dict[str, Any] = dict(criterion=self.criterion, round_to=self.round_to, exclude=self.exclude,
                                     grads_data=val)
@@ -160,7 +159,7 @@ class WidthSearch(Stage):
                               f"{self.batch_size}) after export, over the {budget:.3f} ms budget (it measured "
                               f"under {budget * (1 - self.margin):.3f} ms during the search: the machine is "
                               "noisy); raise margin= or the budget, or measure on a quieter machine")
-        return derive_module(artifact, Step("search", params=self.params(), results=results), module,
+        return artifact.derive(Step("search", params=self.params(), results=results), module=module,
                              architecture=with_transform(artifact.manifest.architecture, transform))
 
     # -- helpers ----------------------------------------------------------------------------
@@ -171,11 +170,10 @@ class WidthSearch(Stage):
 
     def _latency(self, artifact: Artifact, module: nn.Module, max_seconds: float | None = None) -> float:
         """p50 (ms) of ``module`` exported to ONNX and run on the backend: measured, not estimated."""
-        from laser.compress.common import derive_module
         from laser.measure.latency import latency
         from laser.runtime import run
 
-        trial = derive_module(artifact, Step("search-trial"), module, architecture=None)
+        trial = artifact.derive(Step("search-trial"), module=module, architecture=None)
         exported = _export(trial, self.exporter)
         options = {"threads": self.threads} if self.threads else {}
         seconds = (max_seconds or self.max_seconds) / REPEATS

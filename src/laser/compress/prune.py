@@ -30,7 +30,6 @@ from laser.artifact import Artifact, Step
 from laser.compress.common import (
     PRUNABLE,
     check_traced,
-    derive_module,
     finetune,
     head_layers,
     load_data,
@@ -160,7 +159,7 @@ class Prune(Stage):
             top1_before=top1_before, top1_after=top1(module, test), accuracy_data=test.name if test else None,
         )
         params = {**self.params(), "per_layer": per_layer or None}
-        return derive_module(artifact, Step("prune", params=params, results=results), module,
+        return artifact.derive(Step("prune", params=params, results=results), module=module,
                              architecture=with_transform(artifact.manifest.architecture, transform))
 
 
