@@ -103,7 +103,7 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
 def _recipe_file(path: str | os.PathLike[str]) -> tuple[list[Recipe], dict[str, Any]]:
     from laser.stages import load_recipe
 
-    stages, meta = load_recipe(path)
+    stages, meta = load_recipe(Path(path))
     missing = [k for k in ("model", "format", "backend") if k not in meta]
     if missing:
         raise ConfigError(f"recipe {path} has no {missing} in its [meta] table; laser optimize --recipe reads "

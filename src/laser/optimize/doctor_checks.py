@@ -29,7 +29,7 @@ def _pct(x: float) -> str:
 def dynamic_int8_conv(f: Facts) -> Finding | None:
     g = f.child_graph
     n = g.ops.get("ConvInteger", 0) if g else 0
-    if not n:
+    if not n or g is None:
         return None
     evidence = f"the graph has {n} ConvInteger node(s) and {g.ops.get('DynamicQuantizeLinear', 0)} DynamicQuantizeLinear"
     share = 0.0

@@ -73,7 +73,7 @@ class Search:
             else:
                 out += cands.plan([name], formats, backends, self.base.format)
         seen: set[tuple[str, str, str]] = set()
-        plan = []
+        plan: list[Candidate] = []
         for c in out:
             if triple(c) not in seen:
                 seen.add(triple(c))

@@ -106,7 +106,7 @@ def reference(base: Artifact, data: Dataset | str | None, settings: Settings) ->
             data = data.take(settings.accuracy_samples)
         with run(base, backend=_reference_backend(base)) as runner:
             acc, _ = evaluate(base.task, runner, data)
-        return Reference(data, "top1", False, float(acc["top1"]), len(np.unique(data.labels)))
+        return Reference(data, "top1", False, float(acc["top1"]), len(np.unique(np.asarray(data.labels))))
     if len(base.spec.outputs[0].shape) != 2:
         raise ConfigError(f"{base.name!r} is not a classifier (first output {base.spec.outputs[0].describe()}); "
                           "without a labelled dataset laser compares top-1 classes, so give --data")
