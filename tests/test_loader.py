@@ -67,3 +67,14 @@ def test_onnx_file_loads_with_spec_read_from_the_graph(digits_artifact, tmp_path
 def test_missing_onnx_file_is_named(tmp_path):
     with pytest.raises(NotFoundError, match="does not exist"):
         laser.load(tmp_path / "nope.onnx")
+
+
+def test_torchvision_factory_loads_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = ("import laser; a = laser.load('torchvision.models:mobilenet_v3_small', random_weights=True, "
+            "input_shape=(3, 64, 64)); print(a.spec.outputs[0].shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "1000" in out.stdout

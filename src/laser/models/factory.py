@@ -27,6 +27,10 @@ def resolve(target: str) -> Callable[..., Any]:
     if not isinstance(target, str) or target.count(":") != 1:
         raise ConfigError(f"factory must look like 'package.module:function', got {target!r}")
     mod_name, _, attr = target.partition(":")
+    if mod_name.split(".")[0] == "torchvision":  # the CPU torch here needs the compat import first
+        from laser.models.vision_compat import torchvision
+
+        torchvision()
     try:
         module = importlib.import_module(mod_name)
     except ImportError as exc:
