@@ -208,3 +208,11 @@ def test_torchscript_scripts_a_model_whose_trace_would_freeze_its_control_flow()
     info = out.lineage[-1].results["export"]
     assert info["method"] == "script" and any("Python boolean" in w for w in info["tracer_warnings"])
     assert out.lineage[-1].results["validation"]["passed"]  # both signs checked (negated examples)
+
+
+def test_any_classification_task_gets_a_top1_agreement_check():
+    spec = ModelSpec(inputs=(TensorSpec("x", "float32", ("batch", 4)),), outputs=(TensorSpec("y", "float32", ("batch", 3)),))
+    art = Artifact.from_module(torch.nn.Linear(4, 3).eval(), name="lin", task="text-classification", spec=spec,
+                               architecture=None)
+    validation = export(art, to="onnx", exporter="legacy").lineage[-1].results["validation"]
+    assert validation["top1_agreement"] == 1.0 and validation["top1_samples"] > 0

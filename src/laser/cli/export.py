@@ -162,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if choice:
         result["auto_choice"] = choice["reason"]
     first = art.spec.outputs[0].name
-    if art.task == "classification" and outputs[first].ndim == 2:
+    if art.task.endswith("classification") and outputs[first].ndim == 2:
         result["top_k"] = top_k(outputs[first], art.labels, args.top_k)
     if args.output:
         out = Path(args.output)

@@ -81,7 +81,7 @@ def compare(parent: Artifact, child: Artifact, data: Any = None, batch: int = 2,
     agree = agree_ties = samples = 0
     described = []
     first = child.spec.outputs[0]
-    classifier = child.task == "classification" and len(first.shape) == 2
+    classifier = child.task.endswith("classification") and len(first.shape) == 2
     try:
         for label, feeds in _batches(child, data, batch):
             if label not in described:
