@@ -85,6 +85,27 @@ def test_a_lone_request_does_not_wait_when_nothing_else_is_in_flight():
     assert run(main()) < 2.0
 
 
+def test_sparse_arrivals_do_not_wait_for_a_batch_that_cannot_fill():
+    rec = Recorder()
+
+    async def main():
+        # Others are in flight (e.g. still in image preprocessing) but arrive 150 ms apart: waiting the
+        # 100 ms delay would only add latency.
+        b = Batcher(rec, model="m", version="1", max_batch_size=8, max_queue_delay_ms=100, inflight=lambda: 5)
+        b.start()
+        waits = []
+        for i in range(4):
+            t0 = time.monotonic()
+            await b.submit(_x(i), 1)
+            waits.append(time.monotonic() - t0)
+            await asyncio.sleep(0.15)
+        await b.close()
+        return waits
+
+    waits = run(main())
+    assert max(waits[1:]) < 0.05, waits
+
+
 def test_requests_with_different_sample_shapes_never_share_a_batch():
     rec = Recorder()
 

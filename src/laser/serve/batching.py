@@ -65,10 +65,13 @@ class Batcher:
         self.max_queue_size = max_queue_size
         self.batched = batched
         self.dynamic = dynamic and batched
-        # Requests the server holds right now (decoding, queued, running, encoding). Waiting for a batch
-        # to fill only pays when some of them are not in this batch yet: at concurrency 1 a request goes
-        # at once instead of sitting out max_queue_delay_ms.
+        # Waiting for a batch to fill only pays when another request can arrive in time: not when the
+        # server holds no request outside this batch (``inflight``: decoding, queued, running, encoding;
+        # concurrency 1 goes at once) and not when requests have been arriving further apart than the
+        # delay left (e.g. each spends 5 ms in image preprocessing first).
         self._inflight = inflight
+        self._last_arrival = 0.0
+        self._gap = float("inf")  # seconds between arrivals, exponential moving average
         self._queue: collections.deque[_Item] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"laser-{model}-{version}")
@@ -96,6 +99,10 @@ class Batcher:
             raise ServeError(503, f"model {self.model!r} queue is full ({self.max_queue_size} requests waiting); "
                                   "retry later", retry_after=1)
         now = time.monotonic()
+        if self._last_arrival:
+            gap = min(now - self._last_arrival, 4 * self.delay_s)  # an idle spell counts as a long gap, bounded
+            self._gap = gap if self._gap == float("inf") else 0.8 * self._gap + 0.2 * gap
+        self._last_arrival = now
         if deadline is not None and deadline <= now:
             raise ServeError(504, "the request's timeout passed before it was queued; it was not run")
         key = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(feeds.items()))
@@ -151,7 +158,8 @@ class Batcher:
                     if nxt is None:
                         timeout = flush_at - time.monotonic()
                         if size in self.preferred or timeout <= 0 or self._closing or (
-                                self._inflight is not None and self._inflight() <= len(batch)):
+                                self._inflight is not None and self._inflight() <= len(batch)) or (
+                                self._last_arrival + self._gap > flush_at):
                             break
                         self._wakeup.clear()
                         try:
