@@ -66,3 +66,31 @@ def outlier_digits_onnx(outlier_digits_artifact):
     from laser.export import export
 
     return export(outlier_digits_artifact, to="onnx")
+
+
+# -- nothing left behind -------------------------------------------------------------------------
+# Model files written into the source tree (the CWD of a test, or examples/) are files a user would
+# find littering their project: fail the run if any appear.
+_ARTEFACTS = ("*.onnx", "*.data", "*.ort", "*.pt", "*.safetensors", "*.engine")
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _artefacts() -> set[str]:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", *_ARTEFACTS],
+                             cwd=_REPO, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return set(out.stdout.split()) if out.returncode == 0 else set()
+
+
+_BEFORE = _artefacts()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    left = sorted(_artefacts() - _BEFORE)
+    if left:
+        print(f"\nERROR: the tests left model files in the source tree: {left}")
+        session.exitstatus = 1

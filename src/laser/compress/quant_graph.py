@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,8 +65,10 @@ def preprocess(model: Path, dst: Path) -> tuple[Path, str | None]:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
-        with quiet():
-            quant_pre_process(str(model), str(dst))
+        # When symbolic shape inference is incomplete, onnxruntime saves "sym_shape_infer_temp.onnx" (+ its
+        # external data) into the *current directory* before raising: run it from a private directory.
+        with quiet(), tempfile.TemporaryDirectory(prefix="laser-prep-") as scratch, contextlib.chdir(scratch):
+            quant_pre_process(str(Path(model).resolve()), str(Path(dst).resolve()))
         return dst, None
     except Exception as exc:  # shape inference raises many types on exotic graphs
         return model, f"quant_pre_process failed ({type(exc).__name__}: {str(exc)[:120]}); quantized without it"
