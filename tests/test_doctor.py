@@ -119,3 +119,11 @@ def test_cli_doctor_json(fp32_onnx, dynamic_conv, tmp_path, capsys):
     code = main(["doctor", str(tmp_path / "parent"), str(tmp_path / "child"), "--quick", "--json"])
     d = json.loads(capsys.readouterr().out)
     assert code == 0 and "dynamic-int8-conv" in [f["check"] for f in d["findings"]] and d["headline"]
+
+
+def test_threads_waiting_for_a_busy_core_are_flagged(fp32_onnx):
+    f = Facts(fp32_onnx, fp32_onnx, "torch", "torch", 0.2, 80.0,
+              threads={"threads": 2.0, "cores": 2.0, "load_1m": 4.5, "p50_ms": 80.0, "p50_1_thread_ms": 0.25})
+    found = next(x for x in run_checks(f) if x.check == "threads-oversubscribed")
+    assert "80.000 ms with 2 threads vs 0.250 ms with 1 thread" in found.evidence and "load average 4.5" in found.evidence
+    assert "threads=1" in found.fix and found.share > 0.99

@@ -93,6 +93,8 @@ class Facts:
     throughput: dict[str, dict[int, float]] = field(default_factory=dict)  # "parent"/"child" -> batch -> samples/s
     first_call: dict[str, float] = field(default_factory=dict)  # create_ms, first_ms, warm_ms (child)
     slow_below: float = 1.05  # speed-up under which the child counts as "not faster" (noise is ±5-15 %)
+    threads: dict[str, float] = field(default_factory=dict)  # threads, p50_ms (child, default threads),
+    #                                                            p50_1_thread_ms, load_1m, cores
 
     @property
     def slow(self) -> bool:
@@ -298,6 +300,22 @@ def first_call(art: Artifact, backend: str, threads: int | None) -> dict[str, fl
     return {"create_ms": 1e3 * (t1 - t0), "first_ms": 1e3 * (t2 - t1), "warm_ms": 1e3 * sorted(warm)[3]}
 
 
+def thread_scaling(art: Artifact, backend: str, threads: int | None, seconds: float) -> dict[str, float]:
+    """p50 (ms) at batch 1 with the runner's threads and with 1 thread, timed back to back, and the load."""
+    from laser.measure.latency import latency
+    from laser.runtime import run
+    from laser.runtime.base import default_threads
+
+    out: dict[str, float] = {"threads": float(threads or default_threads()), "cores": float(default_threads()),
+                             "load_1m": os.getloadavg()[0]}
+    if out["threads"] <= 1:
+        return out
+    for key, n in (("p50_ms", threads), ("p50_1_thread_ms", 1)):
+        with run(art, backend=backend, threads=n) as runner:
+            out[key] = latency(runner, batch_size=1, warmup=3, min_iters=10, max_seconds=seconds).p50_ms
+    return out
+
+
 def macs(art: Artifact) -> int | None:
     try:
         from laser.measure.size import size_of
@@ -333,9 +351,10 @@ def diagnose_pair(parent: Artifact, child: Artifact, parent_backend: str, child_
     f.throughput = {"parent": {b: throughput(parent, parent_backend, b, threads, seconds) for b in (1, 8)},
                     "child": {b: throughput(child, child_backend, b, threads, seconds) for b in (1, 8)}}
     f.first_call = first_call(child, child_backend, threads)
+    f.threads = thread_scaling(child, child_backend, threads, seconds)
     findings = run_checks(f)
     facts = {"cpu_flags": sorted(x for x in f.cpu_flags if "avx" in x or "amx" in x or "vnni" in x or x == "f16c"),
-             "throughput_per_s": f.throughput, "first_call": f.first_call,
+             "throughput_per_s": f.throughput, "first_call": f.first_call, "threads": f.threads,
              "parent_macs": f.parent_macs, "child_macs": f.child_macs,
              "child_ops": dict(f.child_graph.ops) if f.child_graph else None}
     return Diagnosis(_label(parent), _label(child), parent_backend, child_backend, f.parent_p50, f.child_p50,

@@ -232,6 +232,23 @@ def first_run_build(f: Facts) -> Finding | None:
                    max(0.0, 1 - warm / f.child_p50) if inflated else 0.0)
 
 
+def oversubscribed(f: Facts) -> Finding | None:
+    t = f.threads
+    one, many = t.get("p50_1_thread_ms"), t.get("p50_ms")
+    if not one or not many or one > 0.5 * many:
+        return None
+    n = int(t["threads"])
+    return Finding("threads-oversubscribed",
+                   f"the runner's {n} intra-op threads wait for each other: other processes hold some of the "
+                   "cores, and every parallel operator stalls until its slowest thread is scheduled again",
+                   f"p50 {many:.3f} ms with {n} threads vs {one:.3f} ms with 1 thread, timed back to back; load "
+                   f"average {t['load_1m']:.1f} on {int(t['cores'])} cores",
+                   "give the runtime only the cores that are free (laser.run(..., threads=1), "
+                   "SessionOptions.intra_op_num_threads, torch.set_num_threads), pin processes to cores (taskset), "
+                   "or measure and serve on a machine that is not shared",
+                   max(0.0, 1 - one / many))
+
+
 def accuracy_lost(f: Facts) -> Finding | None:
     drop, allowed = f.accuracy_drop_pts, f.allowed_drop_pts
     if drop is None or allowed is None or drop <= allowed:
@@ -270,6 +287,7 @@ CHECKS: dict[str, Callable[[Facts], Finding | None]] = {
     "overhead-bound": overhead_bound,
     "batch-too-small": batch_too_small,
     "first-run-build": first_run_build,
+    "threads-oversubscribed": oversubscribed,
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -115,6 +116,7 @@ class Search:
             if o.status == "skipped" and o.error == "not reached":
                 o.error = ("interrupted (Ctrl-C) before it was measured" if interrupted else
                            "time budget spent before it was measured" if timed_out else o.error)
+        self._load_note(outcomes.values())
         result = OptimizeResult(self.base, self.source, self.budget, ref, self.settings, list(outcomes.values()),
                                 interrupted=interrupted, timed_out=timed_out, notes=self.notes,
                                 output=self.output, winner_from=list(winner_from or []))
@@ -128,6 +130,19 @@ class Search:
                 result.interrupted = True
         result.elapsed_s = time.monotonic() - self.started
         return result
+
+    def _load_note(self, outcomes: Any) -> None:
+        """Say so when the machine was busy: shared cores make multi-threaded runtimes (PyTorch eager above all)
+        read many times slower than on an idle machine, so ratios measured then are not to be trusted."""
+        from laser.runtime.base import default_threads
+
+        loads = [o.load_1m for o in outcomes if o.measured and o.load_1m is not None]
+        cores = default_threads()
+        if loads and max(loads) > 0.75 * cores:
+            self.notes.append(f"the machine was busy while measuring (1-minute load average {min(loads):.1f}-"
+                              f"{max(loads):.1f} on {cores} usable cores): multi-threaded runtimes, PyTorch eager "
+                              "above all, can read many times slower than on an idle machine; re-run with --fresh "
+                              "on a quiet machine before trusting the ratios")
 
     def _out_of_time(self) -> bool:
         return self.time_budget_s is not None and time.monotonic() - self.started > self.time_budget_s
@@ -146,7 +161,7 @@ class Search:
         if cached and cached.get("status") in ("measured", "cached"):
             return Outcome(c, "cached", stages=dicts, metrics=cached["metrics"], entry=cached.get("entry"),
                            seconds=cached.get("seconds", 0.0), key=key, artifact_key=art_key,
-                           warnings=cached.get("warnings", []))
+                           warnings=cached.get("warnings", []), load_1m=cached.get("load_1m"))
         # Stages warn about choices that will not pay (dynamic INT8 on convolutions, FP16 on CPU): keep the
         # warnings with the candidate for the report instead of interleaving them with the progress bar.
         with warnings.catch_warnings(record=True) as caught:
@@ -162,7 +177,8 @@ class Search:
                 return Outcome(c, "failed", stages=dicts, error=msg[:600], seconds=time.monotonic() - t0, key=key,
                                artifact_key=art_key, warnings=_messages(caught))
         out = Outcome(c, "measured", stages=dicts, metrics=figures(entry, ref), entry=entry,
-                      seconds=time.monotonic() - t0, key=key, artifact_key=art_key, warnings=_messages(caught))
+                      seconds=time.monotonic() - t0, key=key, artifact_key=art_key, warnings=_messages(caught),
+                      load_1m=os.getloadavg()[0])
         self.cache.put(key, out.record())
         return out
 

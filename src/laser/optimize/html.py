@@ -90,14 +90,15 @@ def _cards(result: OptimizeResult) -> str:
 
 
 def _table(result: OptimizeResult) -> str:
+    robust = any(o.metrics.get("robust_accuracy") is not None for o in result.measured)
     head = ("<tr><th class='l'>candidate (recipe · format · backend)</th><th>p50</th><th>p99</th><th>vs eager</th>"
-            "<th>vs parent</th><th>accuracy</th><th>Δ accuracy</th><th>size</th><th>MACs</th><th>energy</th>"
-            "<th class='l'>Pareto</th><th class='l'>budget</th></tr>")
+            "<th>vs parent</th><th>accuracy</th><th>Δ accuracy</th>" + ("<th>FGSM acc.</th>" if robust else "") +
+            "<th>size</th><th>MACs</th><th>energy</th><th class='l'>Pareto</th><th class='l'>budget</th></tr>")
     body = []
     for o in rows(result):
         m = o.metrics
         if not o.measured:
-            body.append(f"<tr class='na'><td class='l'>{_e(o.name)}</td><td class='l wrap' colspan='11'>"
+            body.append(f"<tr class='na'><td class='l'>{_e(o.name)}</td><td class='l wrap' colspan='{11 + robust}'>"
                         f"{_e(o.status)}: {_e(o.error or '')}</td></tr>")
             continue
         cls = "win" if o is result.winner else ("" if o.on_front else "dom")
@@ -116,11 +117,16 @@ def _table(result: OptimizeResult) -> str:
             f"<td>{fmt(m['p50_ms'], 'time')}</td>"
             f"<td>{fmt(m['p99_ms'], 'time') if m.get('p99_ms') else '—'}</td><td>{speed(o.speedup_vs_eager)}</td>"
             f"<td>{speed(o.speedup_vs_parent)}</td><td>{_acc(result, o)}</td><td>{delta_pts(m.get('accuracy_drop_pts'))}</td>"
+            + (f"<td>{_pct(m.get('robust_accuracy'))}</td>" if robust else "") +
             f"<td>{fmt(m['bytes'], 'bytes') if m.get('bytes') else '—'}</td><td>{macs}</td><td>{energy}</td>"
             f"<td class='l'>{pareto}</td><td class='l'>{budget}</td></tr>")
     recipes = sorted({o.candidate.recipe for o in result.outcomes})
     legend = " · ".join(f"<b>{_e(r)}</b>: {_e(_describe(r, not result.reference.proxy))}" for r in recipes)
     return f"<p class='muted'>Recipes: {legend}.</p><table>{head}{''.join(body)}</table>"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f} %"
 
 
 def _value(v: Any) -> str:
@@ -215,6 +221,7 @@ def write_html(result: OptimizeResult, path: Path) -> Path:
         flags.append("Interrupted (Ctrl-C): this report holds what was measured before the interruption.")
     if result.timed_out:
         flags.append("The time budget was spent: candidates not reached are listed as skipped.")
+    flags += [n[0].upper() + n[1:] + "." for n in result.notes if n.startswith("the machine was busy")]
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>laser optimize: {_e(result.base.name)}</title><style>{CSS}</style></head><body>
 <h1>laser optimize: {_e(result.base.name)}</h1>

@@ -25,6 +25,7 @@ class Outcome:
     entry: dict[str, Any] | None = None  # the laser.measure report entry (issue-6 JSON shape)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # what the stages warned about while building it
+    load_1m: float | None = None  # the machine's 1-minute load average right after it was measured
     seconds: float = 0.0
     key: str = ""
     artifact_key: str = ""
@@ -54,7 +55,7 @@ class Outcome:
         c = self.candidate
         return {"recipe": c.recipe, "format": c.format, "backend": c.backend, "status": self.status,
                 "stages": self.stages, "metrics": self.metrics, "entry": self.entry, "seconds": self.seconds,
-                "artifact_key": self.artifact_key, "warnings": self.warnings}
+                "artifact_key": self.artifact_key, "warnings": self.warnings, "load_1m": self.load_1m}
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.record(), "key": self.key, "error": self.error,
