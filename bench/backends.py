@@ -35,6 +35,9 @@ from laser.models.vision_compat import models
 from laser.runtime import default_threads
 from laser.spec import image_spec
 
+PAUSE_S = 0.2  # between blocks: mixing OpenMP (torch) with onnxruntime/OpenVINO pools on 2 busy cores
+# slowed the next block up to 100x (e.g. eager MobileNetV3 6 ms -> 980 ms right after OpenVINO ran)
+
 
 def build(name: str) -> Artifact:
     torch.manual_seed(0)
@@ -71,6 +74,7 @@ def interleaved(calls: dict[str, Callable[[], Any]], passes: int, block: int, sw
     times: dict[str, list[float]] = {k: [] for k in calls}
     for _ in range(passes):
         for name, fn in calls.items():
+            time.sleep(PAUSE_S)  # let the previous runtime's threads go idle
             for _ in range(switch):
                 fn()
             for _ in range(block):
