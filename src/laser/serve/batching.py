@@ -77,6 +77,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"laser-{model}-{version}")
         self._task: asyncio.Task | None = None
         self._per_sample: float | None = None  # seconds per sample, exponential moving average
+        self._busy = False  # the worker holds a batch (forming or running)
         self._closing = False
         m = metrics
         self._m = None if m is None else (m.queue_seconds.labels(model, version), m.compute_seconds.labels(model, version),
@@ -105,6 +106,9 @@ class Batcher:
         self._last_arrival = now
         if deadline is not None and deadline <= now:
             raise ServeError(504, "the request's timeout passed before it was queued; it was not run")
+        if (not self._busy and not self._queue and self._inline(n) and self._inflight is not None
+                and self._inflight() <= 1):
+            return self._run_alone(feeds, n)
         key = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(feeds.items()))
         item = _Item(feeds, n, key, asyncio.get_running_loop().create_future(), now, deadline)
         self._queue.append(item)
@@ -150,6 +154,7 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            self._busy = True
             batch, size = [first], first.n
             if self.dynamic:
                 flush_at = first.enqueued + self.delay_s
@@ -176,6 +181,37 @@ class Batcher:
                 await self._run(batch, size)
             except Exception as exc:  # pragma: no cover - _run answers every item itself
                 log.error("batcher failure", exc_info=exc)
+            finally:
+                self._busy = False
+
+    def _inline(self, size: int) -> bool:
+        return self._per_sample is not None and self._per_sample * size < INLINE_S
+
+    def _run_alone(self, feeds: Mapping[str, np.ndarray], n: int) -> Arrays:
+        """The only request in the server, for a tiny model: run it right here, with no queue and no
+        worker task in between (what makes concurrency-1 latency of small models low)."""
+        self._busy = True
+        try:
+            if self._m:
+                self._m[0].observe(0.0)
+            return self._finish(*self._timed(_concat([feeds])), n)
+        except ServeError:
+            raise
+        except Exception as exc:
+            raise _run_error(self.model, exc) from None
+        finally:
+            self._busy = False
+
+    def _finish(self, outputs: Arrays, seconds: float, size: int) -> Arrays:
+        """Bookkeeping after a model call: per-sample time, metrics, the batch-dim check."""
+        per_sample = seconds / max(size, 1)
+        self._per_sample = per_sample if self._per_sample is None else 0.8 * self._per_sample + 0.2 * per_sample
+        if self._m:
+            self._m[1].observe(seconds)
+            self._m[2].observe(size)
+        if self.batched:
+            _check_batch(outputs, size)
+        return outputs
 
     async def _run(self, batch: list[_Item], size: int) -> None:
         live = [it for it in batch if not it.future.done()]
@@ -189,14 +225,11 @@ class Batcher:
         feeds = _concat([it.feeds for it in live])
         size = sum(it.n for it in live)
         try:
-            if self._per_sample is not None and self._per_sample * size < INLINE_S:
-                outputs, seconds = self._timed(feeds)  # cheaper than the hop to the worker thread and back
+            if self._inline(size):
+                timed = self._timed(feeds)  # cheaper than the hop to the worker thread and back
             else:
-                outputs, seconds = await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, feeds)
-            per_sample = seconds / max(size, 1)
-            self._per_sample = per_sample if self._per_sample is None else 0.8 * self._per_sample + 0.2 * per_sample
-            if self.batched:
-                _check_batch(outputs, size)
+                timed = await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, feeds)
+            outputs = self._finish(*timed, size)
         except Exception as exc:
             if len(live) > 1:  # isolate the request that broke the batch: run each alone
                 for it in live:
@@ -206,9 +239,6 @@ class Batcher:
             if not live[0].future.done():
                 live[0].future.set_exception(err)
             return
-        if self._m:
-            self._m[1].observe(seconds)
-            self._m[2].observe(size)
         if not self.batched:
             if not live[0].future.done():
                 live[0].future.set_result(outputs)

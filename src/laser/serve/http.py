@@ -23,6 +23,7 @@ from laser.serve.repository import VERSION
 HEADER_LENGTH = "inference-header-content-length"
 PROTOCOL = "http"
 _LARGE_JSON = 1 << 20  # bytes: parse bigger JSON bodies in a worker thread, off the event loop
+WATCH_AFTER_S = 0.005
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
@@ -132,12 +133,16 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) 
     async def infer(request: Any) -> Any:
         me = asyncio.current_task()
         watcher: list[asyncio.Task] = []
+        timer: list[asyncio.TimerHandle] = []
 
         async def decode() -> Any:
             model, version = _names(request)
             body = await read_body(request, limits)
             header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-            watcher.append(asyncio.ensure_future(_watch_disconnect(request.receive, me)))
+            # Watch for a disconnect only once the request has lasted WATCH_AFTER_S: fast answers skip
+            # the cost of a watcher task, slow ones still leave the queue when their client goes away.
+            timer.append(asyncio.get_running_loop().call_later(
+                WATCH_AFTER_S, lambda: watcher.append(asyncio.ensure_future(_watch_disconnect(request.receive, me)))))
             if len(header) == 0 and len(binary):  # header length 0: the body is the single input's data
                 obj = raw_input_request(handler, model, version, len(binary))
             elif len(header) > _LARGE_JSON:
@@ -153,6 +158,8 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) 
                 return Response(status_code=499)  # the client is gone; nobody reads this
             raise
         finally:
+            if timer:
+                timer[0].cancel()
             if watcher:
                 watcher[0].cancel()
         header, chunks = response_to_json(resp)
@@ -201,7 +208,9 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) 
 
     v = "/v2/models/{model}"
     vv = "/v2/models/{model}/versions/{version}"
-    routes = [
+    # Starlette tries routes in order: inference first.
+    routes = [Route(v + "/infer", endpoint(infer), methods=["POST"])]
+    routes += [
         Route("/v2/health/live", endpoint(live), methods=["GET"]),
         Route("/v2/health/ready", endpoint(ready), methods=["GET"]),
         Route("/v2", endpoint(server_metadata), methods=["GET"]),
@@ -215,7 +224,7 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) 
             Route(base, endpoint(model_metadata), methods=["GET"]),
             Route(base + "/ready", endpoint(model_ready), methods=["GET"]),
             Route(base + "/config", endpoint(model_config), methods=["GET"]),
-            Route(base + "/infer", endpoint(infer), methods=["POST"]),
+            *([Route(base + "/infer", endpoint(infer), methods=["POST"])] if base == vv else []),
             Route(base + "/{task}", endpoint(task), methods=["POST"]),
         ]
 

@@ -112,7 +112,8 @@ class Server:
         self.ports["http"] = sock.getsockname()[1]
         config = uvicorn.Config(build_app(self.handler, self.token), log_config=None, access_log=False,
                                 lifespan="off", server_header=False, timeout_graceful_shutdown=max(1, round(self.grace_s)) if self.grace_s else None,
-                                h11_max_incomplete_event_size=64 << 10)
+                                h11_max_incomplete_event_size=64 << 10,
+                                proxy_headers=False)  # X-Forwarded-* from clients is not trusted
 
         class _Uvicorn(uvicorn.Server):  # signals are handled by the Server, not by uvicorn
             @contextlib.contextmanager
