@@ -46,3 +46,8 @@ def test_bad_spec_values_are_rejected_at_construction():
         TensorSpec("x", "float31")
     with pytest.raises(ConfigError, match="unique"):
         ModelSpec(inputs=(TensorSpec("x"),), outputs=(TensorSpec("x"),))
+
+
+def test_example_inputs_size_unnamed_dynamic_dims_by_default():
+    feeds = spec().example_inputs(batch=2)
+    assert feeds["ids"].shape == (2, 16) and feeds["mask"].shape == (2, 16)

@@ -15,6 +15,7 @@ import numpy as np
 from laser.errors import ConfigError, InputError
 
 Dim = int | str
+EXAMPLE_DIM_SIZE = 16  # size of a named dim other than the batch (e.g. a sequence) in example inputs
 
 DTYPES = {
     "float32": np.float32,
@@ -147,8 +148,11 @@ class ModelSpec:
 
     def example_inputs(self, batch: int = 2, seed: int = 0, dims: Mapping[str, int] | None = None,
                        ) -> dict[str, np.ndarray]:
-        """Random inputs that fit the spec: N(0, 1) floats, integers drawn from value_range."""
+        """Random inputs that fit the spec: N(0, 1) floats, integers drawn from value_range. Named
+        dims other than the batch take their size from ``dims``, else EXAMPLE_DIM_SIZE."""
         rng = np.random.default_rng(seed)
+        named = {d for t in self.inputs for d in t.dynamic_dims.values()} - {"batch"}
+        dims = {**dict.fromkeys(named, EXAMPLE_DIM_SIZE), **(dims or {})}
         out = {}
         for t in self.inputs:
             shape = t.concrete_shape(dims, batch=batch)
