@@ -78,11 +78,11 @@ def main() -> dict:
     args = example_args("shapes", __doc__.splitlines()[0])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train, _ = datasets(192 if args.fast else 1500, args.seed)
-    _, val = datasets(24 if args.fast else 200, args.seed + 1)
+    train, _ = datasets(192 if args.fast else 800, args.seed)
+    _, val = datasets(24 if args.fast else 100, args.seed + 1)
     torch.manual_seed(args.seed)
     module = build_architecture(ARCH)
-    config = TrainConfig(epochs=6 if args.fast else 30, batch_size=32, lr=5e-3, seed=args.seed, patience=None,
+    config = TrainConfig(epochs=6 if args.fast else 16, batch_size=32, lr=5e-3, seed=args.seed, patience=None,
                          progress=not args.fast)
     result = fit(module, train, None, config, loss_fn=detector_loss)
     cells = (SIZE // 8) ** 2

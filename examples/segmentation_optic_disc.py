@@ -74,11 +74,11 @@ def main() -> dict:
     args = example_args("optic_disc", __doc__.splitlines()[0])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train, _ = dataset(96 if args.fast else 600, args.seed)
-    val, val_pics = dataset(16 if args.fast else 100, args.seed + 1)
+    train, _ = dataset(96 if args.fast else 320, args.seed)
+    val, val_pics = dataset(16 if args.fast else 64, args.seed + 1)
     torch.manual_seed(args.seed)
     module = build_architecture(ARCH)
-    config = TrainConfig(epochs=4 if args.fast else 20, batch_size=16, lr=1e-2, seed=args.seed, patience=None,
+    config = TrainConfig(epochs=4 if args.fast else 12, batch_size=16, lr=1e-2, seed=args.seed, patience=None,
                          progress=not args.fast)
     result = fit(module, train, None, config, loss_fn=pixel_loss)
     spec = ModelSpec(inputs=(TensorSpec("input", "float32", ("batch", 3, SIZE, SIZE)),),

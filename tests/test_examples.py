@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# A full example trains for minutes on 2 busy cores: slow suite, with room beyond the default 600 s timeout.
+FULL = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def run_example(script: str, out: Path, *flags: str) -> str:
@@ -31,7 +33,7 @@ def check_deployed(stdout: str, out: Path) -> None:
     assert (out / "model-int8" / "laser.json").is_file()
 
 
-@pytest.mark.parametrize("flags", [("--fast",), pytest.param((), marks=pytest.mark.slow)], ids=["fast", "full"])
+@pytest.mark.parametrize("flags", [("--fast",), pytest.param((), marks=FULL)], ids=["fast", "full"])
 def test_segmentation_example_trains_segments_and_deploys(tmp_path, flags):
     out = tmp_path / "optic_disc"
     stdout = run_example("segmentation_optic_disc.py", out, *flags)
@@ -41,7 +43,7 @@ def test_segmentation_example_trains_segments_and_deploys(tmp_path, flags):
     assert miou > (0.6 if flags else 0.8)  # background + disc averaged; chance level is far below
 
 
-@pytest.mark.parametrize("flags", [("--fast",), pytest.param((), marks=pytest.mark.slow)], ids=["fast", "full"])
+@pytest.mark.parametrize("flags", [("--fast",), pytest.param((), marks=FULL)], ids=["fast", "full"])
 def test_text_example_trains_classifies_titles_and_deploys(tmp_path, flags):
     out = tmp_path / "news"
     stdout = run_example("text_news_titles.py", out, *flags)
@@ -51,7 +53,7 @@ def test_text_example_trains_classifies_titles_and_deploys(tmp_path, flags):
     assert accuracy > (40 if flags else 90)  # percent; four topics, chance is 25 %
 
 
-@pytest.mark.parametrize("flags", [("--fast",), pytest.param((), marks=pytest.mark.slow)], ids=["fast", "full"])
+@pytest.mark.parametrize("flags", [("--fast",), pytest.param((), marks=FULL)], ids=["fast", "full"])
 def test_detection_example_trains_detects_and_deploys(tmp_path, flags):
     out = tmp_path / "shapes"
     stdout = run_example("detection_shapes.py", out, *flags)

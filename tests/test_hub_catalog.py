@@ -171,3 +171,14 @@ def test_unknown_names_and_tasks_are_clear_errors():
         hub.card("resnet-18")
     with pytest.raises(ConfigError, match="unknown task 'pose'"):
         hub.cards("pose")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "ssdlite320_mobilenet_v3_large", "distilbert-sst2"])
+def test_wrapped_catalog_models_export_to_onnx_and_match_torch(name):
+    import laser
+
+    art = hub.load(name, random_weights=True)
+    onnx = laser.export(art, to="onnx", exporter="legacy")
+    check = onnx.lineage[-1].results["validation"]
+    assert onnx.format == "onnx" and check["passed"], check
