@@ -31,6 +31,7 @@ import laser
 from laser.artifact import Artifact
 from laser.errors import DependencyError
 from laser.export import export
+from laser.measure.latency import side_by_side
 from laser.models.vision_compat import models
 from laser.runtime import default_threads
 from laser.spec import image_spec
@@ -65,25 +66,6 @@ def raw_onnxruntime(path: str, threads: int) -> Callable[[dict[str, np.ndarray]]
     return lambda feeds: session.run(None, feeds)
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], passes: int, block: int, switch: int = 3,
-                ) -> dict[str, list[float]]:
-    """``passes`` passes over the backends; in each, a backend makes ``switch`` untimed calls, then
-    ``block`` timed calls back to back. Blocks, not single calls: the intra-op thread pools of the
-    runtime that ran just before (onnxruntime's, OpenMP's, OpenVINO's) keep spinning for a while
-    and would steal the cores from the next one. Times in ms."""
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(passes):
-        for name, fn in calls.items():
-            time.sleep(PAUSE_S)  # let the previous runtime's threads go idle
-            for _ in range(switch):
-                fn()
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
 def bench_model(name: str, batches: list[int], passes: int, block: int, threads: int) -> list[dict[str, Any]]:
     art = build(name)
     t0 = time.perf_counter()
@@ -112,7 +94,8 @@ def bench_model(name: str, batches: list[int], passes: int, block: int, threads:
         feeds = art.spec.example_inputs(batch=batch, seed=1)
         calls: dict[str, Callable[[], Any]] = {k: (lambda r=r, f=feeds: r(f)) for k, r in runners.items()}
         calls["raw onnxruntime"] = lambda f=feeds: raw(f)
-        times = interleaved(calls, passes, block=block if batch == 1 else max(3, block // 3))
+        times = side_by_side(calls, rounds=passes, block=block if batch == 1 else max(3, block // 3), switch=3,
+                             warmup=0, pause_s=PAUSE_S)
         eager = float(np.median(times["torch eager"]))
         for backend, t in times.items():
             med = float(np.median(t))

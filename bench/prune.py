@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,26 +33,18 @@ from laser.compress.common import summary
 from laser.compress.distill import Distill
 from laser.compress.prune import Prune
 from laser.export import export
-from laser.models.vision_compat import torchvision
+from laser.measure.latency import side_by_side
+from laser.models.factory import reestimate_batchnorm
 from laser.runtime import default_threads
 
 
 def realistic(name: str) -> Artifact:
-    """Random weights, then BatchNorm statistics from one random batch (random init leaves running
-    stats that shrink activations toward denormals, which distorts timings and magnitude rankings)."""
-    torchvision()  # the compat import first: a plain `import torchvision` crashes with CPU torch here
+    """Random weights with BatchNorm statistics from one random batch (see reestimate_batchnorm)."""
     art = laser.load(f"torchvision.models:{name}", random_weights=True, input_shape=(3, 224, 224))
     torch.manual_seed(0)
-    module = art.module()
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches seen: here, exactly one
-    module.train()
-    with torch.no_grad():
-        module(torch.randn(8, 3, 224, 224))
+    module = reestimate_batchnorm(art.module(), torch.randn(8, 3, 224, 224))
     m = art.manifest
-    return Artifact.from_module(module.eval(), name=name, task=m.task, spec=m.spec, architecture=m.architecture,
+    return Artifact.from_module(module, name=name, task=m.task, spec=m.spec, architecture=m.architecture,
                                 lineage=m.lineage)
 
 
@@ -80,23 +71,6 @@ def variants(name: str, ratios: list[float]) -> dict[str, Artifact]:
     return out
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], rounds: int, per_round: int = 3, warmup: int = 3,
-                ) -> dict[str, list[float]]:
-    """Per variant and round: one untimed call, then ``per_round`` timed ones. Times in ms."""
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
-            fn()
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
 def bench_model(name: str, ratios: list[float], batches: list[int], rounds: int, threads: int,
                 exporter: str) -> list[dict[str, Any]]:
     from laser import data
@@ -119,7 +93,7 @@ def bench_model(name: str, ratios: list[float], batches: list[int], rounds: int,
     for batch in batches:
         feeds = onnx_arts["original"].spec.example_inputs(batch=batch, seed=1)
         calls = {k: (lambda r=r, f=feeds: r(f)) for k, r in runners.items()}
-        times = interleaved(calls, rounds)
+        times = side_by_side(calls, rounds=rounds, block=3, switch=1, warmup=3)
         base = float(np.median(times["original"]))
         for label, t in times.items():
             med = float(np.median(t))

@@ -26,7 +26,6 @@ import argparse
 import json
 import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,27 +35,18 @@ import laser
 from laser.artifact import Artifact
 from laser.compress.quantize import Quantize, QuantizeWarning, int8_defaults
 from laser.export import export
-from laser.models.vision_compat import torchvision
+from laser.measure.latency import side_by_side
+from laser.models.factory import reestimate_batchnorm
 from laser.runtime import default_threads
 
 
 def realistic(name: str) -> Artifact:
-    """``laser.load`` with random weights, then BatchNorm statistics from one random batch (random init
-    leaves running stats that shrink activations toward denormal floats, which distorts timings and
-    calibration ranges)."""
-    torchvision()  # the compat import first: a plain `import torchvision` crashes with CPU torch here
+    """Random weights with BatchNorm statistics from one random batch (see reestimate_batchnorm)."""
     art = laser.load(f"torchvision.models:{name}", random_weights=True, input_shape=(3, 224, 224))
     torch.manual_seed(0)
-    module = art.module()
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches seen: here, exactly one
-    module.train()
-    with torch.no_grad():
-        module(torch.randn(8, 3, 224, 224))
+    module = reestimate_batchnorm(art.module(), torch.randn(8, 3, 224, 224))
     m = art.manifest
-    return Artifact.from_module(module.eval(), name=name, task=m.task, spec=m.spec, architecture=m.architecture,
+    return Artifact.from_module(module, name=name, task=m.task, spec=m.spec, architecture=m.architecture,
                                 lineage=m.lineage)
 
 
@@ -80,24 +70,6 @@ def variants(onnx_art: Artifact, samples: int) -> dict[str, Artifact]:
     return out
 
 
-def passes(calls: dict[str, Callable[[], Any]], rounds: int, block: int = 8, warmup: int = 3,
-           ) -> dict[str, list[float]]:
-    """``rounds`` passes over the variants; per pass and variant, ``warmup`` untimed calls (they absorb
-    the previous session's thread pool, which keeps spinning for a while after its last call), then
-    ``block`` timed calls. Alternating passes spread load from other processes over every variant.
-    Times in ms."""
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
-            for _ in range(warmup):
-                fn()
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
 def bench_model(name: str, batches: list[int], rounds: int, threads: int, samples: int) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     onnx_art = export(realistic(name), to="onnx")
@@ -110,7 +82,7 @@ def bench_model(name: str, batches: list[int], rounds: int, threads: int, sample
     for batch in batches:
         feeds = onnx_art.spec.example_inputs(batch=batch, seed=1)
         calls = {k: (lambda r=r, f=feeds: r(f)) for k, r in runners.items()}
-        times = passes(calls, rounds if batch == 1 else max(2, rounds // 3))
+        times = side_by_side(calls, rounds=rounds if batch == 1 else max(2, rounds // 3), block=8, switch=3, warmup=0)
         base = float(np.median(times["fp32"]))
         for label, t in times.items():
             med = float(np.median(t))

@@ -123,3 +123,19 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
             f"weights in {path} do not fit the architecture: missing {sorted(missing)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]}; check the factory and its kwargs"
         )
+
+
+def reestimate_batchnorm(module: torch.nn.Module, *inputs: torch.Tensor) -> torch.nn.Module:
+    """Replace BatchNorm running statistics by those of one forward pass over ``inputs``.
+
+    A randomly initialised network keeps BatchNorm's default statistics (mean 0, var 1), which shrink
+    activations layer after layer toward denormal floats: timings and calibration ranges of such a
+    model are not those of a trained one. Benchmarks with random weights call this first."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches seen: here, exactly one
+    module.train()
+    with torch.no_grad():
+        module(*inputs)
+    return module.eval()

@@ -12,7 +12,6 @@ import functools
 import logging
 import os
 import platform
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -61,26 +60,14 @@ def machine() -> str:
 
 def interleaved_median_ms(calls: Mapping[str, Callable[[], object]], warmup: int = WARMUP,
                           budget_s: float = BUDGET_S) -> tuple[dict[str, float], int]:
-    """Median milliseconds of each call, timed in rounds so that load from other processes hits every
-    candidate alike; (medians, rounds). In a round each candidate makes SWITCH untimed calls, then
-    PER_ROUND timed ones back to back: single interleaved calls would be slowed by the previous
-    runtime's intra-op threads, which keep spinning for a while after a call (onnxruntime, OpenMP)."""
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    start, rounds = time.perf_counter(), 0
-    deadline = budget_s * max(1, len(calls))
-    while calls and (rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS and time.perf_counter() - start < deadline)):
-        for name, fn in calls.items():
-            for _ in range(SWITCH):
-                fn()
-            for _ in range(PER_ROUND):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-        rounds += 1
-    return {name: float(np.median(t)) * 1e3 for name, t in times.items()}, rounds
+    """Median milliseconds of each call, timed side by side in rounds (see
+    ``laser.measure.latency.side_by_side``); (medians, rounds)."""
+    from laser.measure.latency import side_by_side
+
+    times = side_by_side(calls, rounds=MIN_ROUNDS, block=PER_ROUND, switch=SWITCH, warmup=warmup,
+                         budget_s=budget_s, max_rounds=MAX_ROUNDS)
+    rounds = min((len(t) for t in times.values()), default=0) // PER_ROUND
+    return {name: float(np.median(t)) for name, t in times.items()}, rounds
 
 
 def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Runner],
