@@ -196,3 +196,14 @@ def test_catalog_models_run_through_their_pipelines_with_random_weights(tmp_path
     out = det.run(tmp_path / "red.png", score_threshold=0.0, output=tmp_path / "det")
     assert out["size"] == [64, 48] and 0 < len(out["detections"]) <= 100
     assert all(0 <= d["box"][0] <= d["box"][2] <= 64 and 0 <= d["box"][1] <= d["box"][3] <= 48 for d in out["detections"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n, c in laser.hub.CATALOG.items() if c.task != "text-classification"])
+def test_every_image_catalog_model_runs_through_its_pipeline(name, tmp_path):
+    Image.new("RGB", (96, 72), (40, 160, 90)).save(tmp_path / "green.png")
+    result = laser.pipeline(laser.hub.card(name).task, model=name, random_weights=True).run(
+        tmp_path / "green.png", output=tmp_path / "out")
+    assert result["model"] == name and result["files"]["json"].endswith("green.json")
+    if result["task"] == "detection":
+        assert Image.open(result["files"]["image"]).size == (96, 72)
