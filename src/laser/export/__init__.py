@@ -15,11 +15,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import sys
-import types
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from laser._callable import make_callable
 from laser.artifact import Artifact, Step, workspace
 from laser.errors import ConfigError, ExportError, LaserError, ParityError
 from laser.export.adapter import fixed_batch_spec
@@ -190,14 +189,6 @@ def export(artifact: Artifact, to: str = "onnx", **options: Any) -> Artifact:
     return Export(to=to, **options)(artifact)
 
 
-class _CallablePackage(types.ModuleType):
-    """``laser.export(art, to=...)`` must work whether ``laser.export`` resolved to this function (the
-    lazy table) or to this package (set by Python once any ``laser.export.*`` submodule is imported)."""
-
-    def __call__(self, artifact: Artifact, to: str = "onnx", **options: Any) -> Artifact:
-        return export(artifact, to=to, **options)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+make_callable(__name__, export)  # laser.export(...) works as package and as function
 
 __all__ = ["TARGETS", "Export", "export"]

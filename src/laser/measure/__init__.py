@@ -8,19 +8,11 @@ makes Python bind the package as the attribute ``laser.measure``, so the package
 calls to ``measure`` rather than a function shadowing it (which would break ``laser.measure.latency``).
 """
 
-import sys
-import types
-from typing import Any
 
+from laser._callable import make_callable
 from laser.measure.bench import measure
 from laser.measure.report import Report
 
-
-class _CallablePackage(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Report:
-        return measure(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+make_callable(__name__, measure)  # laser.measure(...) works as package and as function
 
 __all__ = ["Report", "measure"]
