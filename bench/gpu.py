@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import numpy as np
 
@@ -71,9 +72,12 @@ def main() -> int:
                     reader = energy.reader_for("cuda:0")
                     if reader is not None:
                         def work(r=runner, f=feeds) -> int:
-                            for _ in range(200):
+                            # >= 1 s: NVML's energy counter updates every few ms, a 20 ms window misreads
+                            n, t_end = 0, time.perf_counter() + 1.0
+                            while time.perf_counter() < t_end:
                                 r(f)
-                            return 200
+                                n += 1
+                            return n
                         e = energy.measure_with(reader, work, None)
                         row[label]["energy"] = e.to_dict()
             except (LaserError, RuntimeError) as exc:
