@@ -101,3 +101,31 @@ def test_agreement_with_itself_is_perfect_and_with_random_weights_is_not(digits_
     assert same == {"max_abs_error": 0.0, "top1_agreement": 1.0}
     assert other["top1_agreement"] < 0.5 and other["max_abs_error"] > 0.1
     assert "digits-cnn" in labels["top1_agreement"]["method"]
+
+
+def test_detection_suppresses_duplicate_candidates_before_scoring():
+    from laser.data import Dataset
+    from laser.measure.accuracy import detection
+    from laser.spec import ModelSpec, TensorSpec
+
+    gt = np.array([[10, 10, 50, 50], [60, 60, 90, 90]], np.float32)
+    # Pre-NMS candidates as the exported detectors give them: object A, a near-duplicate of A ranked
+    # above object B (without NMS it is a false positive before the last true one: AP < 1), padding.
+    cand_boxes = np.array([[[10, 10, 50, 50], [11, 11, 51, 51], [60, 60, 90, 90], [0, 0, 0, 0]]], np.float32)
+    cand_scores = np.array([[0.9, 0.85, 0.8, 0.0]], np.float32)
+    cand_labels = np.array([[1, 1, 1, 0]], np.int64)
+
+    class Detector:
+        spec = ModelSpec(inputs=(TensorSpec("image", "float32", ("batch", 3, 4, 4)),),
+                         outputs=(TensorSpec("boxes", "float32", ("batch", 4, 4)),
+                                  TensorSpec("scores", "float32", ("batch", 4)),
+                                  TensorSpec("labels", "int64", ("batch", 4))))
+
+        def __call__(self, feeds):
+            return {"boxes": cand_boxes, "scores": cand_scores, "labels": cand_labels}
+
+    labels = np.empty(1, dtype=object)
+    labels[0] = {"boxes": gt, "labels": np.array([1, 1])}
+    data = Dataset("one", (np.zeros((1, 3, 4, 4), np.float32),), labels)
+    result = detection(Detector(), data)
+    assert result["map_50"] == 1.0 and result["map_50_95"] > 0.9

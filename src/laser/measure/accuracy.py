@@ -119,9 +119,16 @@ def mean_average_precision(preds: Sequence[Mapping[str, Any]], targets: Sequence
     return {"map_50": float(res["map_50"]), "map_50_95": float(res["map"])}
 
 
-def detection(runner: Any, data: Dataset, batch_size: int = 8) -> dict[str, float]:
+def detection(runner: Any, data: Dataset, batch_size: int = 8, iou_threshold: float = 0.5,
+              max_detections: int = 100) -> dict[str, float]:
     """mAP of a detector whose outputs are named boxes (N, K, 4), scores (N, K), labels (N, K);
-    dataset labels are one dict per image {boxes, labels}. Padding rows have score <= 0."""
+    dataset labels are one dict per image {boxes, labels}. Padding rows have score <= 0.
+    The exported detectors output candidates before non-maximum suppression (the pipelines run it), so
+    per-class NMS at ``iou_threshold`` is applied here too: duplicates would count as false positives."""
+    import torch
+
+    from laser.hub.nms import batched_nms
+
     targets = list(_labelled(data))
     names = runner.spec.output_names
     missing = {"boxes", "scores", "labels"} - set(names)
@@ -131,9 +138,12 @@ def detection(runner: Any, data: Dataset, batch_size: int = 8) -> dict[str, floa
     for feeds, _ in data.batches(runner.spec.input_names, batch_size):
         out = runner(feeds)
         for i in range(len(out["boxes"])):
-            keep = out["scores"][i] > 0
-            preds.append({"boxes": out["boxes"][i][keep], "scores": out["scores"][i][keep],
-                          "labels": out["labels"][i][keep].astype(np.int64)})
+            valid = out["scores"][i] > 0
+            boxes, scores = out["boxes"][i][valid], out["scores"][i][valid]
+            labels = out["labels"][i][valid].astype(np.int64)
+            keep = batched_nms(torch.from_numpy(boxes).float(), torch.from_numpy(scores).float(),
+                               torch.from_numpy(labels), iou_threshold)[:max_detections].numpy()
+            preds.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
     return {**mean_average_precision(preds, targets), "samples": len(data)}
 
 
@@ -142,7 +152,8 @@ TASKS: dict[str, tuple[Callable[[Any, Dataset], dict[str, float]], str]] = {
     "classification": (classification, "top-k over the runner's logits"),
     "text-classification": (text_classification, "argmax of the runner's logits; macro F1"),
     "segmentation": (segmentation, "per-pixel argmax; IoU and Dice per class, mean over classes present"),
-    "detection": (detection, "torchmetrics MeanAveragePrecision (pycocotools), COCO 101-point"),
+    "detection": (detection, "per-class NMS (IoU 0.5, top 100), then torchmetrics MeanAveragePrecision "
+                             "(pycocotools), COCO 101-point"),
 }
 
 
