@@ -127,3 +127,11 @@ def test_threads_waiting_for_a_busy_core_are_flagged(fp32_onnx):
     found = next(x for x in run_checks(f) if x.check == "threads-oversubscribed")
     assert "80.000 ms with 2 threads vs 0.250 ms with 1 thread" in found.evidence and "load average 4.5" in found.evidence
     assert "threads=1" in found.fix and found.share > 0.99
+
+
+def test_a_timing_disturbed_by_other_processes_is_told_apart_from_warm_up(fp32_onnx):
+    f = Facts(fp32_onnx, fp32_onnx, "torch", "torch", 0.26, 56.0,
+              first_call={"create_ms": 0.9, "first_ms": 0.98, "warm_ms": 0.244},
+              threads={"threads": 2.0, "cores": 2.0, "load_1m": 3.8, "p50_ms": 0.25, "p50_1_thread_ms": 0.24})
+    checks = [x.check for x in run_checks(f)]
+    assert checks[0] == "disturbed-measurement" and "first-run-build" not in checks

@@ -73,6 +73,7 @@ def test_recipe_file_rebuilds_the_winner(first_run, tmp_path):
     first, out = first_run
     again = optimize(recipe=out / "winner.toml", output=tmp_path, settings=SETTINGS, progress=False)
     assert again.winner.candidate.recipe == first.winner.candidate.recipe
+    assert not any("base model differs" in n for n in again.notes)  # same base sha256 as in the recipe
     assert again.winner.metrics["accuracy"] == first.winner.metrics["accuracy"]
     x, _ = laser.data.digits("test")
     a = laser.run(laser.load(out / "winner"), backend="onnxruntime")({"input": x})["logits"]

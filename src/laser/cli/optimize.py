@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="ignore the cache of an earlier run in OUTPUT")
     p.add_argument("--robustness", action="store_true", help="also measure robustness (FGSM/PGD, corruptions)")
     p.add_argument("--quick", action="store_true", help="few latency iterations and short fine-tuning (smoke runs)")
+    p.add_argument("--threads", type=int, help="intra-op threads of every runner (default: all usable cores)")
     p.add_argument("--random-weights", action="store_true", help="random weights, for structure-only work")
     p.add_argument("--input-shape", help="per-sample input shape for a factory, e.g. 3,224,224")
     p.add_argument("--serve", action="store_true", help="start laser serve on the winner when done")
@@ -57,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_optimize(args: argparse.Namespace) -> int:
     from laser.optimize import Settings, optimize
 
-    settings = Settings.fast(robustness=args.robustness) if args.quick else Settings(robustness=args.robustness)
+    settings = (Settings.fast(robustness=args.robustness, threads=args.threads) if args.quick else
+                Settings(robustness=args.robustness, threads=args.threads))
     model: Any = args.model
     if args.input_shape and model is not None:
         from laser.loader import load

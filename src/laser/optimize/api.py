@@ -88,6 +88,10 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
                     progress=progress, evaluate=evaluate)
     result = search.run(winner_from=[r.name for r in custom] or None)
     result.hardware = _hardware()
+    if meta.get("base_sha256") and meta["base_sha256"] != search.base_digest:
+        result.notes.append(f"the base model differs from the one {recipe} was made from (sha256 "
+                            f"{search.base_digest[:12]} here, {str(meta['base_sha256'])[:12]} in the recipe): the "
+                            "rebuilt artifact is not the same model")
     stages: list[Any] = []
     if result.winner is not None:
         try:

@@ -128,10 +128,11 @@ def _search(ctx: Context) -> tuple[Stage, ...]:
         raise Unavailable("width search needs a latency budget: give p50<=... in --budget")
     if ctx.data is None:
         raise Unavailable("width search ranks layers by measured accuracy and needs a labelled dataset (--data)")
+    # a coarse table (2 widths per layer, short timings) keeps the search to ~a minute on 2 cores
     epochs = 1 if ctx.quick else ctx.distill_epochs
     return (make_stage("search", latency_budget_ms=round(ctx.search_budget_ms, 4), backend="onnxruntime",
                        data=ctx.data, finetune_epochs=epochs,
-                       **_optional("search", ratios=(0.25, 0.5, 0.75), max_seconds=0.15, progress=False)),)
+                       **_optional("search", ratios=(0.3, 0.6), max_seconds=0.1, progress=False)),)
 
 
 # name -> (builder, domain, what it is)

@@ -30,7 +30,7 @@ from laser.optimize.result import BASELINE, OptimizeResult, Outcome, triple
 from laser.stages import Stage
 
 log = logging.getLogger("laser.optimize")
-DOCTOR_VERSION = 2  # part of the doctor's cache key: a newer doctor re-examines cached candidates
+DOCTOR_VERSION = 3  # part of the doctor's cache key: a newer doctor re-examines cached candidates
 NOT_FASTER = 1.05  # a child less than 5 % faster than its parent counts as "not faster" (noise is ±5-15 %)
 
 

@@ -32,7 +32,7 @@ class Settings:
     robustness: bool = False
     distill_epochs: int = 3  # distillation after pruning; digits-cnn recovers within 1 point in 2-3
     doctor: bool = True
-    max_diagnoses: int = 8
+    max_diagnoses: int = 6
     quick: bool = False  # fewer epochs and calibration samples: for tests
     exporter: str = "auto"  # ONNX exporter of the export stage ("legacy" exports ~10x faster: smoke runs)
 

@@ -147,7 +147,7 @@ def _recipe_text(o: Outcome) -> str:
 
 
 def _doctor(result: OptimizeResult) -> str:
-    diagnosed = [o for o in result.outcomes if o.diagnosis]
+    diagnosed = sorted((o for o in result.outcomes if o.diagnosis), key=lambda o: o.speedup_vs_parent or 0.0)
     if not diagnosed:
         return "<p class='muted'>Every measured candidate is faster than its parent and within the accuracy budget.</p>"
     out = []
