@@ -136,3 +136,24 @@ def test_unknown_recipe_and_backend_are_clear_errors(tmp_path):
         optimize("digits-cnn", recipes="prune-fast", output=tmp_path, settings=SETTINGS, progress=False)
     with pytest.raises(ConfigError, match="unknown backend"):
         optimize("digits-cnn", backends="tensorflow", output=tmp_path, settings=SETTINGS, progress=False)
+
+
+@dataclass(frozen=True)
+class Broken(Stage):
+    op: ClassVar[str] = "broken"
+    calls: ClassVar[list] = []
+
+    def apply(self, artifact):
+        from laser.errors import ConfigError
+
+        Broken.calls.append(1)
+        raise ConfigError("this stage cannot handle the model")
+
+
+def test_a_failing_stage_is_tried_once_and_fails_every_candidate_built_on_it(tmp_path):
+    Broken.calls.clear()
+    result = optimize("digits-cnn", recipes=[Recipe("broken", (Broken(),), "torch")], formats="torch,onnx",
+                      output=tmp_path, settings=SETTINGS, progress=False, evaluate=FakeMeasure())
+    failed = [o for o in result.outcomes if o.candidate.recipe == "broken"]
+    assert len(failed) >= 2 and all(o.status == "failed" and "cannot handle" in o.error for o in failed)
+    assert len(Broken.calls) == 1

@@ -132,7 +132,7 @@ def _search(ctx: Context) -> tuple[Stage, ...]:
     epochs = 1 if ctx.quick else ctx.distill_epochs
     return (make_stage("search", latency_budget_ms=round(ctx.search_budget_ms, 4), backend="onnxruntime",
                        data=ctx.data, finetune_epochs=epochs,
-                       **_optional("search", ratios=(0.3, 0.6), max_seconds=0.1, progress=False)),)
+                       **_optional("search", ratios=(0.4, 0.75), max_seconds=0.1, progress=False)),)
 
 
 # name -> (builder, domain, what it is)

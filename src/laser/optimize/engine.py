@@ -58,6 +58,7 @@ class Search:
         self.plan = self._plan(names, formats, backends)
         self.recipes: dict[str, Recipe | Exception] = dict(self.custom)
         self.built: dict[str, Artifact] = {}
+        self.failed: dict[str, LaserError] = {}
         self.notes: list[str] = []
         self.started = 0.0
 
@@ -200,13 +201,13 @@ class Search:
         return got
 
     def _search_budget(self, outcomes: dict[Candidate, Outcome]) -> float | None:
-        """The p50 limit of the budget, else 0.7 × the base model's ONNX Runtime latency (measured)."""
+        """The p50 limit of the budget, else 0.8 × the base model's ONNX Runtime latency (measured)."""
         for c in self.budget.constraints:
             if c.metric in ("p50", "latency"):
                 return c.limit
         for o in outcomes.values():
             if triple(o.candidate) == ("none", "onnx", "onnxruntime") and o.measured:
-                return 0.7 * o.metrics["p50_ms"]
+                return 0.8 * o.metrics["p50_ms"]
         return None
 
     def _built_format(self, recipe: Recipe) -> str:
@@ -222,13 +223,19 @@ class Search:
         key = key or make_key(self.base_digest, [s.to_dict() for s in stages])
         if key in self.built:
             return self.built[key]
+        if key in self.failed:  # a stage that failed fails every candidate built on it: say so once, fast
+            raise self.failed[key]
         cached = self.cache.load_artifact(key)
         if cached is not None:
             self.built[key] = cached
             return cached
         art = self.artifact(stages[:-1]) if stages else self.base
         if stages:
-            art = stages[-1](art)
+            try:
+                art = stages[-1](art)
+            except LaserError as exc:
+                self.failed[key] = exc
+                raise
             art = self.cache.save_artifact(key, art)
         self.built[key] = art
         return art
