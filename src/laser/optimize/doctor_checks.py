@@ -300,6 +300,9 @@ def accuracy_lost(f: Facts) -> Finding | None:
                    f"accuracy drop {drop:.2f} pts vs {allowed:g} allowed", fix)
 
 
+CONTENTION = ("disturbed-measurement", "threads-oversubscribed")
+TIMING_BASED = ("batch-too-small", "overhead-bound", "first-run-build")  # read from timings the doctor took
+
 # id -> check, in the order findings are listed when their shares tie
 CHECKS: dict[str, Callable[[Facts], Finding | None]] = {
     "accuracy-drop": accuracy_lost,
@@ -333,5 +336,7 @@ def run_checks(f: Facts) -> list[Finding]:
                if f.child_profile else ""),
             "re-measure with more repeats (laser bench --repeats 5); if it persists, compare the per-op profiles "
             "of parent and child"))
+    if any(fd.check in CONTENTION for fd in found):  # timings taken under contention explain nothing else
+        found = [fd for fd in found if fd.check not in TIMING_BASED]
     order = list(CHECKS)
     return sorted(found, key=lambda fd: (-fd.share, order.index(fd.check) if fd.check in order else 99))
