@@ -157,3 +157,23 @@ def test_a_failing_stage_is_tried_once_and_fails_every_candidate_built_on_it(tmp
     failed = [o for o in result.outcomes if o.candidate.recipe == "broken"]
     assert len(failed) >= 2 and all(o.status == "failed" and "cannot handle" in o.error for o in failed)
     assert len(Broken.calls) == 1
+
+
+@dataclass(frozen=True)
+class Chatty(Stage):
+    op: ClassVar[str] = "chatty"
+
+    def apply(self, artifact):
+        import logging
+
+        logging.getLogger("laser.export").warning("TorchScript is deprecated upstream")
+        return artifact.derive(Step("chatty"))
+
+
+def test_stage_log_warnings_are_kept_with_the_candidate_not_printed(tmp_path, caplog):
+    result = optimize("digits-cnn", recipes=[Recipe("chatty", (Chatty(),), "torch")], formats="torch",
+                      output=tmp_path, settings=SETTINGS, progress=False, evaluate=FakeMeasure())
+    chatty = result.get("chatty", "torch", "torch")
+    assert chatty.warnings == ["laser.export: TorchScript is deprecated upstream"]
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]  # never reached the root logger
+    assert "What the stages warned about" in (tmp_path / "report.html").read_text()

@@ -165,7 +165,7 @@ class Search:
                            warnings=cached.get("warnings", []), load_1m=cached.get("load_1m"))
         # Stages warn about choices that will not pay (dynamic INT8 on convolutions, FP16 on CPU): keep the
         # warnings with the candidate for the report instead of interleaving them with the progress bar.
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, _StageLog() as logged:
             warnings.simplefilter("always")
             try:
                 art = self.artifact(stages, art_key)
@@ -176,9 +176,10 @@ class Search:
                 log.info("candidate %s failed", c.name, exc_info=True)
                 msg = str(exc) if isinstance(exc, LaserError) else f"{type(exc).__name__}: {exc}"
                 return Outcome(c, "failed", stages=dicts, error=msg[:600], seconds=time.monotonic() - t0, key=key,
-                               artifact_key=art_key, warnings=_messages(caught))
+                               artifact_key=art_key, warnings=_messages(caught) + logged.messages)
         out = Outcome(c, "measured", stages=dicts, metrics=figures(entry, ref), entry=entry,
-                      seconds=time.monotonic() - t0, key=key, artifact_key=art_key, warnings=_messages(caught),
+                      seconds=time.monotonic() - t0, key=key, artifact_key=art_key,
+                      warnings=_messages(caught) + logged.messages,
                       load_1m=os.getloadavg()[0])
         self.cache.put(key, out.record())
         return out
@@ -284,6 +285,34 @@ class Search:
             result.notes.append(f"doctor: {len(flagged)} candidates were not faster (or less accurate) than their "
                                 f"parent; the first {self.settings.max_diagnoses} were diagnosed "
                                 "(raise Settings.max_diagnoses for more)")
+
+
+class _StageLog(logging.Handler):
+    """While a candidate is built and measured, keep laser's own log warnings (e.g. 'TorchScript is deprecated')
+    with the candidate for the report instead of printing them through the progress bar."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+        self._logger = logging.getLogger("laser")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING or record.name.startswith("laser.optimize"):
+            logging.getLogger().handle(record)  # details (-v) and optimize's own messages go out as usual
+            return
+        text = f"{record.name}: {record.getMessage()}"[:500]
+        if text not in self.messages:
+            self.messages.append(text)
+
+    def __enter__(self) -> _StageLog:
+        self._propagate = self._logger.propagate
+        self._logger.addHandler(self)
+        self._logger.propagate = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.propagate = self._propagate
 
 
 def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
