@@ -109,6 +109,8 @@ class Search:
                 bar.set_postfix_str(f"{c.short}" + (f" | best so far {best.candidate.short}" if best else ""))
                 outcomes[c] = self._one(c, ref, outcomes)
                 bar.update(1)
+            if not timed_out:
+                self._remeasure_baseline(outcomes.get(BASELINE), ref)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -131,6 +133,26 @@ class Search:
                 result.interrupted = True
         result.elapsed_s = time.monotonic() - self.started
         return result
+
+    def _remeasure_baseline(self, o: Outcome | None, ref: Reference) -> None:
+        """Time the eager baseline again at the end and keep the lower p50: every speed-up is quoted against
+        it, and on a shared machine other processes only ever add time (the first timing may have caught a
+        busy moment)."""
+        if o is None or o.status != "measured":
+            return
+        try:
+            entry = self.evaluate(self.base, o.candidate.backend, ref, self.settings, self.base)
+        except LaserError:
+            return
+        again = figures(entry, ref)
+        first, second = o.metrics.get("p50_ms"), again.get("p50_ms")
+        if first is None or second is None:
+            return
+        self.notes.append(f"the PyTorch eager baseline was timed at the start and at the end of the run: p50 "
+                          f"{first:.3f} ms and {second:.3f} ms; the lower one is used")
+        if second < first:
+            o.metrics, o.entry = again, entry
+            self.cache.put(o.key, o.record())
 
     def _load_note(self, outcomes: Any) -> None:
         """Say so when the machine was busy: shared cores make multi-threaded runtimes (PyTorch eager above all)
