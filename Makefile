@@ -30,7 +30,6 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench examples
-	$(VENV)/bin/ruff format --check src tests bench examples
 	$(VENV)/bin/mypy
 
 clean:

@@ -234,7 +234,7 @@ class Artifact:
         """A new artifact one step further in the lineage. Pass new ``files`` (or a new torch
         ``module``) to replace the model; ``changes`` override manifest fields (format, spec, name...)."""
         m = self.manifest
-        base = dict(name=m.name, task=m.task, format=m.format, spec=m.spec, preprocessing=m.preprocessing,
+        base: dict[str, Any] = dict(name=m.name, task=m.task, format=m.format, spec=m.spec, preprocessing=m.preprocessing,
                     labels=m.labels, architecture=m.architecture, lineage=(*m.lineage, step), metrics={})
         base.update(changes)
         if module is not None:  # a new torch module: always a torch artifact

@@ -58,8 +58,9 @@ def image_to_array(image: Any, pre: Mapping[str, Any]) -> np.ndarray:
         raise ConfigError(f"this model's preprocessing is {pre.get('type')!r}, not 'image'; "
                           "pass a .npy/.npz tensor instead")
     img = load_image(image).convert(pre.get("mode", "RGB"))
-    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}.get(
-        pre.get("interpolation", "bilinear"), Image.BILINEAR)  # as the model's training transforms resized
+    modes = Image.Resampling
+    resample = {"bilinear": modes.BILINEAR, "bicubic": modes.BICUBIC, "nearest": modes.NEAREST}.get(
+        pre.get("interpolation", "bilinear"), modes.BILINEAR)  # as the model's training transforms resized
     if "size" in pre:
         h, w = pre["size"]
         img = img.resize((int(w), int(h)), resample)

@@ -63,6 +63,8 @@ def cross_entropy(module: nn.Module, inputs: Sequence[torch.Tensor], labels: tor
 
 
 def evaluate_top1(module: nn.Module, data: Dataset, batch_size: int = 256) -> float:
+    if data.labels is None:
+        raise ConfigError(f"dataset {data.name!r} has no labels; top-1 needs labelled samples")
     module.eval()
     correct = 0
     with torch.inference_mode():

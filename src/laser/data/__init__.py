@@ -60,7 +60,7 @@ def digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     x = (bunch.images.astype(np.float32) / 16.0 - 0.5) / 0.5
     y = bunch.target.astype(np.int64)
     rng = np.random.default_rng(0)
-    idx = {s: [] for s in SPLITS}
+    idx: dict[str, list[int]] = {s: [] for s in SPLITS}
     for cls in range(10):  # stratified: every class split 70/10/20
         members = rng.permutation(np.flatnonzero(y == cls))
         a, b = int(0.7 * len(members)), int(0.8 * len(members))

@@ -128,7 +128,7 @@ class Export(Stage):
         error = kind(f"cannot export {artifact.name!r} ({type(module).__name__}) to ONNX: "
                      + "; ".join(f"{a['exporter']} exporter: {a['error']}" for a in attempts))
         if hasattr(last, "child"):
-            error.child = last.child  # type: ignore[attr-defined]
+            error.child = last.child  # type: ignore[union-attr]
         raise error from last
 
     def _fastest_onnx(self, artifact: Artifact) -> Artifact:

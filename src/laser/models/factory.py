@@ -36,7 +36,7 @@ def resolve(target: str) -> Callable[..., Any]:
     except ImportError as exc:
         raise NotFoundError(f"cannot import {mod_name!r} for factory {target!r} ({exc}); "
                             "install the package that defines it or fix the name") from exc
-    fn = module
+    fn: Any = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
         if fn is None:

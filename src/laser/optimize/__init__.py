@@ -14,22 +14,14 @@ Like ``laser.measure``, the package itself is callable (``laser.optimize(...)``)
 binds the package as the attribute ``laser.optimize``, so the package forwards calls to ``optimize``.
 """
 
-import sys
-import types
-from typing import Any
 
+from laser._callable import make_callable
 from laser.optimize.api import optimize
 from laser.optimize.budget import Budget
 from laser.optimize.doctor import Diagnosis, doctor
 from laser.optimize.evaluate import Settings
 from laser.optimize.result import OptimizeResult, Outcome
 
-
-class _CallablePackage(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> OptimizeResult:
-        return optimize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+make_callable(__name__, optimize)  # laser.optimize(...) works as package and as function
 
 __all__ = ["Budget", "Diagnosis", "OptimizeResult", "Outcome", "Settings", "doctor", "optimize"]

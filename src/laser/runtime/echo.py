@@ -21,12 +21,12 @@ class EchoRunner(Runner):
     def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         first_spec = self.spec.inputs[0]
         first = np.asarray(inputs[first_spec.name])
-        sizes = {d: first.shape[i] for i, d in first_spec.dynamic_dims.items()}
-        batch = first.shape[0] if first.ndim else 1
+        sizes: dict[str, int] = {d: int(first.shape[i]) for i, d in first_spec.dynamic_dims.items()}
+        batch = int(first.shape[0]) if first.ndim else 1
         row_mean = first.reshape(batch, -1).astype(np.float64).mean(axis=1) if first.size else np.zeros(batch)
         out = {}
         for t in self.spec.outputs:
-            shape = tuple(d if isinstance(d, int) else sizes.get(d, batch if i == 0 else 1)
+            shape = tuple(int(d if isinstance(d, int) else sizes.get(d, batch if i == 0 else 1))
                           for i, d in enumerate(t.shape))
             arr = np.broadcast_to(row_mean.reshape((batch,) + (1,) * (len(shape) - 1)), shape)
             out[t.name] = np.ascontiguousarray(arr.astype(t.np_dtype))

@@ -34,7 +34,7 @@ class TorchRunner(Runner):
         self.channels_last = channels_last
         self.module = artifact.module().eval().to(device)
         if channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
+            self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
