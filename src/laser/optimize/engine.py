@@ -161,7 +161,9 @@ class Search:
 
         loads = [o.load_1m for o in outcomes if o.measured and o.load_1m is not None]
         cores = default_threads()
-        if loads and max(loads) > 0.75 * cores:
+        # The measuring process alone keeps up to `cores` threads runnable: only a load above that is other work
+        # (the same rule as laser.measure's noise note).
+        if loads and max(loads) > cores:
             self.notes.append(f"the machine was busy while measuring (1-minute load average {min(loads):.1f}-"
                               f"{max(loads):.1f} on {cores} usable cores): multi-threaded runtimes, PyTorch eager "
                               "above all, can read many times slower than on an idle machine; re-run with --fresh "
