@@ -30,12 +30,12 @@ from laser.errors import ArtifactError
 SCHEMA = 1
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON-safe copy: numpy scalars to Python, NaN/inf to None, tuples to lists, keys to str."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -65,7 +65,7 @@ class Report:
 
     # -- JSON --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _clean({"laser_report": SCHEMA, "created": self.created, "settings": self.settings,
+        return json_safe({"laser_report": SCHEMA, "created": self.created, "settings": self.settings,
                        "hardware": self.hardware, "skipped": self.skipped, "artifacts": self.artifacts})
 
     def to_json(self, indent: int | None = 2) -> str:

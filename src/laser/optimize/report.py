@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from laser.measure.report import json_safe  # one JSON-safe converter for every report
 from laser.optimize.budget import fmt
 
 if TYPE_CHECKING:
@@ -25,16 +25,6 @@ RUNTIME = {("torch", "torch"): "eager", ("onnx", "onnxruntime"): "ORT", ("onnx",
            ("torchscript", "torchscript"): "TorchScript", ("ort", "onnxruntime"): "ORT (.ort)"}
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def delta_pts(drop: float | None) -> str:
@@ -83,7 +73,7 @@ def result_dict(result: OptimizeResult) -> dict[str, Any]:
         if o.entry:
             artifacts.append({**o.entry, "label": o.name, "recipe": o.candidate.recipe})
     base = result.base
-    return _clean({
+    return json_safe({
         "laser_optimize": SCHEMA,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model": {"name": base.name, "source": result.source, "format": base.format, "task": base.task,
