@@ -25,32 +25,23 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 import laser
 from laser.artifact import Artifact
 from laser.errors import DependencyError
 from laser.export import export
 from laser.measure.latency import side_by_side
-from laser.models.vision_compat import models
+from laser.models.factory import with_batchnorm_statistics
 from laser.runtime import default_threads
-from laser.spec import image_spec
 
 PAUSE_S = 0.2  # between blocks: mixing OpenMP (torch) with onnxruntime/OpenVINO pools on 2 busy cores
 # slowed the next block up to 100x (e.g. eager MobileNetV3 6 ms -> 980 ms right after OpenVINO ran)
 
 
 def build(name: str) -> Artifact:
-    torch.manual_seed(0)
-    module = getattr(models(), name)()
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None
-    module.train()
-    with torch.no_grad():
-        module(torch.randn(4, 3, 224, 224))
-    return Artifact.from_module(module.eval(), name=name, task="classification", spec=image_spec(3, 224, 224, 1000),
-                                architecture={"factory": f"torchvision.models:{name}", "kwargs": {}})
+    """Random weights with BatchNorm statistics from one random batch (see reestimate_batchnorm)."""
+    art = laser.load(f"torchvision.models:{name}", random_weights=True, input_shape=(3, 224, 224))
+    return with_batchnorm_statistics(art, batch=4)
 
 
 def raw_onnxruntime(path: str, threads: int) -> Callable[[dict[str, np.ndarray]], Any]:

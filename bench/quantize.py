@@ -29,25 +29,20 @@ import warnings
 from typing import Any
 
 import numpy as np
-import torch
 
 import laser
 from laser.artifact import Artifact
 from laser.compress.quantize import Quantize, QuantizeWarning, int8_defaults
 from laser.export import export
 from laser.measure.latency import side_by_side
-from laser.models.factory import reestimate_batchnorm
+from laser.models.factory import with_batchnorm_statistics
 from laser.runtime import default_threads
 
 
 def realistic(name: str) -> Artifact:
     """Random weights with BatchNorm statistics from one random batch (see reestimate_batchnorm)."""
     art = laser.load(f"torchvision.models:{name}", random_weights=True, input_shape=(3, 224, 224))
-    torch.manual_seed(0)
-    module = reestimate_batchnorm(art.module(), torch.randn(8, 3, 224, 224))
-    m = art.manifest
-    return Artifact.from_module(module, name=name, task=m.task, spec=m.spec, architecture=m.architecture,
-                                lineage=m.lineage)
+    return with_batchnorm_statistics(art)
 
 
 def variants(onnx_art: Artifact, samples: int) -> dict[str, Artifact]:

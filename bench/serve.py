@@ -189,28 +189,14 @@ def resnet18(workdir: Path) -> tuple[Path, Path, str]:
     """(FP32 ONNX bundle, serving bundle, what the serving bundle is): random weights, real BN scale
     (random init leaves BN statistics that push activations toward denormals, which distorts timings).
     The torch weights go to ``workdir/resnet18.safetensors`` for the Flask app."""
-    import torch
-
     import laser
-    from laser.artifact import Artifact
     from laser.export import export
+    from laser.models.factory import with_batchnorm_statistics
 
-    art = laser.load("resnet18", random_weights=True)
-    module = art.module()
-    torch.manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    module.train()
-    with torch.no_grad():
-        module(torch.randn(8, 3, 224, 224))
+    art = with_batchnorm_statistics(laser.load("resnet18", random_weights=True))
     from safetensors.torch import save_file
 
-    save_file(module.eval().state_dict(), str(workdir / "resnet18.safetensors"))
-    m = art.manifest
-    art = Artifact.from_module(module.eval(), name="resnet18", task=m.task, spec=m.spec, architecture=m.architecture,
-                               preprocessing=m.preprocessing, labels=m.labels, lineage=m.lineage)
+    save_file(art.module().state_dict(), str(workdir / "resnet18.safetensors"))
     fp32 = export(art, to="onnx").save(workdir / "resnet18-fp32")
     try:
         from laser.compress.quantize import Quantize
