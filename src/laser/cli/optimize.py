@@ -8,6 +8,10 @@ from typing import Any
 
 from laser.cli.common import parse_shape
 from laser.cli.output import emit_json
+from laser.errors import ConfigError
+
+# Exit code when no candidate meets the budget: the best-effort report and winner are still written.
+NO_CANDIDATE_MEETS_BUDGET = 3
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,11 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="catalog name, bundle, .onnx, TorchScript .pt or package.module:factory (default: digits-cnn)")
     p.add_argument("-o", "--output", required=True, help="output directory (report, winner, resumable cache)")
     p.add_argument("--data", default="default",
-                   help="labelled dataset for accuracy (default: digits for the built-in model; 'none' = top-1 "
-                        "agreement with the FP32 model on synthetic inputs)")
+                   help="labelled dataset for accuracy (default: digits for the built-in model; 'none' = fidelity "
+                        "to the FP32 model: relative L2 of the outputs, top-1 agreement when meaningful)")
+    p.add_argument("--inputs", help="unlabelled samples for fidelity and calibration without --data: an image "
+                   "folder or .npy/.npz files (default: spec example inputs)")
     p.add_argument("--budget", default="accuracy_drop<=1%",
-                   help="constraints, e.g. 'accuracy_drop<=1%%,p50<=5ms,size<=2MB,energy<=0.5mJ' "
-                        "(default: accuracy_drop<=1%%; '' for none)")
+                   help="constraints, e.g. 'accuracy_drop<=1%%,p50<=5ms,size<=2MB,energy<=0.5mJ'; "
+                        "accuracy_drop<=1%% is kept unless the budget constrains accuracy or says accuracy_drop<=none")
+    p.add_argument("--no-accuracy-budget", action="store_true",
+                   help="drop the default accuracy_drop<=1%% constraint (same as adding accuracy_drop<=none)")
     p.add_argument("--objective", default="p50", help="what the winner minimises (p50, p99, size, energy) or "
                    "maximises (accuracy, throughput); default p50")
     p.add_argument("--recipes", help="comma-separated: none, int8-static, int8-dynamic, fp16, prune-N, prune-N+int8, "
@@ -66,7 +74,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
         model = load(model, random_weights=args.random_weights, input_shape=parse_shape(args.input_shape))
     data = None if str(args.data).lower() == "none" else args.data
-    result = optimize(model, data=data, budget=args.budget, objective=args.objective, recipes=args.recipes,
+    if args.inputs and data not in (None, "default"):
+        raise ConfigError("--inputs are unlabelled samples for runs without labels; with --data the dataset's "
+                          "own samples are used: drop one of the two")
+    budget = args.budget + (",accuracy_drop<=none" if args.no_accuracy_budget else "")
+    result = optimize(model, data=None if args.inputs else data, budget=budget, objective=args.objective,
+                      recipes=args.recipes, inputs=args.inputs,
                       formats=args.formats, backends=args.backends, output=args.output,
                       time_budget=args.time_budget, resume=not args.fresh, recipe=args.recipe, settings=settings,
                       progress=not args.no_progress,
@@ -86,12 +99,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         return 130
     if args.serve:
         return _serve(result, out, args.port)
-    return 0
+    return 0 if result.feasible else NO_CANDIDATE_MEETS_BUDGET
 
 
 def _serve(result: Any, out: Path, port: int) -> int:
-    from laser.errors import ConfigError
-
     if result.winner_artifact is None:
         raise ConfigError("--serve: there is no winner to serve (nothing was measured); see the report")
     try:

@@ -3,7 +3,10 @@
 The winner is the feasible candidate with the best objective (default: lowest p50), ties broken by
 higher accuracy, then fewer bytes, then less energy, so it is never dominated by another feasible one.
 When no candidate is feasible the best effort is the one that misses the budget by the least (sum of
-each failed constraint's excess relative to its limit), then the best objective.
+each failed constraint's excess relative to its limit), then the best objective. An unverified candidate
+(it changes the function and there was no data to recover or check it) is never chosen, not even as the
+best effort. After the final round (finals.py) only finalists compete, and ratios are quoted only between
+figures of that one set of rounds.
 """
 
 from __future__ import annotations
@@ -31,10 +34,15 @@ def parent_of(o: Outcome, result: OptimizeResult) -> Outcome | None:
     return same if same is not None and same.measured else eager
 
 
-def _ratio(parent: Outcome | None, child: Outcome) -> float | None:
+def _ratio(parent: Outcome | None, child: Outcome, same_rounds: bool = True) -> float | None:
+    """p50 ratio parent / child; with ``same_rounds`` only when both were timed in the same final set."""
     if parent is None or not parent.measured or not child.measured:
         return None
-    p, q = parent.metrics.get("p50_ms"), child.metrics.get("p50_ms")
+    if same_rounds and not (parent.final and child.final):
+        return None
+    key = "p50_ms" if same_rounds else "screen_p50_ms"
+    p = parent.metrics.get(key, parent.metrics.get("p50_ms"))
+    q = child.metrics.get(key, child.metrics.get("p50_ms"))
     return p / q if p and q else None
 
 
@@ -46,6 +54,7 @@ def analyse(result: OptimizeResult) -> None:
         o.parent = parent.name if parent is not None else None
         o.speedup_vs_parent = _ratio(parent, o)
         o.speedup_vs_eager = _ratio(result.eager, o)
+        o.screen_speedup_vs_parent = _ratio(parent, o, same_rounds=False)
     metrics = [o.metrics for o in measured]
     axes = pareto.axes_for(metrics)
     on_front = set(pareto.front(metrics, axes))
@@ -62,7 +71,10 @@ def _tiebreak(o: Outcome) -> tuple[float, float, float]:
 
 def choose(result: OptimizeResult) -> tuple[Outcome | None, bool]:
     objective = result.budget.objective
-    pool = [o for o in result.measured if not result.winner_from or o.candidate.recipe in result.winner_from]
+    pool = [o for o in result.measured if not o.unverified
+            and (not result.winner_from or o.candidate.recipe in result.winner_from)]
+    if result.finals is not None:  # after the final round, only figures of that one set are compared
+        pool = [o for o in pool if o.final] or pool
     feasible = [o for o in pool if not o.violations]
     if feasible:
         return min(feasible, key=lambda o: (objective.score(o.metrics), *_tiebreak(o))), True

@@ -16,6 +16,7 @@ from laser.optimize.budget import Budget, parse_duration
 from laser.optimize.candidates import Recipe
 from laser.optimize.engine import Search
 from laser.optimize.evaluate import Settings
+from laser.optimize.finals import Timer
 from laser.optimize.result import OptimizeResult
 
 DEFAULT_MODEL = "digits-cnn"
@@ -29,15 +30,22 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
              backends: Sequence[str] | str | None = None, output: str | os.PathLike[str] | None = None,
              time_budget: str | float | None = None, resume: bool = True, robustness: bool = False,
              recipe: str | os.PathLike[str] | None = None, settings: Settings | None = None,
-             progress: bool = True, random_weights: bool = False,
-             evaluate: Callable[..., dict[str, Any]] | None = None) -> OptimizeResult:
+             progress: bool = True, random_weights: bool = False, inputs: str | os.PathLike[str] | None = None,
+             evaluate: Callable[..., dict[str, Any]] | None = None, timer: Timer | None = None) -> OptimizeResult:
     """Build, measure and rank candidates (recipes × formats × backends); return the outcome.
 
     ``model``: a catalog name, bundle, file or Artifact (default: the built-in digits-cnn).
-    ``data``: labelled dataset (name or Dataset) for accuracy; None = top-1 agreement with the FP32
-    parent on synthetic inputs. The default is the digits dataset for the built-in model, else None.
-    ``budget``: constraints such as ``"accuracy_drop<=1%,p50<=5ms,size<=2MB"``; ``objective``: what
+    ``data``: labelled dataset (name or Dataset) for accuracy; None = fidelity to the FP32 parent (relative
+    L2 of the outputs, with top-1 agreement when the parent's predictions are diverse) on ``inputs``
+    (unlabelled samples: an image folder or .npy/.npz files; default: spec example inputs). The default is
+    the digits dataset for the built-in model, else None. Without data, recipes that change the function
+    and need data to recover (pruning, width search) are left out of the default list; asked for by name
+    they are measured and listed as unverified, never chosen.
+    ``budget``: constraints such as ``"accuracy_drop<=1%,p50<=5ms,size<=2MB"``; ``accuracy_drop<=1%`` is
+    kept unless the budget constrains accuracy itself or says ``accuracy_drop<=none``. ``objective``: what
     the winner minimises (``p50``) or maximises (``accuracy``, ``throughput``).
+    ``evaluate`` / ``timer``: replace the measurement of one candidate / the final side-by-side timing
+    (tests inject fakes).
     ``output``: directory for report.html, report.json, pareto.png, winner/, winner.toml and the
     resumable cache (re-running with the same directory skips measured candidates).
     ``time_budget``: e.g. "10m"; candidates not reached in time are reported as skipped.
@@ -57,6 +65,7 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         random_weights = random_weights or bool(meta.get("random_weights"))
         if data == "default":
             data = meta.get("data") or None
+        inputs = inputs if inputs is not None else meta.get("inputs")
         if budget == DEFAULT_BUDGET and "budget" in meta:
             budget = None if meta["budget"] == "(no constraint)" else meta["budget"]
             objective = str(meta.get("objective", objective))
@@ -73,20 +82,36 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
 
             torch.manual_seed(0)
         base = load(model, random_weights=random_weights)
+        if random_weights and base.format == "torch":
+            base = _with_batchnorm_statistics(base, inputs)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
     b = budget if isinstance(budget, Budget) else Budget.parse(budget, objective)
+    b = b.with_default_accuracy()
     out = Path(output) if output is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    names: list[str | Recipe] = list(custom) if custom else cands.parse_list(recipes, cands.DEFAULT_RECIPES)
+    early_notes: list[str] = []
+    if custom:
+        names: list[str | Recipe] = list(custom)
+    elif recipes is None and data is None:  # nothing to recover a function-changing recipe with, or check it on
+        names = [r for r in cands.DEFAULT_RECIPES if not cands.needs_data(r)]
+        left = [r for r in cands.DEFAULT_RECIPES if cands.needs_data(r)]
+        early_notes.append(f"no labelled data: {', '.join(left)} left out (they change the function and need data "
+                           "to fine-tune, distil or rank widths; asked for with --recipes they are measured and "
+                           "listed as unverified)")
+    else:
+        names = cands.parse_list(recipes, cands.DEFAULT_RECIPES)
     chosen_backends = [meta["backend"]] if custom else (cands.parse_list(backends, []) or None)
     search = Search(base, source, data=data, budget=b, recipes=names,
                     formats=[meta["format"]] if custom else cands.parse_list(formats, cands.DEFAULT_FORMATS),
                     backends=chosen_backends,
                     settings=settings, output=out, resume=resume, time_budget_s=parse_duration(time_budget),
-                    progress=progress, evaluate=evaluate)
+                    progress=progress, evaluate=evaluate, inputs=str(inputs) if inputs is not None else None,
+                    timer=timer)
+    search.notes[:0] = early_notes
     result = search.run(winner_from=[r.name for r in custom] or None)
+    result.requested_budget, result.inputs = b.text, search.inputs
     result.hardware = _hardware()
     if meta.get("base_sha256") and meta["base_sha256"] != search.base_digest:
         result.notes.append(f"the base model differs from the one {recipe} was made from (sha256 "
@@ -116,6 +141,27 @@ def _recipe_file(path: str | os.PathLike[str]) -> tuple[list[Recipe], dict[str, 
     return [Recipe(name, tuple(stages), str(meta["format"]))], meta
 
 
+def _with_batchnorm_statistics(base: Artifact, inputs: str | os.PathLike[str] | None) -> Artifact:
+    """Random weights keep BatchNorm's default statistics, which shrink activations layer after layer to
+    denormals (random-weight MobileNetV3-small gives logits ~1e-9): timings and every fidelity figure would
+    be meaningless. Re-estimate them from one batch (the user's inputs when given, else spec examples)."""
+    from laser.models.factory import reestimate_batchnorm, with_batchnorm_statistics
+
+    if inputs is None:
+        return with_batchnorm_statistics(base)
+    import copy
+
+    import torch
+
+    from laser.artifact import Step
+    from laser.compress.calibration import calibration_set
+
+    feeds = calibration_set(inputs, base.spec, base.preprocessing, samples=16, seed=0).feeds[0]
+    module = reestimate_batchnorm(copy.deepcopy(base.module()),
+                                  *(torch.from_numpy(feeds[n]) for n in base.spec.input_names))
+    return base.derive(Step("reestimate-batchnorm", params={"inputs": Path(inputs).name}), module=module)
+
+
 def _hardware() -> dict[str, Any]:
     try:
         from laser.measure.hardware import fingerprint
@@ -132,18 +178,23 @@ def write_outputs(result: OptimizeResult, out: Path, stages: Sequence[Any] = (),
     from laser.stages import save_recipe
 
     out.mkdir(parents=True, exist_ok=True)
+    (out / "pareto.png").unlink(missing_ok=True)  # never leave a plot of an earlier run beside this report
     if result.measured:
-        write_pareto(result, out / "pareto.png")
+        try:
+            write_pareto(result, out / "pareto.png")
+        except ImportError as exc:  # the report and the winner matter more than the plot
+            result.notes.append(f"pareto.png not drawn: matplotlib is not installed ({exc}); "
+                                "pip install 'laser[report]' for the plot")
     w = result.winner
     if w is not None and result.winner_artifact is not None:
         result.winner_artifact = result.winner_artifact.save(out / "winner")
         meta = {"model": result.source, "random_weights": random_weights, "base_sha256": _digest(result), "recipe": w.candidate.recipe,
                 "format": w.candidate.format, "backend": w.candidate.backend,
-                "data": result.reference.data.name if not result.reference.proxy else "",
-                "budget": result.budget.text, "objective": result.budget.objective.metric,
+                "data": result.reference.data.name if result.reference.data is not None else "",
+                "budget": result.requested_budget or result.budget.text, "objective": result.budget.objective.metric,
                 "feasible": result.feasible, "measured_p50_ms": w.metrics.get("p50_ms"),
-                "measured_accuracy": w.metrics.get("accuracy")}
-        save_recipe(out / "winner.toml", stages, meta)
+                "measured_accuracy": w.metrics.get("accuracy"), "inputs": result.inputs}
+        save_recipe(out / "winner.toml", stages, {k: v for k, v in meta.items() if v is not None})  # TOML has no null
     elif (out / "winner").exists() and w is None:
         shutil.rmtree(out / "winner", ignore_errors=True)
     write_json(result, out / "report.json")

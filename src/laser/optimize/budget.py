@@ -4,6 +4,10 @@ A budget is a comma-separated list of constraints, each ``METRIC OP VALUE UNIT``
 
     accuracy_drop<=1%, p50<=5ms, size<=2MB, energy<=0.5mJ
 
+``laser optimize`` keeps ``accuracy_drop<=1%`` in every budget unless the budget constrains accuracy itself
+or removes it explicitly with ``accuracy_drop<=none``. Without labelled data an accuracy constraint is
+mapped onto fidelity to the FP32 parent (``rel_l2``, ``agreement``; see ``Budget.for_fidelity``).
+
 Every figure is converted to one canonical unit (milliseconds, bytes, joules, percentage points,
 fractions) before it is compared, so ``p50<=500us`` and ``p50<=0.5ms`` are the same constraint. A value
 without a unit is refused where the unit is ambiguous (latency, size, energy, accuracy).
@@ -15,6 +19,7 @@ candidate is feasible when the list is empty. A figure that was not measured cou
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -38,7 +43,12 @@ METRICS: dict[str, tuple[str, str, str, str]] = {
     "macs": ("macs", "count", "lower", "MACs per sample"),
     "energy": ("energy_j", "energy", "lower", "energy per inference"),
     "robust_accuracy": ("robust_accuracy", "fraction", "higher", "robust accuracy (FGSM)"),
+    # without labels: fidelity to the FP32 parent (what an accuracy budget maps onto, see for_fidelity)
+    "rel_l2": ("rel_l2", "fraction", "lower", "relative L2 of the outputs vs the FP32 parent"),
+    "agreement": ("agreement", "fraction", "higher", "top-1 agreement with the FP32 parent"),
 }
+ACCURACY = ("accuracy", "accuracy_drop", "rel_l2", "agreement")  # constraints on "is it still the same model"
+DEFAULT_ACCURACY = "accuracy_drop<=1%"
 
 # Unit tables: unit -> factor to the canonical unit of the kind.
 UNITS: dict[str, dict[str, float]] = {
@@ -154,12 +164,54 @@ class Objective:
 class Budget:
     constraints: tuple[Constraint, ...] = ()
     objective: Objective = Objective()
+    removed: tuple[str, ...] = ()  # metrics the user switched off with METRIC<=none
+    mapping: str = ""  # how an accuracy budget was mapped onto fidelity figures (no labels), in words
 
     @classmethod
     def parse(cls, text: str | None, objective: str = "p50") -> Budget:
-        """Parse ``"accuracy_drop<=1%,p50<=5ms"``; empty or None means no constraint."""
+        """Parse ``"accuracy_drop<=1%,p50<=5ms"``; empty or None means no constraint; ``METRIC<=none``
+        records that the user removed that constraint (see ``with_default_accuracy``)."""
         terms = [t for t in re.split(r"[,;]", text or "") if t.strip()]
-        return cls(tuple(parse_constraint(t) for t in terms), Objective(objective))
+        removed = tuple(m for t in terms if (m := _removed(t)))
+        kept = tuple(parse_constraint(t) for t in terms if not _removed(t))
+        return cls(kept, Objective(objective), removed)
+
+    def with_default_accuracy(self) -> Budget:
+        """This budget, plus accuracy_drop<=1% unless it constrains accuracy already or the user removed
+        that constraint explicitly (``accuracy_drop<=none``): a latency budget alone must never crown a
+        model that lost accuracy."""
+        if any(c.metric in ACCURACY for c in self.constraints) or any(m in ACCURACY for m in self.removed):
+            return self
+        return dataclasses.replace(self, constraints=(parse_constraint(DEFAULT_ACCURACY), *self.constraints))
+
+    def for_fidelity(self, rel_l2_per_point: float, agreement_samples: int | None) -> Budget:
+        """Without labels: each accuracy constraint (an allowed drop of X points) becomes
+        ``rel_l2 <= X * rel_l2_per_point`` and, when ``agreement_samples`` is given (the parent's predictions
+        are diverse), ``agreement >= 1 - max(X/100, 2/samples)`` (two disagreements are within sampling noise)."""
+        out: list[Constraint] = []
+        said: list[str] = []
+        for c in self.constraints:
+            if c.metric not in ("accuracy", "accuracy_drop"):
+                out.append(c)
+                continue
+            pts = c.limit if c.metric == "accuracy_drop" else 100 * (1.0 - c.limit)
+            rel = Constraint("rel_l2", "<=", pts * rel_l2_per_point, f"rel_l2<={100 * pts * rel_l2_per_point:g}%")
+            out.append(rel)
+            said.append(f"{c.text} -> {rel.text}")
+            if agreement_samples:
+                floor = max(0.0, 1.0 - max(pts / 100, 2 / agreement_samples))
+                agree = Constraint("agreement", ">=", floor, f"agreement>={100 * floor:.4g}%")
+                out.append(agree)
+                said[-1] += f" and {agree.text}"
+        if not said:
+            return self
+        mapping = ("no labelled data, so the accuracy budget is judged by fidelity to the FP32 parent: "
+                   + "; ".join(said) + f" (relative L2 of the outputs: {100 * rel_l2_per_point:g} % per point "
+                   "of accuracy allowed" + ("; top-1 agreement counted because the parent's predictions are "
+                                            "diverse)" if agreement_samples else
+                                            "; top-1 agreement not counted: the parent's predictions are not "
+                                            "diverse enough to mean anything)"))
+        return dataclasses.replace(self, constraints=tuple(out), mapping=mapping)
 
     def check(self, metrics: Mapping[str, float | None]) -> list[Violation]:
         out = []
@@ -175,12 +227,22 @@ class Budget:
 
     @property
     def text(self) -> str:
-        return ", ".join(c.text for c in self.constraints) or "(no constraint)"
+        terms = [c.text for c in self.constraints] + [f"{m}<=none" for m in self.removed]
+        return ", ".join(terms) or "(no constraint)"
 
     def to_dict(self) -> dict[str, object]:
         return {"text": self.text, "constraints": [c.to_dict() for c in self.constraints],
+                "removed": list(self.removed), "mapping": self.mapping or None,
                 "objective": {"metric": self.objective.metric, "key": self.objective.key,
                               "goal": self.objective.describe()}}
+
+
+def _removed(term: str) -> str | None:
+    """The metric of a ``METRIC<=none`` term (the user switches that constraint off), else None."""
+    m = _TERM.match(term.strip())
+    if m and m.group(3).strip().lower() == "none" and m.group(1).lower() in METRICS:
+        return m.group(1).lower()
+    return None
 
 
 def parse_constraint(term: str) -> Constraint:

@@ -50,6 +50,7 @@ class Context:
     data: str | None  # labelled dataset name, or None (synthetic inputs)
     distill_epochs: int = 8
     search_budget_ms: float | None = None  # latency budget of the width search
+    inputs: str | None = None  # unlabelled samples (folder, .npy/.npz): calibration when there is no dataset
     quick: bool = False  # tests: fewer epochs and calibration samples
 
 
@@ -59,6 +60,7 @@ class Recipe:
     stages: tuple[Stage, ...]
     domain: str  # "torch" (result can be exported) or "onnx"
     note: str = ""
+    verified: bool = True  # False: changes the function with no data to recover it; never the winner
 
     def stage_dicts(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.stages]
@@ -103,9 +105,10 @@ def _optional(op: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def _int8(ctx: Context) -> Stage:
-    # without labelled data, calibrate on random inputs drawn from the spec (the quantize stage's 'random')
+    # without labelled data, calibrate on the user's unlabelled samples, else on random inputs drawn from the
+    # spec (the quantize stage's 'random')
     extra = {"samples": 64} if ctx.quick else {}
-    return make_stage("quantize", method="int8-static", calibration=ctx.data or "random", **extra,
+    return make_stage("quantize", method="int8-static", calibration=ctx.data or ctx.inputs or "random", **extra,
                       **_optional("quantize", progress=False))
 
 
@@ -167,12 +170,18 @@ def build_recipe(name: str, ctx: Context) -> Recipe:
         if not 0 < ratio < 1:
             raise ConfigError(f"recipe {name!r}: the prune percentage must be 1-99")
         stages = _prune(ratio, ctx) + ((_int8(ctx),) if m.group(2) else ())
-        note = "" if ctx.data else "no labelled data: pruned without fine-tuning or distillation"
-        return Recipe(name, stages, domain, note)
+        note = "" if ctx.data else ("no labelled data: pruned without fine-tuning or distillation, so it is a "
+                                    "different function; measured and listed as unverified, never the winner")
+        return Recipe(name, stages, domain, note, verified=ctx.data is not None)
     builder, _, _ = RECIPES[name]
     if name != "none" and ctx.base_format not in ("torch", "onnx"):
         raise Unavailable(f"recipe {name!r} needs a torch or onnx base model, got {ctx.base_format}")
     return Recipe(name, builder(ctx), domain)
+
+
+def needs_data(name: str) -> bool:
+    """Recipes that change the function and need labelled data to recover (fine-tune, distil, rank widths)."""
+    return bool(_PRUNE.match(name)) or name == "search"
 
 
 def describe(name: str, data: bool = True) -> str:

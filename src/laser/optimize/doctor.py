@@ -399,6 +399,7 @@ def doctor(parent: Artifact | str | os.PathLike[str], child: Artifact | str | os
         from laser.measure.accuracy import evaluate
 
         ref = reference(parent, data, settings)
+        assert ref.data is not None  # data was given: a labelled reference
         with run(child, backend=backend, threads=threads) as runner:
             acc, _ = evaluate(child.task, runner, ref.data)
         metrics["child"]["accuracy_drop_pts"] = 100 * (ref.base_accuracy - acc["top1"])

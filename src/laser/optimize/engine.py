@@ -25,7 +25,15 @@ from laser.optimize import candidates as cands
 from laser.optimize.budget import Budget
 from laser.optimize.cache import Cache, artifact_digest, make_key
 from laser.optimize.candidates import Candidate, Context, Recipe, Unavailable
-from laser.optimize.evaluate import Reference, Settings, figures, measure_candidate, reference
+from laser.optimize.evaluate import (
+    REL_L2_PER_POINT,
+    Reference,
+    Settings,
+    figures,
+    measure_candidate,
+    reference,
+)
+from laser.optimize.finals import Timer, run_finals, side_by_side_timer
 from laser.optimize.result import BASELINE, OptimizeResult, Outcome, triple
 from laser.stages import Stage
 
@@ -41,10 +49,13 @@ class Search:
     def __init__(self, base: Artifact, source: str, *, data: Dataset | str | None, budget: Budget,
                  recipes: Sequence[str | Recipe], formats: Sequence[str], backends: Sequence[str] | None,
                  settings: Settings, output: Path | None, resume: bool = True, time_budget_s: float | None = None,
-                 progress: bool = True, evaluate: Callable[..., dict[str, Any]] | None = None):
+                 progress: bool = True, evaluate: Callable[..., dict[str, Any]] | None = None,
+                 inputs: str | None = None, timer: Timer | None = None):
         self.base, self.source, self.budget, self.settings = base, source, budget, settings
         self.output, self.time_budget_s, self.progress = output, time_budget_s, progress
         self.evaluate = evaluate or measure_candidate
+        self.timer = timer or side_by_side_timer
+        self.inputs = inputs
         self.data_name = data if isinstance(data, str) else (data.name if data is not None else None)
         self.data = data
         self.cache = Cache(output / "cache" if output is not None and resume else None)
@@ -52,7 +63,7 @@ class Search:
             self.cache = Cache(None)
         self.base_digest = artifact_digest(base)
         self.ctx = Context(source=source, base_format=base.format, data=self.data_name,
-                           distill_epochs=settings.distill_epochs, quick=settings.quick)
+                           distill_epochs=settings.distill_epochs, quick=settings.quick, inputs=inputs)
         self.custom = {r.name: r for r in recipes if isinstance(r, Recipe)}
         names = [r.name if isinstance(r, Recipe) else r for r in recipes]
         self.plan = self._plan(names, formats, backends)
@@ -92,9 +103,13 @@ class Search:
         from tqdm.auto import tqdm
 
         self.started = time.monotonic()
-        ref = reference(self.base, self.data, self.settings)
+        ref = reference(self.base, self.data, self.settings, inputs=self.inputs)
         if ref.warning:
             self.notes.append(ref.warning)
+        if ref.proxy:
+            self.budget = self.budget.for_fidelity(REL_L2_PER_POINT, ref.samples if ref.agreement_meaningful else None)
+            if self.budget.mapping:
+                self.notes.append(self.budget.mapping)
         outcomes = {c: Outcome(c, "skipped", error="not reached") for c in self.plan}
         interrupted = timed_out = False
         bar = tqdm(total=len(self.plan), desc="optimize", unit="candidate", disable=not self.progress,
@@ -109,8 +124,6 @@ class Search:
                 bar.set_postfix_str(f"{c.short}" + (f" | best so far {best.candidate.short}" if best else ""))
                 outcomes[c] = self._one(c, ref, outcomes)
                 bar.update(1)
-            if not timed_out:
-                self._remeasure_baseline(outcomes.get(BASELINE), ref)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -126,6 +139,11 @@ class Search:
         from laser.optimize.analysis import analyse
 
         analyse(result)
+        if not interrupted:
+            try:
+                self._finals(result)
+            except KeyboardInterrupt:
+                result.interrupted = interrupted = True
         if self.settings.doctor and not interrupted:
             try:
                 self._diagnose(result)
@@ -134,25 +152,22 @@ class Search:
         result.elapsed_s = time.monotonic() - self.started
         return result
 
-    def _remeasure_baseline(self, o: Outcome | None, ref: Reference) -> None:
-        """Time the eager baseline again at the end and keep the lower p50: every speed-up is quoted against
-        it, and on a shared machine other processes only ever add time (the first timing may have caught a
-        busy moment)."""
-        if o is None or o.status != "measured":
-            return
+    def _finals(self, result: OptimizeResult) -> None:
+        """Re-time the contenders side by side (finals.py), then rank again on those figures."""
+        from laser.optimize.analysis import analyse
+
+        if self.progress:
+            log.info("final round: re-timing the contenders side by side")
         try:
-            entry = self.evaluate(self.base, o.candidate.backend, ref, self.settings, self.base)
-        except LaserError:
+            result.finals = run_finals(result, self.artifact_for, self.settings, self.timer)
+        except LaserError as exc:  # the screening figures still stand; say the ratios are not comparable
+            self.notes.append(f"the final side-by-side round failed ({exc}); ratios between candidates are not "
+                              "quoted, since screening figures were taken at different moments")
             return
-        again = figures(entry, ref)
-        first, second = o.metrics.get("p50_ms"), again.get("p50_ms")
-        if first is None or second is None:
-            return
-        self.notes.append(f"the PyTorch eager baseline was timed at the start and at the end of the run: p50 "
-                          f"{first:.3f} ms and {second:.3f} ms; the lower one is used")
-        if second < first:
-            o.metrics, o.entry = again, entry
-            self.cache.put(o.key, o.record())
+        if result.finals is not None:
+            self.notes.append(f"final round: {len(result.finals['finalists'])} finalists re-timed side by side "
+                              f"({result.finals['method']}); the winner and every ratio come from those figures")
+            analyse(result)
 
     def _load_note(self, outcomes: Any) -> None:
         """Say so when the machine was busy: shared cores make multi-threaded runtimes (PyTorch eager above all)
@@ -180,13 +195,15 @@ class Search:
         except (Unavailable, LaserError) as exc:
             return Outcome(c, "skipped" if isinstance(exc, Unavailable) else "failed", error=str(exc))
         dicts = [s.to_dict() for s in stages]
-        key = make_key(self.base_digest, dicts, c.format, c.backend, self.settings.key(), self.data_name)
+        key = make_key(self.base_digest, dicts, c.format, c.backend, self.settings.key(), self.data_name,
+                       self.inputs)
         art_key = make_key(self.base_digest, dicts)
         cached = self.cache.get(key)
         if cached and cached.get("status") in ("measured", "cached"):
             return Outcome(c, "cached", stages=dicts, metrics=cached["metrics"], entry=cached.get("entry"),
                            seconds=cached.get("seconds", 0.0), key=key, artifact_key=art_key,
-                           warnings=cached.get("warnings", []), load_1m=cached.get("load_1m"))
+                           warnings=cached.get("warnings", []), load_1m=cached.get("load_1m"),
+                           unverified=not recipe.verified)
         # Stages warn about choices that will not pay (dynamic INT8 on convolutions, FP16 on CPU): keep the
         # warnings with the candidate for the report instead of interleaving them with the progress bar.
         with warnings.catch_warnings(record=True) as caught, _StageLog() as logged:
@@ -204,7 +221,7 @@ class Search:
         out = Outcome(c, "measured", stages=dicts, metrics=figures(entry, ref), entry=entry,
                       seconds=time.monotonic() - t0, key=key, artifact_key=art_key,
                       warnings=_messages(caught) + logged.messages,
-                      load_1m=os.getloadavg()[0])
+                      load_1m=os.getloadavg()[0], unverified=not recipe.verified)
         self.cache.put(key, out.record())
         return out
 
@@ -351,7 +368,8 @@ def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
 
 def _flagged(o: Outcome, result: OptimizeResult) -> bool:
     """Not faster than its parent, or less accurate than the budget allows."""
-    slow = o.speedup_vs_parent is not None and o.speedup_vs_parent < NOT_FASTER
+    ratio = o.speedup_vs_parent if o.speedup_vs_parent is not None else o.screen_speedup_vs_parent
+    slow = ratio is not None and ratio < NOT_FASTER
     limit = result.budget_drop_limit()
     drop = o.metrics.get("accuracy_drop_pts")
     return slow or (limit is not None and drop is not None and drop > limit)

@@ -1,8 +1,10 @@
 """How one candidate is measured: ``laser.measure`` on its backend, reduced to the figures a budget reads.
 
-Accuracy is the task metric on the given labelled dataset. Without one, the accuracy proxy is top-1
-agreement with the FP32 parent: synthetic inputs drawn from the spec are labelled with the parent's
-own top-1 class (in torch eager), so a candidate's top-1 on them is its agreement with the parent.
+Accuracy is the task metric on the given labelled dataset. Without one it is *fidelity* to the FP32 parent
+on realistic inputs (the user's unlabelled samples, else spec examples): the relative L2 of the outputs, with
+cosine, KL and top-1 agreement beside it; agreement counts only when the parent's own predictions are
+diverse (a random-weight parent that gives one class for every input is matched by any child landing on
+that class). ``Budget.for_fidelity`` maps an accuracy budget onto these figures.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from laser.artifact import Artifact
 from laser.data import Dataset
 from laser.errors import ConfigError
+from laser.measure.fidelity import Diversity, compare, diversity
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class Settings:
     min_iters: int = 20
     max_seconds: float = 0.25  # per latency run (a time budget; at least min_iters calls)
     threads: int | None = None
-    synthetic_samples: int = 64  # agreement inputs when there is no labelled dataset
+    synthetic_samples: int = 64  # fidelity inputs when there is no labelled dataset
     accuracy_samples: int | None = None  # cap on dataset samples (None: the whole test split)
     robustness: bool = False
     distill_epochs: int = 3  # distillation after pruning; digits-cnn recovers within 1 point in 2-3
@@ -59,39 +62,77 @@ class Settings:
         return dataclasses.asdict(self)
 
 
+# The no-label budget mapping: an allowed drop of X points of accuracy becomes "relative L2 of the outputs
+# vs the parent <= X x REL_L2_PER_POINT" (plus top-1 agreement >= 1 - X/100 when the parent's predictions
+# are diverse enough to mean something). A rule of thumb, stated as such: post-training INT8 of CNN
+# classifiers, which typically loses well under a point of top-1, moves the logits by a few per cent relative
+# L2, while a function-changing edit (pruning without fine-tuning) moves them by tens of per cent.
+REL_L2_PER_POINT = 0.05
+PRIMARY = {"classification": "top1", "text-classification": "accuracy", "segmentation": "miou",
+           "detection": "map_50"}  # task -> the metric "accuracy" means in budgets and plots
+
+
 @dataclass(frozen=True)
 class Reference:
-    """The data every candidate's accuracy is measured on, and what that accuracy means."""
+    """What every candidate's accuracy is measured on, and what that accuracy means.
 
-    data: Dataset
-    metric: str  # "top1" or "top1 agreement with FP32 parent"
-    proxy: bool  # True: agreement with the parent on synthetic inputs
-    base_accuracy: float
+    With labels (``proxy`` False): the task metric on ``data``. Without (``proxy`` True): fidelity to the FP32
+    parent on ``inputs`` (user-given samples or spec examples), whose outputs are ``outputs``."""
+
+    data: Dataset | None  # labelled test data; None without labels
+    metric: str  # "top1" / "accuracy" / "miou" / "map_50", or "fidelity"
+    proxy: bool
+    base_accuracy: float  # the parent's task metric; 1.0 (identical) for fidelity
     distinct: int = 0  # distinct classes among the labels (the parent's own top-1 when proxy)
+    inputs: tuple[dict[str, np.ndarray], ...] = ()  # fidelity inputs, as batches
+    outputs: tuple[dict[str, np.ndarray], ...] = ()  # the parent's outputs on them
+    input_source: str = ""
+    samples: int = 0
+    diversity: Diversity | None = None  # of the parent's top-1 over the inputs (classifiers)
+    classifier: bool = False
+
+    @property
+    def agreement_meaningful(self) -> bool:
+        return self.diversity is not None and not self.diversity.degenerate
 
     @property
     def label(self) -> str:
-        return (f"top-1 agreement with the FP32 parent ({len(self.data)} synthetic inputs)" if self.proxy
-                else f"top-1 on {self.data.name} ({len(self.data)} samples)")
+        if not self.proxy:
+            assert self.data is not None
+            return f"{self.metric} on {self.data.name} ({len(self.data)} samples)"
+        return f"fidelity to the FP32 parent (1 − relative L2 of the outputs, {self.samples} inputs: {self.input_source})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"data": self.data.name, "samples": len(self.data), "metric": self.metric, "proxy": self.proxy,
-                "base_accuracy": self.base_accuracy, "label": self.label, "distinct_classes": self.distinct,
+        return {"data": self.data.name if self.data is not None else None,
+                "samples": len(self.data) if self.data is not None else self.samples,
+                "metric": self.metric, "proxy": self.proxy, "base_accuracy": self.base_accuracy,
+                "label": self.label, "distinct_classes": self.distinct, "inputs": self.input_source or None,
+                "agreement_meaningful": self.agreement_meaningful if self.proxy else None,
+                "diversity": self.diversity.describe() if self.diversity is not None else None,
                 "warning": self.warning}
 
     @property
     def warning(self) -> str | None:
-        """Why the proxy says little, when it does: a parent with random weights often gives every input
+        """Why top-1 agreement is left out, when it is: a parent with random weights often gives every input
         the same class, and then agreement only separates 'same constant class' from 'another one'."""
-        if not self.proxy or self.distinct > 2:
+        if not self.proxy or self.diversity is None or not self.diversity.degenerate:
             return None
-        return (f"the FP32 parent gives {self.distinct} distinct top-1 class(es) over {len(self.data)} synthetic "
-                "inputs (random weights?): top-1 agreement is a weak proxy here; report.json also holds each "
-                "candidate's max |logit difference| from the parent")
+        return (f"the FP32 parent is degenerate on these inputs ({self.diversity.describe()}; random weights?): "
+                "top-1 agreement would say little, so fidelity is judged by the relative L2 of the outputs alone")
+
+    def fidelity(self, runner: Any) -> dict[str, Any]:
+        """The runner's fidelity figures against the parent's stored outputs (see laser.measure.fidelity)."""
+        names = list(runner.spec.output_names)
+        got = [runner(feeds) for feeds in self.inputs]
+        child = {n: np.concatenate([g[n] for g in got]) for n in names}
+        parent = {n: np.concatenate([o[n] for o in self.outputs]) for n in names}
+        return compare(child, parent, names, self.classifier)
 
 
-def reference(base: Artifact, data: Dataset | str | None, settings: Settings) -> Reference:
-    """Labelled test data (or synthetic inputs labelled by the base model) and the base's accuracy on it."""
+def reference(base: Artifact, data: Dataset | str | None, settings: Settings,
+              inputs: Any = None) -> Reference:
+    """Labelled test data and the base's task metric on it; without labels, the fidelity inputs (``inputs``:
+    an image folder, ``.npy``/``.npz`` files or a Dataset; else spec examples) and the base's outputs on them."""
     from laser import data as datasets
     from laser.measure.accuracy import evaluate
     from laser.runtime import run
@@ -100,23 +141,28 @@ def reference(base: Artifact, data: Dataset | str | None, settings: Settings) ->
         data = datasets.load(data, "test")
     if data is not None:
         if data.labels is None:
-            raise ConfigError(f"dataset {data.name!r} has no labels; give a labelled dataset or none "
-                              "(then accuracy is top-1 agreement with the FP32 parent)")
+            raise ConfigError(f"dataset {data.name!r} has no labels; give a labelled dataset, or pass it as "
+                              "--inputs (unlabelled samples: then accuracy is fidelity to the FP32 parent)")
         if settings.accuracy_samples:
             data = data.take(settings.accuracy_samples)
+        metric = PRIMARY.get(base.task, "top1")
         with run(base, backend=_reference_backend(base)) as runner:
             acc, _ = evaluate(base.task, runner, data)
-        return Reference(data, "top1", False, float(acc["top1"]), len(np.unique(np.asarray(data.labels))))
-    if len(base.spec.outputs[0].shape) != 2:
-        raise ConfigError(f"{base.name!r} is not a classifier (first output {base.spec.outputs[0].describe()}); "
-                          "without a labelled dataset laser compares top-1 classes, so give --data")
-    feeds = base.spec.example_inputs(batch=settings.synthetic_samples, seed=1)
+        if metric not in acc:
+            raise ConfigError(f"the {base.task} metrics {sorted(acc)} have no {metric!r}; cannot rank candidates")
+        return Reference(data, metric, False, float(acc[metric]), len(np.unique(np.asarray(data.labels))))
+    from laser.compress.calibration import calibration_set
+
+    calib = calibration_set(inputs if inputs is not None else "random", base.spec, base.preprocessing,
+                            samples=settings.synthetic_samples, seed=1)
+    source = ("spec example inputs (N(0, 1) floats, random token ids)" if inputs is None else calib.source)
     with run(base, backend=_reference_backend(base)) as runner:
-        out = np.concatenate([runner({k: v[i:i + 16] for k, v in feeds.items()})[runner.spec.output_names[0]]
-                              for i in range(0, settings.synthetic_samples, 16)])
-    labels = out.argmax(axis=1).astype(np.int64)
-    ds = Dataset("synthetic (labels: FP32 parent's top-1)", tuple(feeds[n] for n in base.spec.input_names), labels)
-    return Reference(ds, "top1 agreement with FP32 parent", True, 1.0, len(np.unique(labels)))
+        outputs = tuple(runner(feeds) for feeds in calib.feeds)
+    first = np.concatenate([o[base.spec.output_names[0]] for o in outputs])
+    classifier = base.task in ("classification", "text-classification") and first.ndim == 2
+    div = diversity(first) if classifier else None
+    return Reference(None, "fidelity", True, 1.0, div.distinct if div else 0, calib.feeds, outputs, source,
+                     calib.samples, div, classifier)
 
 
 def _reference_backend(art: Artifact) -> str:
@@ -127,28 +173,44 @@ def _reference_backend(art: Artifact) -> str:
 
 def measure_candidate(art: Artifact, backend: str, ref: Reference, settings: Settings,
                       parent: Artifact | None = None) -> dict[str, Any]:
-    """The issue-6 report entry of ``art`` on ``backend`` (latency, accuracy, size, energy, robustness)."""
+    """The LASER report entry of ``art`` on ``backend`` (latency, accuracy, size, energy, robustness); without
+    labels, plus its ``fidelity`` to the parent on the reference inputs."""
     from laser.measure import measure
+    from laser.runtime import run
 
-    report = measure(art, backends=[backend], data=ref.data, reference=parent,
+    report = measure(art, backends=[backend], data=ref.data, reference=parent if ref.data is not None else None,
                      repeats=settings.repeats, warmup=settings.warmup, min_iters=settings.min_iters,
                      max_seconds=settings.max_seconds, threads=settings.threads, robustness=settings.robustness,
                      peak=False, activations=False)
-    return report.to_dict()["artifacts"][0]  # JSON-clean: NaN -> None, numpy -> Python
+    entry = report.to_dict()["artifacts"][0]  # JSON-clean: NaN -> None, numpy -> Python
+    if ref.proxy:
+        with run(art, backend=backend, threads=settings.threads) as runner:
+            entry["fidelity"] = ref.fidelity(runner)
+    return entry
 
 
 def figures(entry: dict[str, Any], ref: Reference) -> dict[str, Any]:
     """The flat figures budgets and the Pareto front read, in canonical units (ms, B, J, fraction, pts)."""
     lat, size, energy = entry.get("latency") or {}, entry.get("size") or {}, entry.get("energy") or {}
-    acc = (entry.get("accuracy") or {}).get("top1")
     out: dict[str, Any] = {
         "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
         "throughput_per_s": lat.get("throughput_per_s"), "spread_pct": lat.get("spread_pct"),
-        "accuracy": acc, "bytes": size.get("bytes"), "params": size.get("params"), "macs": size.get("macs"),
+        "bytes": size.get("bytes"), "params": size.get("params"), "macs": size.get("macs"),
         "energy_j": energy.get("joules_per_inference"), "energy_method": energy.get("method"),
     }
-    out["accuracy_drop_pts"] = None if acc is None else round(100 * (ref.base_accuracy - acc), 6)
-    out["max_abs_error"] = (entry.get("accuracy") or {}).get("max_abs_error")  # vs the parent, output units
+    if ref.proxy:
+        fid = entry.get("fidelity") or {}
+        rel = fid.get("rel_l2")
+        out["accuracy"] = None if rel is None else max(0.0, 1.0 - float(rel))  # fidelity: 1 = identical
+        out["accuracy_drop_pts"] = None  # no labels: the budget reads rel_l2 / agreement instead
+        out["rel_l2"], out["cosine"], out["kl"] = rel, fid.get("cosine"), fid.get("kl")
+        out["agreement"] = fid.get("top1_agreement") if ref.agreement_meaningful else None
+        out["max_abs_error"] = fid.get("max_abs_error")
+    else:
+        acc = (entry.get("accuracy") or {}).get(ref.metric)
+        out["accuracy"] = acc
+        out["accuracy_drop_pts"] = None if acc is None else round(100 * (ref.base_accuracy - acc), 6)
+        out["max_abs_error"] = (entry.get("accuracy") or {}).get("max_abs_error")  # vs the parent, output units
     rob = entry.get("robustness") or {}
     fgsm = rob.get("fgsm") or {}
     if fgsm:  # the classic example's epsilon when measured, else the largest one

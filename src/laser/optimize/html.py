@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from laser.optimize.budget import fmt
-from laser.optimize.report import delta_pts, rows, speed, verdict
+from laser.optimize.report import accuracy_what, constraints_applied, delta_pts, rows, speed, verdict
 
 if TYPE_CHECKING:
     from laser.optimize.result import OptimizeResult, Outcome
@@ -65,7 +65,7 @@ def _cards(result: OptimizeResult) -> str:
     if w is None or not w.measured:
         return ""
     ref = base if base is not None else w
-    what = "top-1 agreement with FP32" if result.reference.proxy else f"top-1 on {result.reference.data.name}"
+    what = accuracy_what(result)
     em = w.metrics.get("energy_method") or "estimated"
 
     def card(k: str, v: str, d: str) -> str:
@@ -104,7 +104,8 @@ def _table(result: OptimizeResult) -> str:
         cls = "win" if o is result.winner else ("" if o.on_front else "dom")
         pareto = ("<span class='tag front'>front</span>" if o.on_front else
                   f"<span class='tag domi' title='dominated by {_e(', '.join(o.dominated_by))}'>dominated</span>")
-        budget = ("<span class='pass'>✓ meets</span>" if o.feasible else "<span class='fail'>" + "<br>".join(
+        budget = ("<span class='fail'>unverified: changes the function, no data to recover or check it</span>"
+                  if o.unverified else "<span class='pass'>✓ meets</span>" if o.feasible else "<span class='fail'>" + "<br>".join(
             f"<span title='{_e(v.message())}'>✗ {_e(v.constraint.text)}: {_e(_value(v))}</span>"
             for v in o.violations) + "</span>")
         energy = "—" if m.get("energy_j") is None else fmt(m["energy_j"], "energy") + (
@@ -114,15 +115,29 @@ def _table(result: OptimizeResult) -> str:
         body.append(
             f"<tr class='{cls}'><td class='l' title='{_e(_recipe_text(o))}'>{star}{_e(o.name)}"
             f"{' <span class=muted>(cached)</span>' if o.status == 'cached' else ''}</td>"
-            f"<td>{fmt(m['p50_ms'], 'time')}</td>"
+            f"<td>{fmt(m['p50_ms'], 'time')}{_screening(result, o)}</td>"
             f"<td>{fmt(m['p99_ms'], 'time') if m.get('p99_ms') else '—'}</td><td>{speed(o.speedup_vs_eager)}</td>"
-            f"<td>{speed(o.speedup_vs_parent)}</td><td>{_acc(result, o)}</td><td>{delta_pts(m.get('accuracy_drop_pts'))}</td>"
+            f"<td>{speed(o.speedup_vs_parent)}</td><td>{_acc(result, o)}</td><td>{_delta(result, o)}</td>"
             + (f"<td>{_pct(m.get('robust_accuracy'))}</td>" if robust else "") +
             f"<td>{fmt(m['bytes'], 'bytes') if m.get('bytes') else '—'}</td><td>{macs}</td><td>{energy}</td>"
             f"<td class='l'>{pareto}</td><td class='l'>{budget}</td></tr>")
     recipes = sorted({o.candidate.recipe for o in result.outcomes})
     legend = " · ".join(f"<b>{_e(r)}</b>: {_e(_describe(r, not result.reference.proxy))}" for r in recipes)
     return f"<p class='muted'>Recipes: {legend}.</p><table>{head}{''.join(body)}</table>"
+
+
+def _screening(result: OptimizeResult, o: Outcome) -> str:
+    if result.finals is None or o.final:
+        return ""
+    return " <span class='muted' title='not a finalist: timed alone at its own moment'>(screening)</span>"
+
+
+def _delta(result: OptimizeResult, o: Outcome) -> str:
+    """The accuracy change; without labels, the relative L2 of the outputs vs the FP32 parent."""
+    if result.reference.proxy:
+        rel = o.metrics.get("rel_l2")
+        return "—" if rel is None else f"rel. L2 {100 * rel:.3g} %"
+    return delta_pts(o.metrics.get("accuracy_drop_pts"))
 
 
 def _pct(x: float | None) -> str:
@@ -193,14 +208,19 @@ def _method(result: OptimizeResult) -> str:
     items = [
         f"Hardware: {_e(cpu.get('model', '?'))}, {_e(cpu.get('usable_cores', '?'))} usable cores; ISA "
         f"{_e(', '.join(cpu.get('isa', [])) or '?')}.",
-        f"Latency: laser.measure on the candidate's backend, batch 1, {s.warmup} warm-up calls, ≥ {s.min_iters} timed "
-        f"calls and ≥ {s.max_seconds:g} s per run, median of {s.repeats} run(s); p50/p99 in ms per call (measured). "
-        "The machine is shared and noisy (±5-15 %): compare ratios within one run.",
+        f"Latency (screening): laser.measure on the candidate's backend, batch 1, {s.warmup} warm-up calls, ≥ "
+        f"{s.min_iters} timed calls and ≥ {s.max_seconds:g} s per run, median of {s.repeats} run(s); p50/p99 in ms per "
+        "call (measured), each candidate at its own moment.",
+        "Latency (final): " + (_e(result.finals["method"]) + f"; finalists: {_e(', '.join(result.finals['finalists']))}. "
+                               "Every ratio (× eager, × parent) is computed between figures of this one set; "
+                               "candidates that were not finalists show screening figures and no ratio."
+                               if result.finals else "no final side-by-side round ran (interrupted, or fewer than "
+                               "two candidates measured): no ratios are quoted."),
         f"Accuracy: {_e(result.reference.label)}; base {100 * result.reference.base_accuracy:.2f} % (measured in "
         "PyTorch eager). Drop = base − candidate in percentage points.",
         "Size: bytes of the artifact's files on disk (measured); MACs per sample at batch 1 (counted; FLOPs = 2 × MACs).",
         f"Energy: {_e(energy or 'not measured')}.",
-        f"Budget: {_e(result.budget.text)}; objective: {_e(result.budget.objective.describe())}. Pareto axes: accuracy "
+        f"Budget: {_e(constraints_applied(result))}; objective: {_e(result.budget.objective.describe())}. Pareto axes: accuracy "
         "(higher), p50, size and energy (lower); a candidate is dominated when another is at least as good on every "
         "axis and better on one.",
         f"Run: {len(result.outcomes)} candidates planned, {len(result.measured)} measured "

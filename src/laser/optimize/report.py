@@ -38,13 +38,28 @@ def speed(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}×"
 
 
+def accuracy_what(result: OptimizeResult) -> str:
+    """What the "accuracy" figure of this run means, for axis labels and cards."""
+    ref = result.reference
+    if ref.proxy or ref.data is None:
+        return "fidelity to the FP32 parent (1 − relative L2)"
+    return f"{ref.metric} on {ref.data.name}"
+
+
 def describe_metrics(o: Outcome, result: OptimizeResult) -> str:
     m = o.metrics
     parts = [f"p50 {fmt(m['p50_ms'], 'time')}"]
     if o.speedup_vs_eager is not None and o.name != (result.eager.name if result.eager else None):
-        parts[-1] += f" ({speed(o.speedup_vs_eager)} PyTorch eager)"
-    if m.get("accuracy") is not None:
-        what = "agreement" if result.reference.proxy else "top-1"
+        eager = result.eager.metrics["p50_ms"] if result.eager else None
+        parts[-1] += f" ({speed(o.speedup_vs_eager)} PyTorch eager" + (
+            f" at {fmt(eager, 'time')}, same rounds)" if eager else ")")
+    if result.reference.proxy and m.get("rel_l2") is not None:
+        fid = f"fidelity: relative L2 {100 * m['rel_l2']:.3g} % vs the FP32 parent"
+        if m.get("agreement") is not None:
+            fid += f", top-1 agreement {fmt(m['agreement'], 'fraction')}"
+        parts.append(fid)
+    elif m.get("accuracy") is not None:
+        what = result.reference.metric
         parts.append(f"{what} {fmt(m['accuracy'], 'fraction')} ({delta_pts(m['accuracy_drop_pts'])})")
     if m.get("bytes") is not None:
         parts.append(fmt(m["bytes"], "bytes"))
@@ -65,6 +80,17 @@ def verdict(result: OptimizeResult) -> str:
     return (f"No candidate meets the budget ({result.budget.text}). Best effort: {head} It misses: {fails}.")
 
 
+def constraints_applied(result: OptimizeResult) -> str:
+    """Which constraints decided, in words: the default accuracy one, removals, the no-label mapping."""
+    b = result.budget
+    parts = [f"constraints applied: {b.text}"]
+    if result.requested_budget and result.requested_budget != b.text:
+        parts.append(f"from the budget {result.requested_budget}")
+    if b.mapping:
+        parts.append(b.mapping)
+    return "; ".join(parts)
+
+
 def result_dict(result: OptimizeResult) -> dict[str, Any]:
     from laser.optimize.cache import artifact_digest
 
@@ -82,6 +108,8 @@ def result_dict(result: OptimizeResult) -> dict[str, Any]:
         "reference": result.reference.to_dict(),
         "settings": result.settings.to_dict(),
         "verdict": verdict(result),
+        "constraints_applied": constraints_applied(result),
+        "finals": result.finals,
         "winner": result.winner.name if result.winner else None,
         "feasible": result.feasible,
         "front": [o.name for o in result.front],
@@ -111,7 +139,7 @@ def write_pareto(result: OptimizeResult, path: Path) -> Path:
     points = [{"label": f"{o.candidate.recipe} · {RUNTIME.get((o.candidate.format, o.candidate.backend), o.candidate.short)}", "p50_ms": o.metrics.get("p50_ms"), "accuracy": o.metrics.get("accuracy"),
                "bytes": o.metrics.get("bytes"), "backend": o.candidate.backend, "on_front": o.on_front,
                "feasible": o.feasible, "winner": o is result.winner} for o in result.measured]
-    what = "top-1 agreement with FP32 parent" if result.reference.proxy else f"top-1 on {result.reference.data.name}"
+    what = accuracy_what(result)
     return pareto.plot(points, path, p50_limit_ms=p50, accuracy_floor=floor, accuracy_label=what,
                        title=f"{result.base.name}: {len(points)} candidates, latency vs {what} "
                              "(marker area ∝ size on disk)")
@@ -133,7 +161,8 @@ def terminal_summary(result: OptimizeResult, limit: int = 14) -> str:
         m = o.metrics
         if o.measured:
             acc = "—" if m.get("accuracy") is None else f"{100 * m['accuracy']:.2f}%"
-            budget = "ok" if o.feasible else "; ".join(v.constraint.text for v in o.violations)
+            budget = ("unverified" if o.unverified else "ok" if o.feasible else
+                      "; ".join(v.constraint.text for v in o.violations))
             body.append(("*" if o is result.winner else "", o.name, fmt(m["p50_ms"], "time"),
                          speed(o.speedup_vs_eager), acc, fmt(m["bytes"], "bytes") if m.get("bytes") else "—",
                          "front" if o.on_front else "dominated", budget))
@@ -142,7 +171,7 @@ def terminal_summary(result: OptimizeResult, limit: int = 14) -> str:
     out = [table(body, ("", "candidate", "p50", "vs eager", "accuracy", "size", "pareto", "budget"))]
     if len(shown) > limit:
         out.append(f"... and {len(shown) - limit} more in report.html / report.json")
-    out += ["", verdict(result)]
+    out += ["", verdict(result), constraints_applied(result) + "."]
     if result.interrupted:
         out.append("Interrupted (Ctrl-C): the report holds what was measured before it.")
     if result.timed_out:

@@ -26,6 +26,8 @@ class Outcome:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # what the stages warned about while building it
     load_1m: float | None = None  # the machine's 1-minute load average right after it was measured
+    unverified: bool = False  # changes the function and had no data to recover: listed, never the winner
+    final: bool = False  # re-timed side by side with the other finalists (metrics hold those figures)
     seconds: float = 0.0
     key: str = ""
     artifact_key: str = ""
@@ -36,6 +38,7 @@ class Outcome:
     parent: str | None = None
     speedup_vs_parent: float | None = None
     speedup_vs_eager: float | None = None
+    screen_speedup_vs_parent: float | None = None  # from screening figures: only flags doctor candidates
     diagnosis: dict[str, Any] | None = None
 
     @property
@@ -48,21 +51,22 @@ class Outcome:
 
     @property
     def feasible(self) -> bool:
-        return self.measured and not self.violations
+        return self.measured and not self.violations and not self.unverified
 
     def record(self) -> dict[str, Any]:
         """What the cache keeps."""
         c = self.candidate
         return {"recipe": c.recipe, "format": c.format, "backend": c.backend, "status": self.status,
                 "stages": self.stages, "metrics": self.metrics, "entry": self.entry, "seconds": self.seconds,
-                "artifact_key": self.artifact_key, "warnings": self.warnings, "load_1m": self.load_1m}
+                "artifact_key": self.artifact_key, "warnings": self.warnings, "load_1m": self.load_1m,
+                "unverified": self.unverified}
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.record(), "key": self.key, "error": self.error,
                 "feasible": self.feasible, "violations": [v.to_dict() for v in self.violations],
                 "on_front": self.on_front, "dominated_by": self.dominated_by, "parent": self.parent,
                 "speedup_vs_parent": self.speedup_vs_parent, "speedup_vs_eager": self.speedup_vs_eager,
-                "diagnosis": self.diagnosis}
+                "final": self.final, "diagnosis": self.diagnosis}
 
 
 @dataclass
@@ -85,6 +89,9 @@ class OptimizeResult:
     winner_artifact: Artifact | None = None
     hardware: dict[str, Any] = field(default_factory=dict)
     winner_from: list[str] = field(default_factory=list)  # recipe names the winner must come from
+    finals: dict[str, Any] | None = None  # the side-by-side re-timing of the finalists (finals.run_finals)
+    inputs: str | None = None  # unlabelled samples fidelity was measured on (None: spec examples)
+    requested_budget: str = ""  # the budget as given, before the default accuracy and the fidelity mapping
 
     @property
     def measured(self) -> list[Outcome]:
@@ -129,6 +136,8 @@ class OptimizeResult:
                 limits.append(c.limit)
             elif c.metric == "accuracy":
                 limits.append(100 * (self.reference.base_accuracy - c.limit))
+            elif c.metric == "rel_l2":  # fidelity (no labels): "accuracy" = 1 - relative L2
+                limits.append(100 * c.limit)
         return min(limits) if limits else None
 
 
