@@ -82,8 +82,8 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
 
             torch.manual_seed(0)
         base = load(model, random_weights=random_weights)
-        if random_weights and base.format == "torch":
-            base = _with_batchnorm_statistics(base, inputs)
+    if random_weights and base.format == "torch" and not any(s.op == "reestimate-batchnorm" for s in base.lineage):
+        base = _with_batchnorm_statistics(base, inputs)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
     b = budget if isinstance(budget, Budget) else Budget.parse(budget, objective)

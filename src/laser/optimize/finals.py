@@ -28,6 +28,10 @@ MAX_FINALISTS = 12
 SPREAD_LIMIT_PCT = 25.0  # a set with a finalist whose per-round medians spread wider than this is taken again
 MAX_SETS = 3
 ROUNDS, BLOCK, SWITCH = 5, 5, 2
+# Between blocks: let the previous runtime's intra-op threads go idle. onnxruntime's and OpenVINO's pools spin
+# after their last call, and PyTorch's OpenMP threads then lose the cores to them (eager blocks read many
+# times slower right after another runtime ran, on 2 cores).
+PAUSE_S = 0.1
 
 # (finalist name -> (artifact, backend)), settings -> finalist name -> per-round lists of ms per call
 Timer = Callable[[Mapping[str, tuple[Artifact, str]], "Settings"], dict[str, list[list[float]]]]
@@ -48,7 +52,7 @@ def side_by_side_timer(jobs: Mapping[str, tuple[Artifact, str]], settings: Setti
             calls[name] = (lambda r=runner, f=feeds: r(f))
         budget = max(0.5, 2 * settings.max_seconds)  # seconds per finalist, ROUNDS rounds at least
         times = side_by_side(calls, rounds=ROUNDS, block=BLOCK, switch=SWITCH, warmup=max(3, settings.warmup),
-                             pause_s=0.01, budget_s=budget, max_rounds=60)
+                             pause_s=PAUSE_S, budget_s=budget, max_rounds=60)
     finally:
         for runner in runners.values():
             runner.close()
