@@ -59,7 +59,7 @@ class FakeTimer:
         self.p50s, self.spreads = p50s or {}, list(spreads or [])
         self.sets = []
 
-    def __call__(self, jobs, settings):
+    def __call__(self, jobs, settings, block, switch):
         self.sets.append(sorted(jobs))
         wobble = self.spreads.pop(0) if self.spreads else 0.0  # relative spread of this set's round medians
         out = {}

@@ -33,11 +33,15 @@ ROUNDS, BLOCK, SWITCH = 5, 5, 2
 # times slower right after another runtime ran, on 2 cores).
 PAUSE_S = 0.1
 
-# (finalist name -> (artifact, backend)), settings -> finalist name -> per-round lists of ms per call
-Timer = Callable[[Mapping[str, tuple[Artifact, str]], "Settings"], dict[str, list[list[float]]]]
+SET_SECONDS = 15.0  # a set of rounds of slow models uses shorter blocks to stay about this long
+FINALS_SECONDS = 60.0  # no set is taken again once the final round has run this long
+
+# (finalist name -> (artifact, backend)), settings, block, switch -> finalist name -> per-round ms per call
+Timer = Callable[[Mapping[str, tuple[Artifact, str]], "Settings", int, int], dict[str, list[list[float]]]]
 
 
-def side_by_side_timer(jobs: Mapping[str, tuple[Artifact, str]], settings: Settings) -> dict[str, list[list[float]]]:
+def side_by_side_timer(jobs: Mapping[str, tuple[Artifact, str]], settings: Settings, block: int = BLOCK,
+                       switch: int = SWITCH) -> dict[str, list[list[float]]]:
     """One set of interleaved rounds over every finalist (batch 1, spec example inputs), per-round ms."""
     from laser.measure.latency import side_by_side
     from laser.runtime import run
@@ -51,12 +55,21 @@ def side_by_side_timer(jobs: Mapping[str, tuple[Artifact, str]], settings: Setti
             feeds = runner.spec.example_inputs(batch=1, seed=0)
             calls[name] = (lambda r=runner, f=feeds: r(f))
         budget = max(0.5, 2 * settings.max_seconds)  # seconds per finalist, ROUNDS rounds at least
-        times = side_by_side(calls, rounds=ROUNDS, block=BLOCK, switch=SWITCH, warmup=max(3, settings.warmup),
+        times = side_by_side(calls, rounds=ROUNDS, block=block, switch=switch, warmup=max(1, min(3, settings.warmup)),
                              pause_s=PAUSE_S, budget_s=budget, max_rounds=60)
     finally:
         for runner in runners.values():
             runner.close()
-    return {name: [ts[i:i + BLOCK] for i in range(0, len(ts), BLOCK)] for name, ts in times.items()}
+    return {name: [ts[i:i + block] for i in range(0, len(ts), block)] for name, ts in times.items()}
+
+
+def block_plan(chosen: list[Outcome]) -> tuple[int, int]:
+    """(timed, untimed) calls per finalist and round: BLOCK and SWITCH, shortened for slow models so that a
+    set of ROUNDS rounds stays near SET_SECONDS (screening p50s estimate the cost)."""
+    per_call_s = sum(float(o.metrics.get("p50_ms") or 0.0) for o in chosen) / 1e3
+    if per_call_s * ROUNDS * (BLOCK + SWITCH) <= SET_SECONDS:
+        return BLOCK, SWITCH
+    return max(1, min(BLOCK, int(SET_SECONDS / (per_call_s * ROUNDS)) - 1)), 1
 
 
 def finalists(result: OptimizeResult) -> list[Outcome]:
@@ -94,13 +107,14 @@ def run_finals(result: OptimizeResult, artifact_for: Callable[[Outcome], Artifac
     if len(chosen) < 2:
         return None
     jobs = {o.name: (artifact_for(o), o.candidate.backend) for o in chosen}
+    block, switch = block_plan(chosen)
     sets: list[tuple[float, dict[str, list[list[float]]]]] = []
     started = time.monotonic()
     for _ in range(MAX_SETS):
-        got = timer(jobs, settings)
+        got = timer(jobs, settings, block, switch)
         worst = max(spread_pct(got[name]) for name in jobs)
         sets.append((worst, got))
-        if worst <= SPREAD_LIMIT_PCT:
+        if worst <= SPREAD_LIMIT_PCT or time.monotonic() - started > FINALS_SECONDS:
             break
     worst, kept = min(sets, key=lambda s: s[0])
     rounds = min(len(kept[name]) for name in jobs)
@@ -112,9 +126,9 @@ def run_finals(result: OptimizeResult, artifact_for: Callable[[Outcome], Artifac
                      "throughput_per_s": 1e3 / p50 if p50 > 0 else None,
                      "spread_pct": spread_pct(kept[o.name]), "timing": "final"}
         o.final = True
-    return {"finalists": [o.name for o in chosen], "sets": len(sets), "rounds": rounds, "block": BLOCK,
+    return {"finalists": [o.name for o in chosen], "sets": len(sets), "rounds": rounds, "block": block,
             "worst_spread_pct": worst, "spread_limit_pct": SPREAD_LIMIT_PCT, "seconds": time.monotonic() - started,
-            "method": (f"side by side in one process: {rounds} interleaved rounds, each finalist making {SWITCH} "
-                       f"untimed then {BLOCK} timed calls at batch 1 per round; p50/p90/p99 over all timed calls; "
+            "method": (f"side by side in one process: {rounds} interleaved rounds, each finalist making {switch} "
+                       f"untimed then {block} timed calls at batch 1 per round; p50/p90/p99 over all timed calls; "
                        f"{len(sets)} set(s) taken, the one with the narrowest worst spread kept "
                        f"({worst:.0f} %; limit {SPREAD_LIMIT_PCT:.0f} %)")}
