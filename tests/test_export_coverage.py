@@ -25,7 +25,7 @@ MODELS = ["digits-cnn", "tiny-bert", "mobilenet_v3_small", *(pytest.param(m, mar
 
 
 def vision_artifact(name: str) -> Artifact:
-    from laser.models.vision_compat import models
+    from laser.vision_compat import models
 
     torch.manual_seed(0)
     module = getattr(models(), name)()
@@ -46,7 +46,7 @@ def vision_artifact(name: str) -> Artifact:
 def tiny_bert() -> Artifact:
     """A BERT-style text classifier from a small config (no download): (input_ids, attention_mask) ->
     logits, with a dynamic batch and a dynamic sequence length."""
-    from laser.models.vision_compat import torchvision
+    from laser.vision_compat import torchvision
 
     torchvision()  # transformers imports torchvision; make that import work with CPU torch
     transformers = pytest.importorskip("transformers")

@@ -192,7 +192,7 @@ class Artifact:
             raise ArtifactError(f"{self!r} is a {self.format} artifact; only torch artifacts have a module. "
                                 "Run it with laser.run(artifact) instead")
         if self._module is None:
-            from laser.models.factory import build_module
+            from laser.architecture import build_module
 
             self._module = build_module(self.manifest.architecture, self.file("weights"))
         return self._module
@@ -220,7 +220,7 @@ class Artifact:
     def from_module(cls, module: torch.nn.Module, *, name: str, task: str, spec: ModelSpec,
                     architecture: Mapping[str, Any] | None, step: Step | None = None, **fields: Any) -> Artifact:
         """A torch artifact: weights as safetensors + the architecture recipe that rebuilds the module."""
-        from laser.models.factory import save_weights
+        from laser.architecture import save_weights
 
         path = workspace(name) / "model.safetensors"
         save_weights(module, path)

@@ -8,7 +8,7 @@ stay consistent. The pruned widths are recorded in the manifest as an architectu
     {"target": "laser.compress.prune:reshape",
      "kwargs": {"inputs": [...], "out_channels": {"features.0.0": 16, ...}, "in_channels": {...}}}
 
-``laser.models.factory.build_architecture`` applies it after the factory and before the weights are
+``laser.architecture.build_architecture`` applies it after the factory and before the weights are
 loaded, so a pruned bundle reloads (and exports) without any class that knows the pruned shapes.
 
 Unstructured pruning zeroes individual weights. Dense runtimes (ONNX Runtime, OpenVINO, torch on CPU)
