@@ -135,7 +135,8 @@ class Export(Stage):
         """Both exporters, each validated; keep the graph that runs faster in onnxruntime here (the two
         graphs of one model can differ ~2x in latency, e.g. ReduceMean vs GlobalAveragePool)."""
         from laser.runtime import run
-        from laser.runtime.auto import example_feeds, interleaved_median_ms
+        from laser.runtime.auto import example_feeds
+        from laser.timing import interleaved_median_ms
 
         made: dict[str, Artifact] = {}
         failed: dict[str, str] = {}

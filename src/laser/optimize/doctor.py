@@ -282,8 +282,9 @@ def throughput(art: Artifact, backend: str, batch: int, threads: int | None, sec
 
 
 def first_call(art: Artifact, backend: str, threads: int | None) -> dict[str, float]:
-    """Runner creation, the first call and the warm median (ms) on a fresh runner."""
+    """Runner creation, the first call and the warm median of 7 calls (ms) on a fresh runner."""
     from laser.runtime import run
+    from laser.timing import side_by_side
 
     feeds = art.spec.example_inputs(batch=1)
     t0 = time.perf_counter()
@@ -292,12 +293,8 @@ def first_call(art: Artifact, backend: str, threads: int | None) -> dict[str, fl
     with runner:
         runner(feeds)
         t2 = time.perf_counter()
-        warm = []
-        for _ in range(7):
-            s = time.perf_counter()
-            runner(feeds)
-            warm.append(time.perf_counter() - s)
-    return {"create_ms": 1e3 * (t1 - t0), "first_ms": 1e3 * (t2 - t1), "warm_ms": 1e3 * sorted(warm)[3]}
+        warm = side_by_side({"warm": lambda: runner(feeds)}, rounds=1, block=7, switch=0, warmup=0)["warm"]
+    return {"create_ms": 1e3 * (t1 - t0), "first_ms": 1e3 * (t2 - t1), "warm_ms": sorted(warm)[3]}
 
 
 def thread_scaling(art: Artifact, backend: str, threads: int | None, seconds: float) -> dict[str, float]:

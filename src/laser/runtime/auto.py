@@ -21,12 +21,10 @@ from laser.artifact import Artifact
 from laser.errors import BackendError, DependencyError
 from laser.runtime.base import Runner
 from laser.spec import ModelSpec
+from laser.timing import PER_ROUND, interleaved_median_ms
 
 log = logging.getLogger("laser.runtime")
 
-# Timing per candidate: WARMUP untimed calls, then rounds of SWITCH untimed + PER_ROUND timed calls, at
-# least MIN_ROUNDS and at most MAX_ROUNDS rounds or BUDGET_S seconds per candidate.
-WARMUP, SWITCH, PER_ROUND, MIN_ROUNDS, MAX_ROUNDS, BUDGET_S = 3, 2, 4, 3, 25, 0.5
 # Size used for named dynamic dims other than the batch (sequence length ...) in example inputs.
 EXAMPLE_DIM = 16
 
@@ -56,18 +54,6 @@ def machine() -> str:
     except AttributeError:  # pragma: no cover - non-Linux
         cores = os.cpu_count() or 1
     return f"{cpu} x{cores} {platform.system()}-{platform.machine()}"
-
-
-def interleaved_median_ms(calls: Mapping[str, Callable[[], object]], warmup: int = WARMUP,
-                          budget_s: float = BUDGET_S) -> tuple[dict[str, float], int]:
-    """Median milliseconds of each call, timed side by side in rounds (see
-    ``laser.measure.latency.side_by_side``); (medians, rounds)."""
-    from laser.measure.latency import side_by_side
-
-    times = side_by_side(calls, rounds=MIN_ROUNDS, block=PER_ROUND, switch=SWITCH, warmup=warmup,
-                         budget_s=budget_s, max_rounds=MAX_ROUNDS)
-    rounds = min((len(t) for t in times.values()), default=0) // PER_ROUND
-    return {name: float(np.median(t)) for name, t in times.items()}, rounds
 
 
 def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Runner],
