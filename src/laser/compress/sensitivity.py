@@ -57,7 +57,7 @@ class Sensitivity:
         return cls(**dict(d))
 
     def table(self) -> str:
-        from laser.cli.output import table
+        from laser.text import table
 
         header = ["layer group", "channels", *(f"@{r:.0%}: drop (kept)" for r in self.ratios),
                   f"MACs saved @{self.ratios[-1]:.0%}"]

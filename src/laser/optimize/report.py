@@ -125,7 +125,7 @@ def rows(result: OptimizeResult) -> list[Outcome]:
 
 
 def terminal_summary(result: OptimizeResult, limit: int = 14) -> str:
-    from laser.cli.output import table
+    from laser.text import table
 
     shown = rows(result)
     body = []
