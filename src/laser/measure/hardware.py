@@ -4,8 +4,8 @@ Peak figures come from short micro-benchmarks: the best of a few large matrix pr
 (FP32: ``torch.mm``; INT8: ``torch._int_mm``, int8 × int8 -> int32) timed with perf_counter,
 counting 2 ops per multiply-accumulate; on a CPU the better of all threads together and one thread
 × cores (see ``_peak``). Library matmuls reach most, not all, of the theoretical
-peak (DESIGN.md: an FMA loop measured ~230 GFLOP/s FP32 on this 2-core VM; torch.mm at n=2048 gets
-~200), so "% of peak" is relative to what a well-tuned kernel achieves here, as labelled.
+peak (an example measured elsewhere, on a 2-core VM: a hand-written FMA loop reached ~230 GFLOP/s FP32,
+torch.mm at n=2048 ~200), so "% of peak" is relative to what a well-tuned kernel achieves here, as labelled.
 """
 
 from __future__ import annotations
