@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from laser.optimize.doctor import Facts, Finding
+from laser.optimize.doctor_facts import Facts, Finding
 
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
 FLOAT_COMPUTE = ("Conv", "FusedConv", "Gemm", "MatMul", "FusedGemm", "FusedMatMul")
