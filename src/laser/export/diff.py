@@ -24,7 +24,6 @@ import numpy as np
 from laser.artifact import Artifact, workspace
 from laser.errors import ConfigError, require
 from laser.export.adapter import PREFIX
-from laser.runtime.auto import example_feeds
 
 
 def node_scope(node: Any) -> str | None:
@@ -114,7 +113,7 @@ def diff(parent: Artifact, child: Artifact, data: Any = None, batch: int = 1) ->
         feeds = data.feeds(child.spec.input_names, 0, batch)
         source = f"{data.name}: first {batch} sample(s)"
     else:
-        feeds = example_feeds(child.spec, batch=batch)
+        feeds = child.spec.example_inputs(batch=batch)
         source = f"spec examples (batch {batch})"
     onnx = require("onnx", "onnx")
     graph = onnx.load(str(child.model_file), load_external_data=False).graph

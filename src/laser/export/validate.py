@@ -18,7 +18,7 @@ import numpy as np
 
 from laser.artifact import Artifact
 from laser.errors import ConfigError, ParityError
-from laser.runtime.auto import EXAMPLE_DIM, example_dims
+from laser.spec import EXAMPLE_DIM_SIZE
 
 # The backend a format is checked on when none is asked for: the reference runtime of each format.
 REFERENCE_BACKEND = {"torch": "torch", "onnx": "onnxruntime", "ort": "onnxruntime", "torchscript": "torchscript"}
@@ -30,14 +30,14 @@ def _batches(child: Artifact, data: Any, batch: int) -> Iterator[tuple[str, dict
     fixed = any(t.shape and t.shape[0] != "batch" and isinstance(t.shape[0], int) for t in spec.inputs)
     if fixed:  # batch dim not dynamic: feed the fixed size only
         batch = next(t.shape[0] for t in spec.inputs if isinstance(t.shape[0], int))
-    first = spec.example_inputs(batch=batch, seed=0, dims=example_dims(spec, EXAMPLE_DIM))
+    first = spec.example_inputs(batch=batch, seed=0)
     yield f"spec examples (batch {batch})", first
     if any(a.dtype.kind == "f" for a in first.values()):
         # the mirror image: a graph that froze a branch on the input's sign (a traced `if x.sum() > 0`)
         # gets one of the two batches wrong
         yield (f"negated spec examples (batch {batch})",
                {k: -a if a.dtype.kind == "f" else a for k, a in first.items()})
-    other = example_dims(spec, EXAMPLE_DIM - 5)
+    other = dict.fromkeys(spec.named_dims, EXAMPLE_DIM_SIZE - 5)
     if not fixed or other:
         b2 = batch if fixed else batch + 1
         dims = ", ".join(f"{k} {v}" for k, v in other.items())

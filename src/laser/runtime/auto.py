@@ -15,29 +15,14 @@ import platform
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from laser.artifact import Artifact
 from laser.errors import BackendError, DependencyError
 from laser.runtime.base import Runner
-from laser.spec import ModelSpec
 from laser.timing import PER_ROUND, interleaved_median_ms
 
 log = logging.getLogger("laser.runtime")
 
-# Size used for named dynamic dims other than the batch (sequence length ...) in example inputs.
-EXAMPLE_DIM = 16
-
 _DECISIONS: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-
-def example_dims(spec: ModelSpec, size: int = EXAMPLE_DIM) -> dict[str, int]:
-    """A size for every named dynamic dim of the spec except the batch."""
-    return {d: size for t in spec.inputs for d in t.dynamic_dims.values() if d != "batch"}
-
-
-def example_feeds(spec: ModelSpec, batch: int = 1, seed: int = 0, size: int = EXAMPLE_DIM) -> dict[str, np.ndarray]:
-    return spec.example_inputs(batch=batch, seed=seed, dims=example_dims(spec, size))
 
 
 @functools.cache
@@ -76,7 +61,7 @@ def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Run
                             + ("; export to ONNX for onnxruntime/openvino" if artifact.format == "torch" else "")}
         runner.choice = {**choice, "cached": False}  # type: ignore[attr-defined]
         return runner
-    feeds = example_feeds(artifact.spec, batch=1)
+    feeds = artifact.spec.example_inputs(batch=1)
     runners: dict[str, Runner] = {}
     skipped: dict[str, str] = {}
     for name in candidates:
@@ -128,6 +113,6 @@ def clear_cache() -> None:
 
 def warmup(runner: Runner, n: int = 3, batch: int = 1) -> None:
     """``Runner.warmup`` for specs with named dims besides the batch (a sequence length ...)."""
-    feeds = example_feeds(runner.spec, batch=batch)
+    feeds = runner.spec.example_inputs(batch=batch)
     for _ in range(n):
         runner._run(feeds)
