@@ -23,6 +23,7 @@ from laser.artifact import Artifact
 from laser.errors import ConfigError, require
 from laser.optimize.doctor_checks import run_checks
 from laser.optimize.doctor_facts import Facts, Finding, GraphFacts, Profile
+from laser.runtime.hardware import cpu_flags
 
 
 @dataclass
@@ -70,17 +71,6 @@ class Diagnosis:
 
 
 # -- facts ---------------------------------------------------------------------------------------
-def cpu_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> set[str]:
-    try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features"):
-                return set(value.split())
-    except OSError:
-        pass
-    return set()
-
-
 def ort_profile(art: Artifact, runs: int = 20, batch: int = 1, threads: int | None = None) -> Profile:
     """Profile ``runs`` timed runs (after 3 untimed) with ONNX Runtime's built-in profiler."""
     ort = require("onnxruntime", "onnx")

@@ -10,35 +10,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import platform
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from laser.artifact import Artifact
 from laser.errors import BackendError, DependencyError
 from laser.runtime.base import Runner
+from laser.runtime.hardware import machine
 from laser.timing import PER_ROUND, interleaved_median_ms
 
 log = logging.getLogger("laser.runtime")
 
 _DECISIONS: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-
-@functools.cache
-def machine() -> str:
-    """A short fingerprint of what makes timings comparable: CPU model, usable cores, OS/arch."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        cores = os.cpu_count() or 1
-    return f"{cpu} x{cores} {platform.system()}-{platform.machine()}"
 
 
 def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Runner],
