@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from laser.measure.report import json_safe  # one JSON-safe converter for every report
+from laser.artifact import json_safe  # one JSON-safe converter for every report
 from laser.optimize.budget import fmt
 
 if TYPE_CHECKING:
