@@ -2,7 +2,8 @@
 
 ``side_by_side`` times several callables against each other in interleaved rounds (``laser.measure.latency``
 re-exports it; the benches use it); ``interleaved_median_ms`` is its short bounded form that
-``backend="auto"`` and the ONNX exporter choice use to pick the faster of a few runners.
+``backend="auto"`` and the ONNX exporter choice use to pick the faster of a few runners. ``NOT_FASTER``
+is the speed-up under which a model counts as no faster than the one it is compared with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 import numpy as np
 
 from laser.errors import ConfigError
+
+# A child less than 5 % faster than its parent counts as "not faster" (noise is ±5-15 % on a shared machine).
+NOT_FASTER = 1.05
 
 # interleaved_median_ms per callable: WARMUP untimed calls, then rounds of SWITCH untimed + PER_ROUND timed
 # calls, at least MIN_ROUNDS and at most MAX_ROUNDS rounds or BUDGET_S seconds per callable.

@@ -24,6 +24,7 @@ from laser.errors import ConfigError, require
 from laser.optimize.doctor_checks import run_checks
 from laser.optimize.doctor_facts import Facts, Finding, GraphFacts, Profile
 from laser.runtime.hardware import cpu_flags
+from laser.timing import NOT_FASTER
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Diagnosis:
 
     def headline(self) -> str:
         s = self.speedup
-        pace = (f"{s:.2f}× the speed of its parent" if s < 1.05 else f"{s:.2f}× faster than its parent")
+        pace = (f"{s:.2f}× the speed of its parent" if s < NOT_FASTER else f"{s:.2f}× faster than its parent")
         text = (f"{self.child} on {self.child_backend} is {pace} {self.parent} on {self.parent_backend} "
                 f"(p50 {self.child_p50_ms:.3f} ms vs {self.parent_p50_ms:.3f} ms, batch 1, measured)")
         if self.accuracy_drop_pts is not None and self.allowed_drop_pts is not None \

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from laser.optimize.doctor_facts import Facts, Finding
+from laser.timing import NOT_FASTER
 
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
 FLOAT_COMPUTE = ("Conv", "FusedConv", "Gemm", "MatMul", "FusedGemm", "FusedMatMul")
@@ -198,7 +199,7 @@ def batch_too_small(f: Facts) -> Finding | None:
     gain = c8 / c1 if c1 else 0.0
     speed8 = c8 / p8 if p8 else None
     speed1 = c1 / p1 if p1 else f.speedup
-    shows_at_8 = bool(speed8 and speed8 > 1.2 * speed1 and speed8 > 1.05)
+    shows_at_8 = bool(speed8 and speed8 > 1.2 * speed1 and speed8 > NOT_FASTER)
     if not shows_at_8 and gain < 3:
         return None
     evidence = f"child throughput {c8:,.0f}/s at batch 8 vs {c1:,.0f}/s at batch 1 (×{gain:.1f})"

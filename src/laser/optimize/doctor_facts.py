@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from laser.artifact import Artifact
+from laser.timing import NOT_FASTER
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Facts:
     cpu_flags: set[str] = field(default_factory=set)
     throughput: dict[str, dict[int, float]] = field(default_factory=dict)  # "parent"/"child" -> batch -> samples/s
     first_call: dict[str, float] = field(default_factory=dict)  # create_ms, first_ms, warm_ms (child)
-    slow_below: float = 1.05  # speed-up under which the child counts as "not faster" (noise is ±5-15 %)
+    slow_below: float = NOT_FASTER  # speed-up under which the child counts as "not faster"
     threads: dict[str, float] = field(default_factory=dict)  # threads, p50_ms (child, default threads),
     #                                                            p50_1_thread_ms, load_1m, cores
 
