@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 MANIFEST = "laser.json"
-FORMATS = ("torch", "onnx", "torchscript", "ort")
+FORMATS = ("torch", "onnx", "torchscript", "ort")  # every artifact format (the one list of them)
+EXPORT_TARGETS = tuple(f for f in FORMATS if f != "torch")  # what a torch artifact exports to
 
 
 def sha256_file(path: Path) -> str:

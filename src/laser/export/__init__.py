@@ -19,14 +19,14 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from laser._callable import make_callable
-from laser.artifact import Artifact, Step, workspace
+from laser.artifact import EXPORT_TARGETS, Artifact, Step, workspace
 from laser.errors import ConfigError, ExportError, LaserError, ParityError
 from laser.export.adapter import fixed_batch_spec
 from laser.stages import Stage
 
 log = logging.getLogger("laser.export")
 
-TARGETS = ("onnx", "torchscript", "ort")
+TARGETS = EXPORT_TARGETS
 EXPORTER_CHOICES = ("auto", "dynamo", "legacy", "fastest")
 MIN_OPSET, MAX_OPSET = 9, 23
 
