@@ -92,10 +92,3 @@ def _model_sha(artifact: Artifact) -> str:
 
 def clear_cache() -> None:
     _DECISIONS.clear()
-
-
-def warmup(runner: Runner, n: int = 3, batch: int = 1) -> None:
-    """``Runner.warmup`` for specs with named dims besides the batch (a sequence length ...)."""
-    feeds = runner.spec.example_inputs(batch=batch)
-    for _ in range(n):
-        runner._run(feeds)
