@@ -7,6 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from laser.artifact import json_safe
 from laser.text import human_bytes, human_count, percent, table
 
 __all__ = ["emit_json", "human_bytes", "human_count", "percent", "table"]
@@ -14,15 +15,10 @@ __all__ = ["emit_json", "human_bytes", "human_count", "percent", "table"]
 
 def emit_json(obj: Mapping[str, Any]) -> None:
     """One JSON object on stdout, nothing else (scripts rely on it)."""
-    json.dump(obj, sys.stdout, indent=2, default=_default)
+    json.dump(json_safe(obj, finite=False), sys.stdout, indent=2, default=_default)
     sys.stdout.write("\n")
 
 
 def _default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return str(obj)
+    """What json_safe leaves as it is: objects with ``to_dict``, else their text."""
+    return json_safe(obj.to_dict(), finite=False) if hasattr(obj, "to_dict") else str(obj)
