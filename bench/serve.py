@@ -49,7 +49,7 @@ FLASK_APP = textwrap.dedent('''
     import torch
     from flask import Flask, jsonify, request
     from PIL import Image
-    from laser.models.vision_compat import torchvision
+    from laser.vision_compat import torchvision
     tv = torchvision()
     import torchvision.transforms as transforms
 

@@ -16,10 +16,10 @@ import torch
 from PIL import Image, ImageDraw
 
 import laser
+from laser.architecture import build_architecture
 from laser.artifact import Step
 from laser.compress.train import TrainConfig, fit
 from laser.data import Dataset
-from laser.models.factory import build_architecture
 from laser.models.tiny import detector_loss, grid_targets
 from laser.preprocess import image_to_array
 from laser.spec import ModelSpec, TensorSpec

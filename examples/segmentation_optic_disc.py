@@ -17,10 +17,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 import laser
+from laser.architecture import build_architecture
 from laser.artifact import Step
 from laser.compress.train import TrainConfig, fit
 from laser.data import Dataset
-from laser.models.factory import build_architecture
 from laser.spec import ModelSpec, TensorSpec
 
 SIZE = 64  # pixels; the model is fully convolutional but the spec fixes 64 x 64 for export and batching

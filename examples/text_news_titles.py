@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 import laser
+from laser.architecture import build_architecture
 from laser.artifact import Step
 from laser.compress.train import TrainConfig, fit
 from laser.data import Dataset
 from laser.hub.pipelines.text import encode
-from laser.models.factory import build_architecture
 from laser.models.text import build_wordpiece_vocab, read_vocab, text_spec
 
 TOPICS = ("world", "sports", "business", "technology")

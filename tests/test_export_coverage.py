@@ -25,7 +25,7 @@ MODELS = ["digits-cnn", "tiny-bert", "mobilenet_v3_small", *(pytest.param(m, mar
 
 
 def vision_artifact(name: str) -> Artifact:
-    from laser.models.vision_compat import models
+    from laser.vision_compat import models
 
     torch.manual_seed(0)
     module = getattr(models(), name)()
@@ -46,7 +46,7 @@ def vision_artifact(name: str) -> Artifact:
 def tiny_bert() -> Artifact:
     """A BERT-style text classifier from a small config (no download): (input_ids, attention_mask) ->
     logits, with a dynamic batch and a dynamic sequence length."""
-    from laser.models.vision_compat import torchvision
+    from laser.vision_compat import torchvision
 
     torchvision()  # transformers imports torchvision; make that import work with CPU torch
     transformers = pytest.importorskip("transformers")
@@ -99,7 +99,7 @@ def test_onnx_export_matches_torch_on_each_onnx_backend(name, backend):
 def test_ort_format_conversion_runs_and_matches_the_onnx_parent(name):
     out = artifact(name, "ort")
     assert out.lineage[-1].results["validation"]["passed"]
-    feeds = laser.runtime.auto.example_feeds(out.spec, batch=2)
+    feeds = out.spec.example_inputs(batch=2)
     assert laser.run(out, backend="onnxruntime")(feeds)["logits"].shape[0] == 2
 
 
@@ -107,7 +107,7 @@ def test_ort_format_conversion_runs_and_matches_the_onnx_parent(name):
 def test_torchscript_export_is_validated_and_runs(name):
     out = artifact(name, "torchscript")
     assert out.lineage[-1].results["validation"]["passed"]
-    feeds = laser.runtime.auto.example_feeds(out.spec, batch=3)
+    feeds = out.spec.example_inputs(batch=3)
     assert laser.run(out, backend="torchscript")(feeds)["logits"].shape[0] == 3
 
 
@@ -116,7 +116,7 @@ def test_auto_backend_runs_the_onnx_export(name):
     runner = laser.run(artifact(name, "onnx"), backend="auto")
     assert runner.choice["backend"] in ("onnxruntime", "openvino")
     runner.warmup(1)  # sizes every named dim (tiny-bert's sequence too)
-    feeds = laser.runtime.auto.example_feeds(runner.spec, batch=2)
+    feeds = runner.spec.example_inputs(batch=2)
     assert np.isfinite(runner(feeds)["logits"]).all()
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from laser import hub
+from laser.architecture import build_architecture
 from laser.hub.catalog import CATALOG, TASKS
-from laser.models.factory import build_architecture
 from laser.runtime.torch import outputs_to_numpy
 
 # One light model per image task in the default run (each builds and runs in a few seconds); every
@@ -94,7 +94,7 @@ TV_WEIGHTS = {
 
 
 def test_every_torchvision_card_points_at_torchvisions_own_weights_file():
-    from laser.models.vision_compat import models
+    from laser.vision_compat import models
 
     for name, (sub, _, enum, member) in TV_WEIGHTS.items():
         weights = getattr(getattr(getattr(models(), sub) if sub else models(), enum), member)
@@ -106,7 +106,7 @@ def test_factory_is_the_architecture_torchvision_builds_for_the_published_weight
     """torchvision's own builder, given the card's weights enum, loads (strictly) the state dict of
     laser's factory-built module instead of downloading; same parameter count as the published one,
     and the same outputs."""
-    from laser.models.vision_compat import models
+    from laser.vision_compat import models
 
     sub, builder, enum, member = TV_WEIGHTS[name]
     root = getattr(models(), sub) if sub else models()

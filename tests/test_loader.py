@@ -17,7 +17,7 @@ def test_unknown_name_lists_the_closest_catalog_names():
 
 
 def test_factory_with_safetensors_weights_loads(digits_artifact, tmp_path):
-    from laser.models.factory import save_weights
+    from laser.architecture import save_weights
 
     save_weights(digits_artifact.module(), tmp_path / "w.safetensors")
     art = laser.load("laser.models.digits:digits_cnn", weights=tmp_path / "w.safetensors", input_shape=(1, 8, 8))

@@ -22,7 +22,7 @@ def one_torch_thread():
 
 
 def vision(name: str) -> Artifact:
-    from laser.models.vision_compat import torchvision
+    from laser.vision_compat import torchvision
 
     torchvision()  # plain `import torchvision` crashes with the CPU torch build; see vision_compat
     return laser.load(f"torchvision.models:{name}", random_weights=True, input_shape=(3, 32, 32))

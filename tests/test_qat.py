@@ -82,7 +82,7 @@ def test_fake_quant_model_freezes_batchnorm_and_releases_a_plain_module(digits_a
 
 
 def test_clip_inputs_transform_rebuilds_from_the_architecture_recipe(digits_artifact, tmp_path):
-    from laser.models.factory import build_module, save_weights
+    from laser.architecture import build_module, save_weights
 
     arch = dict(digits_artifact.manifest.architecture)
     arch["transforms"] = [{"target": "laser.compress.qat:clip_inputs", "kwargs": {"ranges": {"classifier": [0.0, 0.1]}}}]

@@ -16,6 +16,7 @@ import ctypes
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 MANIFEST = "laser.json"
-FORMATS = ("torch", "onnx", "torchscript", "ort")
+FORMATS = ("torch", "onnx", "torchscript", "ort")  # every artifact format (the one list of them)
+EXPORT_TARGETS = tuple(f for f in FORMATS if f != "torch")  # what a torch artifact exports to
 
 
 def sha256_file(path: Path) -> str:
@@ -192,7 +194,7 @@ class Artifact:
             raise ArtifactError(f"{self!r} is a {self.format} artifact; only torch artifacts have a module. "
                                 "Run it with laser.run(artifact) instead")
         if self._module is None:
-            from laser.models.factory import build_module
+            from laser.architecture import build_module
 
             self._module = build_module(self.manifest.architecture, self.file("weights"))
         return self._module
@@ -220,7 +222,7 @@ class Artifact:
     def from_module(cls, module: torch.nn.Module, *, name: str, task: str, spec: ModelSpec,
                     architecture: Mapping[str, Any] | None, step: Step | None = None, **fields: Any) -> Artifact:
         """A torch artifact: weights as safetensors + the architecture recipe that rebuilds the module."""
-        from laser.models.factory import save_weights
+        from laser.architecture import save_weights
 
         path = workspace(name) / "model.safetensors"
         save_weights(module, path)
@@ -272,7 +274,7 @@ class Artifact:
                 if sha256_file(dst) != self.manifest.files[rel]["sha256"]:
                     raise ArtifactError(f"{src} changed since the artifact was created; re-create the artifact")
                 _fsync(dst)
-            data = json.dumps(self.manifest.to_dict(), indent=2, sort_keys=False, default=_json_default)
+            data = json.dumps(json_safe(self.manifest.to_dict(), finite=False), indent=2, sort_keys=False)
             (staging / MANIFEST).write_text(data + "\n")
             _fsync(staging / MANIFEST)
             _swap_in(staging, target)
@@ -306,16 +308,28 @@ class Artifact:
         return cls(manifest, paths, location=root)
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if isinstance(obj, Sequence):
-        return list(obj)
+def json_safe(obj: Any, finite: bool = True) -> Any:
+    """A copy of ``obj`` that ``json.dumps`` writes: mappings with str keys, lists for tuples, sets and
+    other sequences, Python numbers for numpy/torch scalars (lists for arrays), str for paths. With
+    ``finite`` NaN and infinities become None (strict JSON, as reports are written); without, they stay
+    floats. Anything else is returned as it is (``json.dumps`` refuses it, or its ``default`` handles it).
+    The one JSON converter: manifests, reports and the optimize cache all go through it."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v, finite) for k, v in obj.items()}
+    if isinstance(obj, str):
+        return obj
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        try:
+            obj = obj.item()
+        except (ValueError, RuntimeError):  # an array of several elements
+            return json_safe(obj.tolist(), finite)
+    if isinstance(obj, float):
+        return None if finite and not math.isfinite(obj) else obj
+    if isinstance(obj, Sequence | set | frozenset):
+        return [json_safe(v, finite) for v in obj]
+    return obj
 
 
 def _fsync(path: Path) -> None:

@@ -55,7 +55,7 @@ def _existing(path: Path) -> Path:
 def from_factory(target: str, *, weights: str | os.PathLike[str] | None, spec: ModelSpec | None,
                  input_shape: tuple[int, ...] | None, random_weights: bool, task: str | None,
                  name: str | None) -> Artifact:
-    from laser.models.factory import build_architecture, load_weights
+    from laser.architecture import build_architecture, load_weights
 
     architecture = {"factory": target, "kwargs": {}}
     module = build_architecture(architecture).eval()
@@ -140,7 +140,7 @@ def import_torchscript(path: Path, *, spec: ModelSpec | None = None, name: str |
         torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except RuntimeError as exc:
         if "constants.pkl" in str(exc) or "PytorchStreamReader" in str(exc):
-            from laser.models.factory import read_state_dict
+            from laser.architecture import read_state_dict
 
             read_state_dict(path)  # raises the unsafe-pickle explanation when it is a pickled module
             raise ConfigError(f"{path} is a weights file, not a TorchScript model; load it with "

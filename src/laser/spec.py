@@ -146,13 +146,17 @@ class ModelSpec:
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
 
+    @property
+    def named_dims(self) -> list[str]:
+        """Names of the inputs' dynamic dims other than the batch (a sequence length ...), in order."""
+        return list(dict.fromkeys(d for t in self.inputs for d in t.dynamic_dims.values() if d != "batch"))
+
     def example_inputs(self, batch: int = 2, seed: int = 0, dims: Mapping[str, int] | None = None,
                        ) -> dict[str, np.ndarray]:
         """Random inputs that fit the spec: N(0, 1) floats, integers drawn from value_range. Named
         dims other than the batch take their size from ``dims``, else EXAMPLE_DIM_SIZE."""
         rng = np.random.default_rng(seed)
-        named = {d for t in self.inputs for d in t.dynamic_dims.values()} - {"batch"}
-        dims = {**dict.fromkeys(named, EXAMPLE_DIM_SIZE), **(dims or {})}
+        dims = {**dict.fromkeys(self.named_dims, EXAMPLE_DIM_SIZE), **(dims or {})}
         out = {}
         for t in self.inputs:
             shape = t.concrete_shape(dims, batch=batch)

@@ -102,9 +102,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from laser import data as datasets
     from laser import hub
+    from laser.architecture import build_architecture
     from laser.artifact import Step
     from laser.compress.train import TrainConfig, evaluate_top1, fit
-    from laser.models.factory import build_architecture
 
     card = hub.card(args.model)
     torch.manual_seed(args.seed)  # initial weights are part of what the seed fixes

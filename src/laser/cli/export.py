@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from laser.artifact import EXPORT_TARGETS
 from laser.cli.common import add_model_args, load_model
 from laser.cli.output import emit_json, table
 from laser.errors import ConfigError, InputError, NotFoundError, ParityError
@@ -18,7 +19,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model to ONNX, TorchScript or ORT format, validated against it")
     add_model_args(p)
-    p.add_argument("--to", default="onnx", choices=("onnx", "torchscript", "ort"), help="target format (default: onnx)")
+    p.add_argument("--to", default="onnx", choices=EXPORT_TARGETS, help="target format (default: onnx)")
     p.add_argument("-o", "--output", required=True,
                    help="bundle directory to write; an existing non-bundle directory or a path ending in / gets "
                         "the bundle inside it as NAME-FORMAT")

@@ -1,53 +1,24 @@
-"""Terminal output helpers: aligned tables, human units, and single-object JSON for --json."""
+"""Terminal output helpers: single-object JSON for --json, and the tables and human units of ``laser.text``."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
+
+from laser.artifact import json_safe
+from laser.text import human_bytes, human_count, percent, table
+
+__all__ = ["emit_json", "human_bytes", "human_count", "percent", "table"]
 
 
 def emit_json(obj: Mapping[str, Any]) -> None:
     """One JSON object on stdout, nothing else (scripts rely on it)."""
-    json.dump(obj, sys.stdout, indent=2, default=_default)
+    json.dump(json_safe(obj, finite=False), sys.stdout, indent=2, default=_default)
     sys.stdout.write("\n")
 
 
 def _default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return str(obj)
-
-
-def table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
-    cells = [[str(c) for c in r] for r in ([header] if header else []) + list(rows)]
-    if not cells:
-        return ""
-    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(map(len, cells)))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    if header:
-        lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def human_count(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {unit}"
-    return f"{n:g}"
-
-
-def human_bytes(n: float) -> str:
-    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {unit}"
-    return f"{int(n)} B"
-
-
-def percent(x: float) -> str:
-    return f"{100 * x:.2f} %"
+    """What json_safe leaves as it is: objects with ``to_dict``, else their text."""
+    return json_safe(obj.to_dict(), finite=False) if hasattr(obj, "to_dict") else str(obj)

@@ -1,7 +1,7 @@
 """Is the quantized model actually faster? Measured, and explained from the graph the runtime executes.
 
-Smaller is not faster by itself. On this project's CPU, INT8 ResNet-18 runs at ~0.4 x FP32, while INT8
-MobileNetV3-small runs *slower* than FP32 (measured 1.2-3.3 x over several runs; bench/quantize.py):
+Smaller is not faster by itself. For example, on one 2-core Xeon (measured with bench/quantize.py), INT8
+ResNet-18 ran at ~0.4 x FP32, while INT8 MobileNetV3-small ran *slower* than FP32 (1.2-3.3 x over several runs):
 after onnxruntime fuses the QDQ graph, dozens of QuantizeLinear/DequantizeLinear conversions remain
 around the ops it runs in float (HardSwish decomposed into HardSigmoid + Mul, the squeeze-excitation
 ReduceMean), and on a model that small they cost more than the int8 convolutions save.
@@ -23,9 +23,9 @@ from typing import Any
 from laser.artifact import Artifact
 from laser.errors import require
 
-# Measured on this project's 2-core Xeon (avx512_vnni, avx_vnni, amx_int8): ResNet-18, batch 1, median
-# ms on onnxruntime's CPU provider (DESIGN.md; re-measured by bench/quantize.py). Quantize's defaults and
-# warnings quote these figures.
+# Example figures measured elsewhere, not on the machine running laser: a 2-core Xeon (avx512_vnni,
+# avx_vnni, amx_int8), ResNet-18, batch 1, median ms on onnxruntime's CPU provider (bench/quantize.py
+# re-measures them). Quantize's defaults and warnings quote them as examples.
 MEASURED_RESNET18_MS = {
     "fp32": 17.8,
     "int8-static u8 activations / s8 per-channel weights": 6.4,

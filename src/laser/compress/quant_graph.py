@@ -20,8 +20,9 @@ def fp16_quantizer(src: Path, notes: list[str]):
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     if not {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
-        notes.append(f"fp16 on onnxruntime's CPU provider runs FP32 kernels with casts around them (ResNet-18: "
-                     f"{MEASURED_RESNET18_MS['fp16']} ms vs {MEASURED_RESNET18_MS['fp32']} ms FP32 on this CPU): "
+        notes.append(f"fp16 on onnxruntime's CPU provider runs FP32 kernels with casts around them (an example "
+                     f"measured elsewhere, ResNet-18: {MEASURED_RESNET18_MS['fp16']} ms vs "
+                     f"{MEASURED_RESNET18_MS['fp32']} ms FP32): "
                      "the file halves, latency does not improve. Use int8-static for CPU speed")
 
     def run(dst: Path, exclude: Sequence[str], only: Sequence[str] | None) -> None:

@@ -57,7 +57,7 @@ class Sensitivity:
         return cls(**dict(d))
 
     def table(self) -> str:
-        from laser.cli.output import table
+        from laser.text import table
 
         header = ["layer group", "channels", *(f"@{r:.0%}: drop (kept)" for r in self.ratios),
                   f"MACs saved @{self.ratios[-1]:.0%}"]
@@ -116,7 +116,7 @@ def pruned_copy(module: nn.Module, example: list[torch.Tensor], per_layer: Mappi
                 criterion: str = "l1", round_to: int | None = 8, exclude: Sequence[str] = (),
                 grads_data: Any = None) -> nn.Module:
     """A copy of ``module`` with only the named layer groups pruned (one torch-pruning step)."""
-    from laser.compress.prune import prune_structured
+    from laser.compress.structured import prune_structured
 
     trial = copy.deepcopy(module)
     if any(r > 0 for r in per_layer.values()):

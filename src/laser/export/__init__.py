@@ -19,14 +19,14 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from laser._callable import make_callable
-from laser.artifact import Artifact, Step, workspace
+from laser.artifact import EXPORT_TARGETS, Artifact, Step, workspace
 from laser.errors import ConfigError, ExportError, LaserError, ParityError
 from laser.export.adapter import fixed_batch_spec
 from laser.stages import Stage
 
 log = logging.getLogger("laser.export")
 
-TARGETS = ("onnx", "torchscript", "ort")
+TARGETS = EXPORT_TARGETS
 EXPORTER_CHOICES = ("auto", "dynamo", "legacy", "fastest")
 MIN_OPSET, MAX_OPSET = 9, 23
 
@@ -135,7 +135,7 @@ class Export(Stage):
         """Both exporters, each validated; keep the graph that runs faster in onnxruntime here (the two
         graphs of one model can differ ~2x in latency, e.g. ReduceMean vs GlobalAveragePool)."""
         from laser.runtime import run
-        from laser.runtime.auto import example_feeds, interleaved_median_ms
+        from laser.timing import interleaved_median_ms
 
         made: dict[str, Artifact] = {}
         failed: dict[str, str] = {}
@@ -147,7 +147,7 @@ class Export(Stage):
         if not made:
             raise ExportError(f"cannot export {artifact.name!r} to ONNX: "
                               + "; ".join(f"{k} exporter: {v}" for k, v in failed.items()))
-        feeds = example_feeds(self._child_spec(artifact), batch=1)
+        feeds = self._child_spec(artifact).example_inputs(batch=1)
         runners = {k: run(a, backend="onnxruntime") for k, a in made.items()}
         timings, rounds = interleaved_median_ms({k: functools.partial(r, feeds) for k, r in runners.items()})
         for r in runners.values():

@@ -24,7 +24,6 @@ import numpy as np
 from laser.artifact import Artifact, workspace
 from laser.errors import ConfigError, require
 from laser.export.adapter import PREFIX
-from laser.runtime.auto import example_feeds
 
 
 def node_scope(node: Any) -> str | None:
@@ -106,79 +105,98 @@ def diff(parent: Artifact, child: Artifact, data: Any = None, batch: int = 1) ->
     if child.format != "onnx" or parent.format not in ("torch", "onnx"):
         raise ConfigError(f"laser diff compares a torch or onnx parent with an onnx child; got parent "
                           f"{parent.format!r} and child {child.format!r}. Export the child to ONNX first")
-    if data is not None:
-        if isinstance(data, str):
-            from laser import data as datasets
-
-            data = datasets.load(data, "test")
-        feeds = data.feeds(child.spec.input_names, 0, batch)
-        source = f"{data.name}: first {batch} sample(s)"
-    else:
-        feeds = example_feeds(child.spec, batch=batch)
-        source = f"spec examples (batch {batch})"
+    feeds, source = _feeds(child, data, batch)
     onnx = require("onnx", "onnx")
     graph = onnx.load(str(child.model_file), load_external_data=False).graph
-    tmp = workspace(f"{child.name}-diff")
     tol = child.spec.tolerance
-    layers: list[dict[str, Any]] = []
-    unmatched: list[str] = []
     if parent.format == "torch":
-        records = _torch_outputs(parent.module().eval(), feeds, parent.spec)
-        by_scope: dict[str, list[tuple[int, str]]] = {}
-        for i, node in enumerate(graph.node):
-            scope = node_scope(node)
-            if scope is not None and node.output and node.output[0]:
-                by_scope.setdefault(scope, []).append((i, node.output[0]))
-        # candidates per module: outputs of nodes in its subtree, last first (its output is usually last)
-        candidates: dict[str, list[str]] = {}
-        for name, _, _ in records:
-            found = [(i, t) for s, items in by_scope.items() if s == name or s.startswith(name + ".") for i, t in items]
-            candidates[name] = [t for _, t in sorted(found, reverse=True)][:4]
-        wanted = sorted({t for ts in candidates.values() for t in ts})
-        got = _run_onnx(_with_outputs(child.model_file, wanted, tmp), feeds, wanted) if wanted else {}
-        first_call: dict[str, int] = {}
-        for k, (name, _, _) in enumerate(records):
-            first_call.setdefault(name, k)
-        reported: set[str] = set()
-        for k, (name, kind, ref) in enumerate(records):
-            if first_call[name] != k:  # a module called twice (shared): compare its first call
-                continue
-            tensor = next((t for t in candidates.get(name, []) if got[t].shape == ref.shape), None)
-            if tensor is None:
-                unmatched.append(name)
-                continue
-            if tensor in reported:  # a container whose output is its last child's: already listed
-                continue
-            row = {"layer": name, "type": kind, "tensor": tensor, "shape": list(ref.shape), **_stats(got[tensor], ref, tol)}
-            if not row["within_tolerance"]:
-                # An exporter that folds a BatchNorm into its Conv gives the Conv's node the BN's output:
-                # then the tensor matches a following module, and this one has no tensor of its own.
-                later = next((n for n, _, r in records[k + 1:k + 3] if r.shape == ref.shape and n not in reported
-                              and _stats(got[tensor], r, tol)["within_tolerance"]), None)
-                if later is not None:
-                    unmatched.append(name)
-                    continue
-            reported.add(tensor)
-            layers.append(row)
-        if not layers:
-            raise ConfigError(f"no node of {child.model_file.name} could be tied to a module of {parent.name!r}: the "
-                              "graph records no module scopes (was it exported by laser or torch.onnx?). Export "
-                              "the parent with laser export, or diff two ONNX graphs whose tensors share names")
+        layers, unmatched = _torch_layers(parent, child, graph, feeds)
     else:
-        p_graph = onnx.load(str(parent.model_file), load_external_data=False).graph
-        p_tensors = {o for n in p_graph.node for o in n.output if o}
-        order = [(n.op_type, o) for n in graph.node for o in n.output[:1] if o in p_tensors]
-        names = [o for _, o in order]
-        got = _run_onnx(_with_outputs(child.model_file, names, tmp), feeds, names)
-        ref_all = _run_onnx(_with_outputs(parent.model_file, names, workspace(f"{parent.name}-diff")), feeds, names)
-        for kind, tensor in order:
-            if got[tensor].dtype.kind != "f" or got[tensor].shape != ref_all[tensor].shape:
-                continue
-            layers.append({"layer": tensor, "type": kind, "tensor": tensor, "shape": list(got[tensor].shape),
-                           **_stats(got[tensor], ref_all[tensor], tol)})
+        layers, unmatched = _onnx_layers(parent, child, graph, feeds), []
     first = next((row for row in layers if not row["within_tolerance"]), None)
     return {"parent": parent.name, "parent_format": parent.format, "child": child.name, "inputs": source,
             "tolerance": {"atol": tol.atol, "rtol": tol.rtol}, "layers": layers, "unmatched": unmatched,
             "first_divergent": first,
             "method": "measured: intermediate outputs of both models on the same inputs; torch forward hooks vs "
                       "ONNX node outputs exposed as graph outputs; max_rel_error = max abs error / max |parent|"}
+
+
+def _feeds(child: Artifact, data: Any, batch: int) -> tuple[dict[str, np.ndarray], str]:
+    """The inputs both models run on, and how to name them: ``batch`` samples of ``data``, else spec examples."""
+    if data is None:
+        return child.spec.example_inputs(batch=batch), f"spec examples (batch {batch})"
+    if isinstance(data, str):
+        from laser import data as datasets
+
+        data = datasets.load(data, "test")
+    return data.feeds(child.spec.input_names, 0, batch), f"{data.name}: first {batch} sample(s)"
+
+
+def _torch_layers(parent: Artifact, child: Artifact, graph: Any, feeds: Mapping[str, np.ndarray],
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, unmatched modules): every submodule's output against the ONNX tensor of its scope."""
+    tol = child.spec.tolerance
+    records = _torch_outputs(parent.module().eval(), feeds, parent.spec)
+    by_scope: dict[str, list[tuple[int, str]]] = {}
+    for i, node in enumerate(graph.node):
+        scope = node_scope(node)
+        if scope is not None and node.output and node.output[0]:
+            by_scope.setdefault(scope, []).append((i, node.output[0]))
+    # candidates per module: outputs of nodes in its subtree, last first (its output is usually last)
+    candidates: dict[str, list[str]] = {}
+    for name, _, _ in records:
+        found = [(i, t) for s, items in by_scope.items() if s == name or s.startswith(name + ".") for i, t in items]
+        candidates[name] = [t for _, t in sorted(found, reverse=True)][:4]
+    wanted = sorted({t for ts in candidates.values() for t in ts})
+    tmp = workspace(f"{child.name}-diff")
+    got = _run_onnx(_with_outputs(child.model_file, wanted, tmp), feeds, wanted) if wanted else {}
+    first_call: dict[str, int] = {}
+    for k, (name, _, _) in enumerate(records):
+        first_call.setdefault(name, k)
+    layers: list[dict[str, Any]] = []
+    unmatched: list[str] = []
+    reported: set[str] = set()
+    for k, (name, kind, ref) in enumerate(records):
+        if first_call[name] != k:  # a module called twice (shared): compare its first call
+            continue
+        tensor = next((t for t in candidates.get(name, []) if got[t].shape == ref.shape), None)
+        if tensor is None:
+            unmatched.append(name)
+            continue
+        if tensor in reported:  # a container whose output is its last child's: already listed
+            continue
+        row = {"layer": name, "type": kind, "tensor": tensor, "shape": list(ref.shape), **_stats(got[tensor], ref, tol)}
+        if not row["within_tolerance"]:
+            # An exporter that folds a BatchNorm into its Conv gives the Conv's node the BN's output:
+            # then the tensor matches a following module, and this one has no tensor of its own.
+            later = next((n for n, _, r in records[k + 1:k + 3] if r.shape == ref.shape and n not in reported
+                          and _stats(got[tensor], r, tol)["within_tolerance"]), None)
+            if later is not None:
+                unmatched.append(name)
+                continue
+        reported.add(tensor)
+        layers.append(row)
+    if not layers:
+        raise ConfigError(f"no node of {child.model_file.name} could be tied to a module of {parent.name!r}: the "
+                          "graph records no module scopes (was it exported by laser or torch.onnx?). Export "
+                          "the parent with laser export, or diff two ONNX graphs whose tensors share names")
+    return layers, unmatched
+
+
+def _onnx_layers(parent: Artifact, child: Artifact, graph: Any, feeds: Mapping[str, np.ndarray],
+                 ) -> list[dict[str, Any]]:
+    """Rows for the tensors both ONNX graphs name, in the child's graph order."""
+    onnx = require("onnx", "onnx")
+    p_graph = onnx.load(str(parent.model_file), load_external_data=False).graph
+    p_tensors = {o for n in p_graph.node for o in n.output if o}
+    order = [(n.op_type, o) for n in graph.node for o in n.output[:1] if o in p_tensors]
+    names = [o for _, o in order]
+    got = _run_onnx(_with_outputs(child.model_file, names, workspace(f"{child.name}-diff")), feeds, names)
+    ref_all = _run_onnx(_with_outputs(parent.model_file, names, workspace(f"{parent.name}-diff")), feeds, names)
+    layers = []
+    for kind, tensor in order:
+        if got[tensor].dtype.kind != "f" or got[tensor].shape != ref_all[tensor].shape:
+            continue
+        layers.append({"layer": tensor, "type": kind, "tensor": tensor, "shape": list(got[tensor].shape),
+                       **_stats(got[tensor], ref_all[tensor], child.spec.tolerance)})
+    return layers

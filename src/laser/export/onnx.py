@@ -24,7 +24,6 @@ from typing import Any
 
 from laser.errors import ExportError, require
 from laser.export.adapter import SpecAdapter, torch_args
-from laser.runtime.auto import example_feeds
 from laser.spec import ModelSpec
 
 EXPORTERS = ("dynamo", "legacy")
@@ -77,7 +76,7 @@ def export_onnx(module: Any, spec: ModelSpec, path: Path, *, exporter: str, opse
         raise ExportError(f"unknown ONNX exporter {exporter!r}; use one of {EXPORTERS}")
     adapter = SpecAdapter(module, spec).eval()
     # batch 2: a size-1 example would be specialised away by torch.export
-    args = torch_args(example_feeds(spec, batch=2 if dynamic_batch else 1), spec)
+    args = torch_args(spec.example_inputs(batch=2 if dynamic_batch else 1), spec)
     axes = dynamic_axes(spec, dynamic_batch)
     params_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     kwargs: dict[str, Any] = dict(input_names=spec.input_names, output_names=spec.output_names,

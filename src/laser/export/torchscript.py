@@ -18,7 +18,6 @@ from laser.errors import ExportError
 from laser.export.adapter import SpecAdapter, torch_args
 from laser.export.onnx import MAX_WARNINGS, reason
 from laser.loader import TS_SPEC_FILE
-from laser.runtime.auto import example_feeds
 from laser.spec import ModelSpec
 
 DEPRECATION_NOTE = ("TorchScript is deprecated upstream since PyTorch 2.11; laser keeps it as a legacy target. "
@@ -30,7 +29,7 @@ def export_torchscript(module: Any, spec: ModelSpec, path: Path, *, dynamic_batc
     import torch
 
     adapter = SpecAdapter(module, spec).eval()
-    args = torch_args(example_feeds(spec, batch=2 if dynamic_batch else 1), spec)
+    args = torch_args(spec.example_inputs(batch=2 if dynamic_batch else 1), spec)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")

@@ -61,7 +61,7 @@ def load(name: str, weights: str | os.PathLike[str] | None = None, random_weight
 
     For a text model, ``weights`` may be a folder holding the weights file and ``vocab.txt``.
     """
-    from laser.models.factory import build_architecture
+    from laser.architecture import build_architecture
 
     c = card(name)
     if weights is not None and random_weights:
@@ -100,7 +100,7 @@ def load_checkpoint(module: torch.nn.Module, path: Path, load_into: str = "") ->
     """Load a checkpoint that fits either the card's inner model (``load_into``, e.g. a torchvision
     .pth) or the whole built module (e.g. weights saved by laser). Anything else is refused with the
     keys that do not fit."""
-    from laser.models.factory import read_state_dict
+    from laser.architecture import read_state_dict
 
     state = read_state_dict(path)
     targets = [module.get_submodule(load_into), module] if load_into else [module]

@@ -104,7 +104,7 @@ def mean_average_precision(preds: Sequence[Mapping[str, Any]], targets: Sequence
     import torch
 
     from laser.errors import require
-    from laser.models.vision_compat import torchvision
+    from laser.vision_compat import torchvision
 
     torchvision()  # torchmetrics imports torchvision; load it through the compat shim first
     detection = require("torchmetrics.detection", "metrics", "torchmetrics")

@@ -4,43 +4,20 @@ Peak figures come from short micro-benchmarks: the best of a few large matrix pr
 (FP32: ``torch.mm``; INT8: ``torch._int_mm``, int8 × int8 -> int32) timed with perf_counter,
 counting 2 ops per multiply-accumulate; on a CPU the better of all threads together and one thread
 × cores (see ``_peak``). Library matmuls reach most, not all, of the theoretical
-peak (DESIGN.md: an FMA loop measured ~230 GFLOP/s FP32 on this 2-core VM; torch.mm at n=2048 gets
-~200), so "% of peak" is relative to what a well-tuned kernel achieves here, as labelled.
+peak (an example measured elsewhere, on a 2-core VM: a hand-written FMA loop reached ~230 GFLOP/s FP32,
+torch.mm at n=2048 ~200), so "% of peak" is relative to what a well-tuned kernel achieves here, as labelled.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import platform
 import shutil
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
-# CPU flags that matter for inference speed (from /proc/cpuinfo), in the order we list them.
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-             "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve")
-
-
-def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
-    """CPU model, logical cores (usable by this process), ISA flags relevant to inference."""
-    from laser.runtime.base import default_threads
-
-    model, flags = platform.processor() or platform.machine(), set[str]()
-    try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "logical_cores": os.cpu_count() or 1, "usable_cores": default_threads(),
-            "isa": [f for f in ISA_FLAGS if f in flags], "arch": platform.machine()}
+from laser.runtime.hardware import ISA_FLAGS, cpu_info  # noqa: F401 - CPU facts: one reader, in runtime
 
 
 def gpu_info() -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from laser.errors import ConfigError
+from laser.timing import side_by_side  # noqa: F401 - timing several callables against each other
 
 # Latency samples kept in a result (for distribution plots); longer runs keep an even subsample.
 MAX_KEPT_SAMPLES = 2000
@@ -203,40 +204,3 @@ def repeated(runner: Any, repeats: int = 3, **kwargs: Any) -> Repeated:
     if repeats < 1:
         raise ConfigError(f"repeats must be >= 1, got {repeats}")
     return Repeated(tuple(latency(runner, **kwargs) for _ in range(repeats)))
-
-
-def side_by_side(calls: Mapping[str, Any], rounds: int = 5, block: int = 5, switch: int = 3,
-                 warmup: int = 3, pause_s: float = 0.0, budget_s: float | None = None,
-                 max_rounds: int | None = None) -> dict[str, list[float]]:
-    """Time several callables against each other in one run; milliseconds per call, per name.
-
-    Every callable first makes ``warmup`` untimed calls. Then, in each of ``rounds`` rounds (or, with
-    ``budget_s``, as many rounds as fit in ``budget_s`` per callable, ``rounds`` at least), each callable
-    makes ``switch`` untimed calls and ``block`` timed calls back to back, after an optional pause
-    (``max_rounds`` caps the rounds a budget allows).
-    Rounds spread load from other processes over every candidate alike, which is why ratios from one
-    run are stable on a noisy machine. Blocks, not single alternating calls: the intra-op thread pools
-    of the runtime that ran just before (onnxruntime's, OpenMP's, OpenVINO's) keep spinning for a while
-    after their last call and would steal the cores from the next one.
-    """
-    if rounds < 1 or block < 1:
-        raise ConfigError(f"rounds and block must be >= 1, got rounds={rounds}, block={block}")
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    start, done = time.perf_counter(), 0
-    deadline = None if budget_s is None else budget_s * max(1, len(calls))
-    while done < rounds or (deadline is not None and time.perf_counter() - start < deadline
-                            and (max_rounds is None or done < max_rounds)):
-        for name, fn in calls.items():
-            if pause_s:
-                time.sleep(pause_s)  # let the previous runtime's threads go idle
-            for _ in range(switch):
-                fn()
-            for _ in range(block):
-                t0 = time.perf_counter_ns()
-                fn()
-                times[name].append((time.perf_counter_ns() - t0) / 1e6)
-        done += 1
-    return times

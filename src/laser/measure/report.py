@@ -19,28 +19,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from laser.artifact import json_safe
 from laser.errors import ArtifactError
 
 SCHEMA = 1
-
-
-def json_safe(obj: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to None, tuples to lists, keys to str."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from laser.cli.output import human_bytes, human_count
+from laser.text import human_bytes, human_count
 
 
 def _get(d: dict[str, Any], path: str | tuple[str, ...]) -> Any:

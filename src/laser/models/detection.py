@@ -24,7 +24,7 @@ from torch import nn
 
 from laser.errors import ConfigError
 from laser.models.vision import freeze_batchnorm
-from laser.models.vision_compat import torchvision
+from laser.vision_compat import torchvision
 
 DETECTORS = ("ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn")
 # torchvision freezes the backbone's batch norm whenever these models are built for their weights, and

@@ -26,7 +26,7 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def transformers() -> ModuleType:
-    from laser.models.vision_compat import torchvision
+    from laser.vision_compat import torchvision
 
     torchvision()
     return require("transformers", "text")

@@ -5,7 +5,7 @@ auxiliary heads, same frozen batch norms), so the checkpoint from the card's URL
 it. Segmentation models are wrapped to return one logits tensor instead of a dict, so they export.
 Detection wrappers live in ``laser.models.detection``.
 
-torchvision is imported only through ``laser.models.vision_compat`` (plain ``import torchvision``
+torchvision is imported only through ``laser.vision_compat`` (plain ``import torchvision``
 crashes with the CPU build of torch used here).
 """
 
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from laser.errors import ConfigError
-from laser.models.vision_compat import models as tv_models
+from laser.vision_compat import models as tv_models
 
 CLASSIFIERS = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
                "efficientnet_b0", "vit_b_16")
@@ -74,7 +74,7 @@ class SegmentationLogits(nn.Module):
 def segmenter(arch: str, num_classes: int = 21) -> SegmentationLogits:
     """A torchvision semantic segmentation model with tensor output, built as for its weights."""
     _pick(arch, SEGMENTERS, "segmentation model")
-    from laser.models.vision_compat import torchvision
+    from laser.vision_compat import torchvision
 
     seg = torchvision().models.segmentation
     kwargs = {"aux_loss": True} if arch in _AUX_WITH_WEIGHTS else {}
@@ -89,7 +89,7 @@ def freeze_batchnorm(module: nn.Module, eps: float = 1e-5) -> nn.Module:
     with plain BatchNorm2d otherwise; the published checkpoints hold no ``num_batches_tracked``, so
     the frozen variant is what they fit.
     """
-    from laser.models.vision_compat import torchvision
+    from laser.vision_compat import torchvision
 
     frozen = torchvision().ops.misc.FrozenBatchNorm2d
     for name, child in list(module.named_children()):

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from laser.artifact import Artifact
+from laser.artifact import Artifact, json_safe
 from laser.errors import LaserError
 
 
@@ -82,7 +82,7 @@ class Cache:
         self._results[key] = rec
         if self.root is None:
             return
-        line = json.dumps(rec, default=_json_default) + "\n"
+        line = json.dumps(json_safe(rec, finite=False), default=str) + "\n"
         with open(self.results_file, "a") as f:  # one write per line: a crash loses at most this line
             f.write(line)
             f.flush()
@@ -109,11 +109,3 @@ class Cache:
         return art if path is None else art.save(path)
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)

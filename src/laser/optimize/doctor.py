@@ -15,106 +15,16 @@ import os
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from laser.artifact import Artifact
 from laser.errors import ConfigError, require
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str  # id of the check that fired
-    cause: str  # what is wrong, one sentence
-    evidence: str  # the measured figures behind it
-    fix: str  # what to do
-    share: float = 0.0  # fraction of the child's run time the cause accounts for, when measurable
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Profile:
-    """ONNX Runtime's per-op profile: microseconds per run by op type, over ``runs`` timed runs."""
-
-    by_op_us: dict[str, float]  # op type -> µs per run
-    nodes_by_op: dict[str, int]  # op type -> nodes executed per run
-    run_us: float  # median model_run duration, µs
-    session_init_us: float | None
-    runs: int
-    input_dtypes: dict[str, list[str]] = field(default_factory=dict)  # op type -> dtypes of its first input
-    input_ranks: dict[str, list[int]] = field(default_factory=dict)  # op type -> ranks of its first input
-
-    @property
-    def node_us(self) -> float:
-        return sum(self.by_op_us.values())
-
-    def share(self, *ops: str) -> float:
-        return sum(self.by_op_us.get(o, 0.0) for o in ops) / self.run_us if self.run_us else 0.0
-
-    def top(self, n: int = 6) -> list[tuple[str, float]]:
-        return sorted(self.by_op_us.items(), key=lambda kv: -kv[1])[:n]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"by_op_us": self.by_op_us, "nodes_by_op": self.nodes_by_op, "run_us": self.run_us,
-                "session_init_us": self.session_init_us, "runs": self.runs, "input_dtypes": self.input_dtypes,
-                "method": "measured: onnxruntime SessionOptions.enable_profiling, node kernel times summed by "
-                          f"op type over {self.runs} runs after warm-up, per run"}
-
-
-@dataclass
-class GraphFacts:
-    ops: Counter[str]
-    fp16_weight_share: float  # fraction of initializer bytes stored as float16
-    activation_zero_point_types: Counter[str]  # QuantizeLinear zero-point dtype -> count ("uint8"/"int8")
-    channels: list[tuple[str, int]]  # (layer, output channels) of convolutions / linear layers
-
-
-@dataclass
-class Facts:
-    """Everything the checks read. Figures in ms unless named otherwise."""
-
-    parent: Artifact
-    child: Artifact
-    parent_backend: str
-    child_backend: str
-    parent_p50: float
-    child_p50: float
-    accuracy_drop_pts: float | None = None
-    allowed_drop_pts: float | None = None
-    parent_macs: int | None = None
-    child_macs: int | None = None
-    child_graph: GraphFacts | None = None
-    child_profile: Profile | None = None
-    parent_profile: Profile | None = None
-    cpu_flags: set[str] = field(default_factory=set)
-    throughput: dict[str, dict[int, float]] = field(default_factory=dict)  # "parent"/"child" -> batch -> samples/s
-    first_call: dict[str, float] = field(default_factory=dict)  # create_ms, first_ms, warm_ms (child)
-    slow_below: float = 1.05  # speed-up under which the child counts as "not faster" (noise is ±5-15 %)
-    threads: dict[str, float] = field(default_factory=dict)  # threads, p50_ms (child, default threads),
-    #                                                            p50_1_thread_ms, load_1m, cores
-
-    @property
-    def slow(self) -> bool:
-        """Not faster than the parent: the speed checks apply (else only the accuracy check does)."""
-        return not self.speedup >= self.slow_below
-
-    @property
-    def speedup(self) -> float:
-        return self.parent_p50 / self.child_p50 if self.child_p50 else float("nan")
-
-    @property
-    def recipe_ops(self) -> list[str]:
-        return [s.op for s in self.child.lineage]
-
-    def quantized(self) -> str | None:
-        """The quantization method of the child's lineage, if any."""
-        for s in reversed(self.child.lineage):
-            if s.op in ("quantize", "qat"):
-                return str(s.params.get("method", s.op))
-        return None
+from laser.optimize.doctor_checks import run_checks
+from laser.optimize.doctor_facts import Facts, Finding, GraphFacts, Profile
+from laser.runtime.hardware import cpu_flags
+from laser.timing import NOT_FASTER
 
 
 @dataclass
@@ -137,7 +47,7 @@ class Diagnosis:
 
     def headline(self) -> str:
         s = self.speedup
-        pace = (f"{s:.2f}× the speed of its parent" if s < 1.05 else f"{s:.2f}× faster than its parent")
+        pace = (f"{s:.2f}× the speed of its parent" if s < NOT_FASTER else f"{s:.2f}× faster than its parent")
         text = (f"{self.child} on {self.child_backend} is {pace} {self.parent} on {self.parent_backend} "
                 f"(p50 {self.child_p50_ms:.3f} ms vs {self.parent_p50_ms:.3f} ms, batch 1, measured)")
         if self.accuracy_drop_pts is not None and self.allowed_drop_pts is not None \
@@ -162,17 +72,6 @@ class Diagnosis:
 
 
 # -- facts ---------------------------------------------------------------------------------------
-def cpu_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> set[str]:
-    try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features"):
-                return set(value.split())
-    except OSError:
-        pass
-    return set()
-
-
 def ort_profile(art: Artifact, runs: int = 20, batch: int = 1, threads: int | None = None) -> Profile:
     """Profile ``runs`` timed runs (after 3 untimed) with ONNX Runtime's built-in profiler."""
     ort = require("onnxruntime", "onnx")
@@ -282,8 +181,9 @@ def throughput(art: Artifact, backend: str, batch: int, threads: int | None, sec
 
 
 def first_call(art: Artifact, backend: str, threads: int | None) -> dict[str, float]:
-    """Runner creation, the first call and the warm median (ms) on a fresh runner."""
+    """Runner creation, the first call and the warm median of 7 calls (ms) on a fresh runner."""
     from laser.runtime import run
+    from laser.timing import side_by_side
 
     feeds = art.spec.example_inputs(batch=1)
     t0 = time.perf_counter()
@@ -292,12 +192,8 @@ def first_call(art: Artifact, backend: str, threads: int | None) -> dict[str, fl
     with runner:
         runner(feeds)
         t2 = time.perf_counter()
-        warm = []
-        for _ in range(7):
-            s = time.perf_counter()
-            runner(feeds)
-            warm.append(time.perf_counter() - s)
-    return {"create_ms": 1e3 * (t1 - t0), "first_ms": 1e3 * (t2 - t1), "warm_ms": 1e3 * sorted(warm)[3]}
+        warm = side_by_side({"warm": lambda: runner(feeds)}, rounds=1, block=7, switch=0, warmup=0)["warm"]
+    return {"create_ms": 1e3 * (t1 - t0), "first_ms": 1e3 * (t2 - t1), "warm_ms": sorted(warm)[3]}
 
 
 def thread_scaling(art: Artifact, backend: str, threads: int | None, seconds: float) -> dict[str, float]:
@@ -331,8 +227,6 @@ def diagnose_pair(parent: Artifact, child: Artifact, parent_backend: str, child_
                   allowed_drop_pts: float | None = None, reference: Any = None, settings: Any = None,
                   threads: int | None = None) -> Diagnosis:
     """Diagnose with latency (and accuracy) already measured, e.g. by an optimize run."""
-    from laser.optimize.doctor_checks import run_checks
-
     seconds = 0.05 if getattr(settings, "quick", False) else 0.3
     threads = threads or getattr(settings, "threads", None)
     f = Facts(parent, child, parent_backend, child_backend, float(parent_metrics["p50_ms"]),

@@ -36,10 +36,10 @@ from laser.optimize.evaluate import (
 from laser.optimize.finals import Timer, run_finals, side_by_side_timer
 from laser.optimize.result import BASELINE, OptimizeResult, Outcome, triple
 from laser.stages import Stage
+from laser.timing import NOT_FASTER
 
 log = logging.getLogger("laser.optimize")
 DOCTOR_VERSION = 3  # part of the doctor's cache key: a newer doctor re-examines cached candidates
-NOT_FASTER = 1.05  # a child less than 5 % faster than its parent counts as "not faster" (noise is ±5-15 %)
 
 
 class Search:

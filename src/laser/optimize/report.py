@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from laser.measure.report import json_safe  # one JSON-safe converter for every report
+from laser.artifact import json_safe  # one JSON-safe converter for every report
 from laser.optimize.budget import fmt
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def rows(result: OptimizeResult) -> list[Outcome]:
 
 
 def terminal_summary(result: OptimizeResult, limit: int = 14) -> str:
-    from laser.cli.output import table
+    from laser.text import table
 
     shown = rows(result)
     body = []

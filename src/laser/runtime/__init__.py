@@ -11,7 +11,7 @@ import importlib
 import inspect
 from typing import Any
 
-from laser.artifact import Artifact
+from laser.artifact import FORMATS, Artifact
 from laser.errors import BackendError, ConfigError, NotFoundError
 from laser.runtime.base import Runner, default_threads
 
@@ -20,7 +20,7 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "torchscript": ("laser.runtime.torchscript:TorchScriptRunner", ("torchscript",)),
     "onnxruntime": ("laser.runtime.onnxruntime:OnnxRuntimeRunner", ("onnx", "ort")),
     "openvino": ("laser.runtime.openvino:OpenVINORunner", ("onnx",)),
-    "echo": ("laser.runtime.echo:EchoRunner", ("torch", "onnx", "torchscript", "ort")),
+    "echo": ("laser.runtime.echo:EchoRunner", FORMATS),
 }
 
 

@@ -10,64 +10,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import platform
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import numpy as np
 
 from laser.artifact import Artifact
 from laser.errors import BackendError, DependencyError
 from laser.runtime.base import Runner
-from laser.spec import ModelSpec
+from laser.runtime.hardware import machine
+from laser.timing import PER_ROUND, interleaved_median_ms
 
 log = logging.getLogger("laser.runtime")
 
-# Timing per candidate: WARMUP untimed calls, then rounds of SWITCH untimed + PER_ROUND timed calls, at
-# least MIN_ROUNDS and at most MAX_ROUNDS rounds or BUDGET_S seconds per candidate.
-WARMUP, SWITCH, PER_ROUND, MIN_ROUNDS, MAX_ROUNDS, BUDGET_S = 3, 2, 4, 3, 25, 0.5
-# Size used for named dynamic dims other than the batch (sequence length ...) in example inputs.
-EXAMPLE_DIM = 16
-
 _DECISIONS: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-
-def example_dims(spec: ModelSpec, size: int = EXAMPLE_DIM) -> dict[str, int]:
-    """A size for every named dynamic dim of the spec except the batch."""
-    return {d: size for t in spec.inputs for d in t.dynamic_dims.values() if d != "batch"}
-
-
-def example_feeds(spec: ModelSpec, batch: int = 1, seed: int = 0, size: int = EXAMPLE_DIM) -> dict[str, np.ndarray]:
-    return spec.example_inputs(batch=batch, seed=seed, dims=example_dims(spec, size))
-
-
-@functools.cache
-def machine() -> str:
-    """A short fingerprint of what makes timings comparable: CPU model, usable cores, OS/arch."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        cores = os.cpu_count() or 1
-    return f"{cpu} x{cores} {platform.system()}-{platform.machine()}"
-
-
-def interleaved_median_ms(calls: Mapping[str, Callable[[], object]], warmup: int = WARMUP,
-                          budget_s: float = BUDGET_S) -> tuple[dict[str, float], int]:
-    """Median milliseconds of each call, timed side by side in rounds (see
-    ``laser.measure.latency.side_by_side``); (medians, rounds)."""
-    from laser.measure.latency import side_by_side
-
-    times = side_by_side(calls, rounds=MIN_ROUNDS, block=PER_ROUND, switch=SWITCH, warmup=warmup,
-                         budget_s=budget_s, max_rounds=MAX_ROUNDS)
-    rounds = min((len(t) for t in times.values()), default=0) // PER_ROUND
-    return {name: float(np.median(t)) for name, t in times.items()}, rounds
 
 
 def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Runner],
@@ -90,7 +44,7 @@ def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Run
                             + ("; export to ONNX for onnxruntime/openvino" if artifact.format == "torch" else "")}
         runner.choice = {**choice, "cached": False}  # type: ignore[attr-defined]
         return runner
-    feeds = example_feeds(artifact.spec, batch=1)
+    feeds = artifact.spec.example_inputs(batch=1)
     runners: dict[str, Runner] = {}
     skipped: dict[str, str] = {}
     for name in candidates:
@@ -138,10 +92,3 @@ def _model_sha(artifact: Artifact) -> str:
 
 def clear_cache() -> None:
     _DECISIONS.clear()
-
-
-def warmup(runner: Runner, n: int = 3, batch: int = 1) -> None:
-    """``Runner.warmup`` for specs with named dims besides the batch (a sequence length ...)."""
-    feeds = example_feeds(runner.spec, batch=batch)
-    for _ in range(n):
-        runner._run(feeds)

@@ -43,10 +43,14 @@ class Runner:
     def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def warmup(self, n: int = 3, batch: int = 1) -> None:
+    def warmup(self, n: int = 3, batch: int = 1) -> dict[str, np.ndarray]:
+        """``n`` untimed calls on Spec example inputs at ``batch`` (every other named dim sized as
+        ``ModelSpec.example_inputs`` does), e.g. to keep an engine build out of timings; the last outputs."""
         feeds = self.spec.example_inputs(batch=batch)
+        out: dict[str, np.ndarray] = {}
         for _ in range(n):
-            self._run(feeds)
+            out = self._run(feeds)
+        return out
 
     def describe(self) -> dict[str, object]:
         """What this runner is: backend, device/provider, threads. Recorded next to every measurement."""

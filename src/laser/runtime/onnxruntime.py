@@ -150,12 +150,6 @@ class OnnxRuntimeRunner(Runner):
         values = self.session.run(self.output_names, dict(inputs))
         return dict(zip(self.output_names, values))
 
-    def warmup(self, n: int = 3, batch: int = 1) -> None:
-        """n untimed calls on Spec example inputs (every named dim sized), e.g. TensorRT's engine build."""
-        from laser.runtime.auto import warmup
-
-        warmup(self, n, batch)
-
     def describe(self) -> dict[str, object]:
         dropped = [p for p in self._asked if p not in self.providers]
         out: dict[str, object] = {**super().describe(), "providers": list(self.providers),

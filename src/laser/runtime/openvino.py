@@ -63,12 +63,6 @@ class OpenVINORunner(Runner):
         result = self._request.infer(dict(inputs))  # copies outputs out of the request's buffers
         return {name: result[port] for name, port in self._ports}
 
-    def warmup(self, n: int = 3, batch: int = 1) -> None:
-        """n untimed calls on Spec example inputs (every named dim sized), e.g. TensorRT's engine build."""
-        from laser.runtime.auto import warmup
-
-        warmup(self, n, batch)
-
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "precision": self.precision, "hint": self.hint}
 

@@ -54,9 +54,3 @@ class TorchScriptRunner(Runner):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), **({"allow_tf32": self.allow_tf32} if self.device.startswith("cuda") else {})}
-
-    def warmup(self, n: int = 3, batch: int = 1) -> None:
-        """n untimed calls on Spec example inputs (every named dim sized), e.g. TensorRT's engine build."""
-        from laser.runtime.auto import warmup
-
-        warmup(self, n, batch)

@@ -94,19 +94,31 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) 
     """The ASGI app. ``token``: require ``Authorization: Bearer <token>`` (health routes stay open)."""
     require("starlette", "serve")
     from starlette.applications import Starlette
-    from starlette.formparsers import MultiPartParser
+
+    app = Starlette(routes=_routes(handler), exception_handlers={404: _not_found, 405: _not_found},
+                    lifespan=lifespan)
+    return _Guard(app, token) if token else app
+
+
+def _endpoint(fn: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    """``fn`` with every exception answered as the ServeError it maps to."""
+    async def wrapped(request: Any) -> Any:
+        try:
+            return await fn(request)
+        except Exception as exc:
+            return error_response(as_serve_error(exc))
+    return wrapped
+
+
+async def _not_found(request: Any, exc: Exception) -> Any:
+    code = getattr(exc, "status_code", 404)
+    return _json({"error": f"no route {request.method} {request.url.path[:100]}"}, code)
+
+
+def _routes(handler: Handler) -> list[Any]:
+    """The Open Inference Protocol v2 routes (plus /metrics and the repository extension) over ``handler``."""
     from starlette.responses import Response
     from starlette.routing import Route
-
-    limits = handler.limits
-
-    def endpoint(fn: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
-        async def wrapped(request: Any) -> Any:
-            try:
-                return await fn(request)
-            except Exception as exc:
-                return error_response(as_serve_error(exc))
-        return wrapped
 
     async def live(request: Any) -> Any:
         return _json({"live": True})
@@ -129,6 +141,43 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) 
 
     async def model_config(request: Any) -> Any:
         return _json(handler.model_config(*_names(request)))
+
+    async def metrics(request: Any) -> Any:
+        return Response(handler.metrics.render(), media_type=handler.metrics.content_type)
+
+    async def repository_index(request: Any) -> Any:
+        return _json(handler.repository.index())
+
+    infer, task = _endpoint(_infer(handler)), _endpoint(_task(handler))
+    v = "/v2/models/{model}"
+    vv = "/v2/models/{model}/versions/{version}"
+    # Starlette tries routes in order: inference first.
+    routes = [Route(v + "/infer", infer, methods=["POST"])]
+    routes += [
+        Route("/v2/health/live", _endpoint(live), methods=["GET"]),
+        Route("/v2/health/ready", _endpoint(ready), methods=["GET"]),
+        Route("/v2", _endpoint(server_metadata), methods=["GET"]),
+        Route("/metrics", _endpoint(metrics), methods=["GET"]),
+        Route("/v2/repository/index", _endpoint(repository_index), methods=["GET", "POST"]),
+        Route("/v2/repository/models/{model}/load", _endpoint(_control(handler, "load")), methods=["POST"]),
+        Route("/v2/repository/models/{model}/unload", _endpoint(_control(handler, "unload")), methods=["POST"]),
+    ]
+    for base in (v, vv):
+        routes += [
+            Route(base, _endpoint(model_metadata), methods=["GET"]),
+            Route(base + "/ready", _endpoint(model_ready), methods=["GET"]),
+            Route(base + "/config", _endpoint(model_config), methods=["GET"]),
+            *([Route(base + "/infer", infer, methods=["POST"])] if base == vv else []),
+            Route(base + "/{task}", task, methods=["POST"]),
+        ]
+    return routes
+
+
+def _infer(handler: Handler) -> Callable[[Any], Awaitable[Any]]:
+    """POST .../infer: decode (JSON, JSON + binary, or a raw body), run through the handler, encode."""
+    from starlette.responses import Response
+
+    limits = handler.limits
 
     async def infer(request: Any) -> Any:
         me = asyncio.current_task()
@@ -168,6 +217,15 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) 
         return Response(b"".join([header, *chunks]), 200, {"Inference-Header-Content-Length": str(len(header))},
                         "application/octet-stream")
 
+    return infer
+
+
+def _task(handler: Handler) -> Callable[[Any], Awaitable[Any]]:
+    """POST .../{task}: a task pipeline on the raw body or the file of a multipart form."""
+    from starlette.formparsers import MultiPartParser
+
+    limits = handler.limits
+
     async def task(request: Any) -> Any:
         model, version = _names(request)
 
@@ -190,50 +248,19 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) 
                                     dict(request.query_params))
         return _json(result)
 
-    async def metrics(request: Any) -> Any:
-        return Response(handler.metrics.render(), media_type=handler.metrics.content_type)
+    return task
 
-    async def repository_index(request: Any) -> Any:
-        return _json(handler.repository.index())
 
-    def control(action: str) -> Callable[[Any], Awaitable[Any]]:
-        async def run(request: Any) -> Any:
-            if not handler.model_control:
-                raise ServeError(403, "model control is disabled; start the server with --model-control "
-                                      "(laser.serve(..., model_control=True)) to load and unload models")
-            model, _ = _names(request)
-            await getattr(handler.repository, action)(model)
-            return _json({})
-        return run
-
-    v = "/v2/models/{model}"
-    vv = "/v2/models/{model}/versions/{version}"
-    # Starlette tries routes in order: inference first.
-    routes = [Route(v + "/infer", endpoint(infer), methods=["POST"])]
-    routes += [
-        Route("/v2/health/live", endpoint(live), methods=["GET"]),
-        Route("/v2/health/ready", endpoint(ready), methods=["GET"]),
-        Route("/v2", endpoint(server_metadata), methods=["GET"]),
-        Route("/metrics", endpoint(metrics), methods=["GET"]),
-        Route("/v2/repository/index", endpoint(repository_index), methods=["GET", "POST"]),
-        Route("/v2/repository/models/{model}/load", endpoint(control("load")), methods=["POST"]),
-        Route("/v2/repository/models/{model}/unload", endpoint(control("unload")), methods=["POST"]),
-    ]
-    for base in (v, vv):
-        routes += [
-            Route(base, endpoint(model_metadata), methods=["GET"]),
-            Route(base + "/ready", endpoint(model_ready), methods=["GET"]),
-            Route(base + "/config", endpoint(model_config), methods=["GET"]),
-            *([Route(base + "/infer", endpoint(infer), methods=["POST"])] if base == vv else []),
-            Route(base + "/{task}", endpoint(task), methods=["POST"]),
-        ]
-
-    async def not_found(request: Any, exc: Exception) -> Any:
-        code = getattr(exc, "status_code", 404)
-        return _json({"error": f"no route {request.method} {request.url.path[:100]}"}, code)
-
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
-    return _Guard(app, token) if token else app
+def _control(handler: Handler, action: str) -> Callable[[Any], Awaitable[Any]]:
+    """POST /v2/repository/models/{model}/load|unload, when model control is enabled."""
+    async def run(request: Any) -> Any:
+        if not handler.model_control:
+            raise ServeError(403, "model control is disabled; start the server with --model-control "
+                                  "(laser.serve(..., model_control=True)) to load and unload models")
+        model, _ = _names(request)
+        await getattr(handler.repository, action)(model)
+        return _json({})
+    return run
 
 
 async def _watch_disconnect(receive: Callable[[], Awaitable[dict]], task: asyncio.Task | None) -> None:

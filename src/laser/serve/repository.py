@@ -174,10 +174,8 @@ def load_version(name: str, version: str, location: Path | Artifact | str, setti
     runner = backend(art, **options) if callable(backend) else run(art, backend=backend, **options)
     mv = ModelVersion(name, version, art, runner, settings, fp, metrics, inflight)
     if settings.warmup:
-        spec = art.spec
-        dims = {d: 1 for t in spec.inputs for i, d in t.dynamic_dims.items() if i > 0}
         for b in range(1, max(1, mv.max_batch_size) + 1):
-            out = runner(spec.example_inputs(batch=b, dims=dims))
+            out = runner.warmup(1, batch=b)
             if mv.batchable:
                 _check_batch(out, b)
     return mv
