@@ -52,8 +52,6 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     ``recipes``: names (see ``laser.optimize.candidates``) or ``Recipe`` objects with your own stages.
     ``recipe``: a winner.toml from an earlier run: rebuild that artifact from the base model and measure it.
     """
-    from laser.loader import load
-
     settings = settings or Settings(robustness=robustness)
     if robustness and not settings.robustness:
         settings = Settings(**{**settings.to_dict(), "robustness": True})
@@ -69,21 +67,7 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         if budget == DEFAULT_BUDGET and "budget" in meta:
             budget = None if meta["budget"] == "(no constraint)" else meta["budget"]
             objective = str(meta.get("objective", objective))
-    source = str(model) if isinstance(model, (str, os.PathLike)) else (
-        str(model.location) if isinstance(model, Artifact) and model.location else
-        (model.name if isinstance(model, Artifact) else DEFAULT_MODEL))
-    if model is None:
-        model = DEFAULT_MODEL
-    if isinstance(model, Artifact):
-        base = model
-    else:
-        if random_weights:  # seeded, so a winner.toml made on random weights rebuilds the same model
-            import torch
-
-            torch.manual_seed(0)
-        base = load(model, random_weights=random_weights)
-    if random_weights and base.format == "torch" and not any(s.op == "reestimate-batchnorm" for s in base.lineage):
-        base = _with_batchnorm_statistics(base, inputs)
+    source, base = _base(model, random_weights, inputs)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
     b = budget if isinstance(budget, Budget) else Budget.parse(budget, objective)
@@ -91,17 +75,7 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     out = Path(output) if output is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    early_notes: list[str] = []
-    if custom:
-        names: list[str | Recipe] = list(custom)
-    elif recipes is None and data is None:  # nothing to recover a function-changing recipe with, or check it on
-        names = [r for r in cands.DEFAULT_RECIPES if not cands.needs_data(r)]
-        left = [r for r in cands.DEFAULT_RECIPES if cands.needs_data(r)]
-        early_notes.append(f"no labelled data: {', '.join(left)} left out (they change the function and need data "
-                           "to fine-tune, distil or rank widths; asked for with --recipes they are measured and "
-                           "listed as unverified)")
-    else:
-        names = cands.parse_list(recipes, cands.DEFAULT_RECIPES)
+    names, early_notes = _recipe_names(custom, recipes, data)
     chosen_backends = [meta["backend"]] if custom else (cands.parse_list(backends, []) or None)
     search = Search(base, source, data=data, budget=b, recipes=names,
                     formats=[meta["format"]] if custom else cands.parse_list(formats, cands.DEFAULT_FORMATS),
@@ -127,6 +101,40 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     if out is not None:
         write_outputs(result, out, stages, random_weights)
     return result
+
+
+def _base(model: Artifact | str | os.PathLike[str] | None, random_weights: bool,
+          inputs: str | os.PathLike[str] | None) -> tuple[str, Artifact]:
+    """(how the base is loaded again, the base artifact); random weights get BatchNorm statistics."""
+    from laser.loader import load
+
+    source = str(model) if isinstance(model, (str, os.PathLike)) else (
+        str(model.location) if isinstance(model, Artifact) and model.location else
+        (model.name if isinstance(model, Artifact) else DEFAULT_MODEL))
+    if isinstance(model, Artifact):
+        base = model
+    else:
+        if random_weights:  # seeded, so a winner.toml made on random weights rebuilds the same model
+            import torch
+
+            torch.manual_seed(0)
+        base = load(model if model is not None else DEFAULT_MODEL, random_weights=random_weights)
+    if random_weights and base.format == "torch" and not any(s.op == "reestimate-batchnorm" for s in base.lineage):
+        base = _with_batchnorm_statistics(base, inputs)
+    return source, base
+
+
+def _recipe_names(custom: list[Recipe], recipes: Sequence[str | Recipe] | str | None,
+                  data: Dataset | str | None) -> tuple[list[str | Recipe], list[str]]:
+    """The recipes to try, and a note when the defaults leave some out (no data to recover them with)."""
+    if custom:
+        return list(custom), []
+    if recipes is None and data is None:  # nothing to recover a function-changing recipe with, or check it on
+        left = [r for r in cands.DEFAULT_RECIPES if cands.needs_data(r)]
+        return [r for r in cands.DEFAULT_RECIPES if not cands.needs_data(r)], [
+            f"no labelled data: {', '.join(left)} left out (they change the function and need data to fine-tune, "
+            "distil or rank widths; asked for with --recipes they are measured and listed as unverified)"]
+    return cands.parse_list(recipes, cands.DEFAULT_RECIPES), []
 
 
 def _recipe_file(path: str | os.PathLike[str]) -> tuple[list[Recipe], dict[str, Any]]:

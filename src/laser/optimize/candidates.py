@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from laser.artifact import FORMATS
 from laser.errors import ConfigError, LaserError
 from laser.stages import Stage, stage_class
 
@@ -219,9 +220,9 @@ def plan(recipes: Sequence[str], formats: Sequence[str], backends: Sequence[str]
     unknown = [b for b in backends or () if b not in BACKENDS]
     if unknown:
         raise ConfigError(f"unknown backend(s) {unknown}; known: {sorted(b for b in BACKENDS if b != 'echo')}")
-    bad = [f for f in formats if f not in ("torch", "onnx", "torchscript", "ort")]
+    bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise ConfigError(f"unknown format(s) {bad}; use torch, onnx, torchscript or ort")
+        raise ConfigError(f"unknown format(s) {bad}; use {', '.join(FORMATS)}")
     out: list[Candidate] = []
     for r in dict.fromkeys(recipes):  # keep order, drop repeats
         for f in formats_for(recipe_domain(r, base_format), formats):
