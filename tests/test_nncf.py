@@ -79,7 +79,7 @@ def test_accuracy_control_returns_the_outlier_layer_to_float(outlier_digits_onnx
     aa = q.lineage[-1].results["accuracy_aware"]
     assert aa["met"] and aa["drop_points"] <= 1.0 and aa["metric"] == "top1"
     assert aa["kept_in_float"], "per-tensor INT8 of the outlier activations collapses: a layer must stay float"
-    assert set(aa["kept_in_float"]) <= set(q.lineage[-1].results["excluded"])
+    assert {k["node"] for k in aa["kept_in_float"]} <= set(q.lineage[-1].results["excluded"])
     assert _top1(q, digits_test, "openvino") >= aa["fp32_top1"] - 0.01
 
 
@@ -102,6 +102,15 @@ def test_cli_quantize_accepts_int8_nncf(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["method"] == "int8-nncf" and out["format"] == "onnx"
     assert out["speed"]["backend"] == "openvino"
+
+
+def test_cli_quantize_int8_nncf_with_accuracy_control_prints_the_summary(tmp_path, capsys):
+    from laser.cli.main import main
+
+    code = main(["quantize", "digits-cnn", "--method", "int8-nncf", "--calibration", "digits", "--samples", "32",
+                 "--data", "digits", "--max-accuracy-drop", "1", "-o", str(tmp_path / "q")])
+    out = capsys.readouterr().out
+    assert code == 0 and "int8-nncf:" in out and "samples, openvino): FP32" in out and "drop 0.00 points" in out
 
 
 # -- recipes ---------------------------------------------------------------------------------------

@@ -168,7 +168,10 @@ def with_accuracy_control(stage: Any, parent: Artifact, src: Path, dst: Path, ex
     fp32, _ = evaluate(parent, model, samples, backend)
     final, _ = evaluate(parent, q, samples, backend)
     drop = round((fp32 - final) * 100, 4)
-    kept = _float_nodes(model, q)
+    from laser.compress.mixed_precision import layer_names
+
+    names_of = layer_names(src)
+    kept = [{"node": n, "layer": names_of.get(n, n)} for n in _float_nodes(model, q)]
     result = {"budget_points": stage.max_accuracy_drop, "data": ds.name, "samples": len(ds),
               "metric": metric_name(parent.task), "fp32_top1": fp32, "final_top1": final, "drop_points": drop,
               "met": drop <= stage.max_accuracy_drop, "kept_in_float": kept, "excluded": list(exclude),

@@ -204,7 +204,7 @@ class Quantize(Stage):
         else:
             quantizer(out, exclude, None)
         if nncf and self.max_accuracy_drop is not None:
-            exclude = [*exclude, *results["accuracy_aware"]["kept_in_float"]]
+            exclude = [*exclude, *(k["node"] for k in results["accuracy_aware"]["kept_in_float"])]
         elif self.max_accuracy_drop is not None:
             search = mp.keep_sensitive_layers_in_float(parent, src, quantizer, out, self.max_accuracy_drop,
                                                        self.data, exclude, progress=self.progress)
