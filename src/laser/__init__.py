@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "Distill": "laser.compress.distill:Distill",
     "WidthSearch": "laser.compress.nas:WidthSearch",
     "Quantize": "laser.compress.quantize:Quantize",
+    "Precision": "laser.runtime.precision:Precision",
     "QAT": "laser.compress.qat:QAT",
     "optimize": "laser.optimize:optimize",
     "doctor": "laser.optimize:doctor",

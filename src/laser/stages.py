@@ -35,6 +35,7 @@ STAGES: dict[str, str] = {
     "prune": "laser.compress.prune:Prune",
     "distill": "laser.compress.distill:Distill",
     "search": "laser.compress.nas:WidthSearch",
+    "precision": "laser.runtime.precision:Precision",
 }
 
 

@@ -32,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="drop the default accuracy_drop<=1%% constraint (same as adding accuracy_drop<=none)")
     p.add_argument("--objective", default="p50", help="what the winner minimises (p50, p99, size, energy) or "
                    "maximises (accuracy, throughput); default p50")
-    p.add_argument("--recipes", help="comma-separated: none, int8-static, int8-dynamic, fp16, prune-N, prune-N+int8, "
-                   "search (default: none,int8-static,fp16,prune-30,prune-50,prune-70,prune-50+int8,search)")
+    from laser.optimize.candidates import DEFAULT_RECIPES
+
+    p.add_argument("--recipes", help="comma-separated: none, int8-static, int8-dynamic, int8-nncf, int8-nncf-ac, fp16, "
+                   "bf16, fp16-openvino, prune-N, prune-N+int8, search (default: " + ",".join(DEFAULT_RECIPES) + ")")
     p.add_argument("--formats", help="comma-separated: torch, onnx, torchscript (default: all three)")
     p.add_argument("--backends", help="comma-separated: torch, torchscript, onnxruntime, openvino "
                    "(default: every installed one)")

@@ -95,18 +95,20 @@ def _print_human(s: dict[str, Any]) -> None:
         print(f"  calibration: {c['source']}, {c['samples']} samples, {c['method']}")
     sp = s["speed"]
     if sp:
-        print(f"  latency (measured, batch 1, onnxruntime, shared CPU): FP32 {sp['fp32_p50_ms']:.3f} ms, quantized "
+        print(f"  latency (measured, batch 1, {sp.get('backend', 'onnxruntime')}, shared CPU): FP32 {sp['fp32_p50_ms']:.3f} ms, quantized "
               f"{sp['quantized_p50_ms']:.3f} ms ({sp['ratio']:.2f} x)")
     acc = s["accuracy_aware"] or s["accuracy"]
     if acc and acc.get("fp32_top1") is not None:
         q = acc.get("final_top1", acc.get("quantized_top1", acc.get("int8_top1")))
-        print(f"  top-1 on {acc['data']} ({acc['samples']} samples, onnxruntime): FP32 {percent(acc['fp32_top1'])}, "
+        where = "openvino" if "openvino" in acc.get("method", "") else "onnxruntime"
+        print(f"  top-1 on {acc['data']} ({acc['samples']} samples, {where}): FP32 {percent(acc['fp32_top1'])}, "
               f"quantized {percent(q)}, drop {acc['drop_points']:.2f} points (measured)")
     aa = s["accuracy_aware"]
     if aa:
-        print(f"  all layers quantized: drop {aa['all_layers_drop_points']:.2f} points; budget {aa['budget_points']}")
+        if "all_layers_drop_points" in aa:
+            print(f"  all layers quantized: drop {aa['all_layers_drop_points']:.2f} points; budget {aa['budget_points']}")
         if aa["kept_in_float"]:
-            rows = [(k["node"], k["layer"], f"{k['nmse']:.3g}") for k in aa["kept_in_float"]]
+            rows = [(k["node"], k["layer"], f"{k['nmse']:.3g}" if "nmse" in k else "-") for k in aa["kept_in_float"]]
             print("  kept in float (most sensitive first):")
             print("    " + table(rows, ("node", "layer", "sensitivity (output NMSE)")).replace("\n", "\n    "))
         cost = aa.get("cost")

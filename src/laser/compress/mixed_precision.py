@@ -57,12 +57,12 @@ def as_onnx_artifact(parent: Artifact, path: Path) -> Artifact:
                                spec=parent.spec)
 
 
-def top1(art: Artifact, data: Dataset) -> float:
-    """top-1 of an ONNX artifact on onnxruntime (the runtime it ships on)."""
+def top1(art: Artifact, data: Dataset, backend: str = "onnxruntime") -> float:
+    """top-1 of an ONNX artifact on ``backend`` (the runtime it ships on)."""
     from laser.measure.accuracy import classification
     from laser.runtime import run
 
-    with run(art, backend="onnxruntime") as runner:
+    with run(art, backend=backend) as runner:
         return float(classification(runner, data)["top1"])
 
 
@@ -73,13 +73,13 @@ def outputs(art: Artifact, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return runner(feeds)[art.spec.output_names[0]].astype(np.float64)
 
 
-def accuracy_delta(parent: Artifact, quantized: Path, data: Any) -> dict[str, Any]:
-    """top-1 of the FP32 parent and of the quantized model, both on onnxruntime."""
+def accuracy_delta(parent: Artifact, quantized: Path, data: Any, backend: str = "onnxruntime") -> dict[str, Any]:
+    """top-1 of the FP32 parent and of the quantized model, both on ``backend``."""
     ds = dataset(data)
-    fp32, q = top1(parent, ds), top1(as_onnx_artifact(parent, quantized), ds)
+    fp32, q = top1(parent, ds, backend), top1(as_onnx_artifact(parent, quantized), ds, backend)
     return {"measured": True, "data": ds.name, "samples": len(ds), "fp32_top1": fp32, "quantized_top1": q,
             "drop_points": round((fp32 - q) * 100, 4),
-            "method": "measured: top-1 on every sample, onnxruntime CPU, quantized vs FP32 ONNX parent"}
+            "method": f"measured: top-1 on every sample, {backend} CPU, quantized vs FP32 ONNX parent"}
 
 
 def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quantizer, out: Path, budget: float,

@@ -80,13 +80,14 @@ def runtime_ops(model: Path) -> dict[str, int]:
     return dict(collections.Counter(n.op_type for n in graph.node))
 
 
-def latency_pair(fp32: Artifact, quantized: Artifact, threads: int | None = None) -> dict[str, float]:
-    """p50 ms at batch 1 of both on onnxruntime, in alternating blocks; the median over passes."""
+def latency_pair(fp32: Artifact, quantized: Artifact, threads: int | None = None,
+                 backend: str = "onnxruntime") -> dict[str, float]:
+    """p50 ms at batch 1 of both on ``backend``, in alternating blocks; the median over passes."""
     from laser.measure.latency import latency
     from laser.runtime import run
 
-    runners = {"fp32": run(fp32, backend="onnxruntime", threads=threads),
-               "quantized": run(quantized, backend="onnxruntime", threads=threads)}
+    runners = {"fp32": run(fp32, backend=backend, threads=threads),
+               "quantized": run(quantized, backend=backend, threads=threads)}
     p50s: dict[str, list[float]] = {k: [] for k in runners}
     try:
         for _ in range(PASSES):

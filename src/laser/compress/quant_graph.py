@@ -55,7 +55,8 @@ def bf16_probe():
             f"bf16 is not supported by this onnxruntime (providers {providers}): a bfloat16 MatMul fails to load "
             f"({str(exc).splitlines()[0][:120]}); ONNX Conv has no bfloat16 type before opset 22 either. Use "
             "fp16 (smaller file) or int8-static (faster on CPU); a bf16-capable CPU (amx_bf16) is reached through "
-            "runtimes that choose bf16 internally, not through an ONNX conversion") from exc
+            "runtimes that choose bf16 internally, not through an ONNX conversion: laser.Precision('bf16') runs the "
+            "FP32 ONNX in bf16 on OpenVINO (recipe bf16 of laser optimize)") from exc
     raise BackendError(f"this onnxruntime has bfloat16 kernels ({providers}), but laser has no bfloat16 graph "
                        "converter yet (only the probe runs here); use fp16 on this runtime")
 

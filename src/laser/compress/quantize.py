@@ -11,6 +11,9 @@ then quantized:
   Percentile), per-channel weights. Types default from measurements on the target CPU (below).
 - ``int8-dynamic``: weights INT8 offline, activations quantized at run time; MatMul/Gemm only by
   default, because dynamic Conv becomes ConvInteger, which is slower than FP32 on CPU.
+- ``int8-nncf``: NNCF's post-training INT8 (``laser.compress.nncf``): QDQ placed for OpenVINO's CPU
+  plugin, fast bias correction; runs on openvino (its target) and onnxruntime. With ``max_accuracy_drop``
+  it is ``nncf.quantize_with_accuracy_control`` on ``data``, measured on OpenVINO.
 - ``fp16``: weights and compute in float16, float32 inputs/outputs kept (the spec does not change).
 - ``bf16``: only where the runtime has bfloat16 kernels; checked, never assumed.
 
@@ -45,7 +48,8 @@ from laser.stages import Stage
 
 log = logging.getLogger("laser.quantize")
 
-METHODS = ("int8-static", "int8-dynamic", "fp16", "bf16")
+METHODS = ("int8-static", "int8-dynamic", "int8-nncf", "fp16", "bf16")
+CALIBRATED = ("int8-static", "int8-nncf")
 QTYPES = ("uint8", "int8")
 DYNAMIC_OPS = ("MatMul", "Gemm")
 
@@ -128,11 +132,13 @@ class Quantize(Stage):
         object.__setattr__(self, "exclude", tuple(self.exclude))
         if self.op_types is not None:
             object.__setattr__(self, "op_types", tuple(self.op_types))
-        if self.method == "int8-static" and self.calibration is None:
-            raise ConfigError("int8-static needs calibration data: pass calibration='digits' (a dataset name), a "
+        if self.method == "int8-nncf":
+            self._check_nncf_options()
+        if self.method in CALIBRATED and self.calibration is None:
+            raise ConfigError(f"{self.method} needs calibration data: pass calibration='digits' (a dataset name), a "
                               "folder of images or .npy files, an iterable of input dicts, or 'random' for "
                               "latency-only work on random weights")
-        if self.method != "int8-static" and self.activation_type is not None:
+        if self.method not in CALIBRATED and self.activation_type is not None:
             raise ConfigError(f"activation_type applies to int8-static only; {self.method} "
                               "quantizes activations at run time (uint8) or not at all")
         if self.max_accuracy_drop is not None:
@@ -142,6 +148,19 @@ class Quantize(Stage):
             if self.data is None:
                 raise ConfigError("max_accuracy_drop needs data= (a labelled dataset or its name, e.g. "
                                   "data='digits') to measure the drop on")
+
+    def _check_nncf_options(self) -> None:
+        """int8-nncf takes its types, ranges and op choice from NNCF: say so instead of ignoring options."""
+        fixed = [(name, getattr(self, name)) for name in ("activation_type", "weight_type", "reduce_range", "op_types")
+                 if getattr(self, name) is not None]
+        if self.calibration_method != "minmax":
+            fixed.append(("calibration_method", self.calibration_method))
+        if not self.per_channel:
+            fixed.append(("per_channel", False))
+        if fixed:
+            raise ConfigError(f"int8-nncf chooses {', '.join(n for n, _ in fixed)} itself (NNCF's CPU preset: "
+                              "symmetric per-channel int8 weights, its own range estimators and op patterns); "
+                              "drop those options, or use method='int8-static' to set them")
 
     def params(self) -> dict[str, Any]:
         """Plain-data fields for lineage and recipes; an in-memory calibration source is recorded by what
@@ -175,20 +194,32 @@ class Quantize(Stage):
         results.update(info)
         out = work / "model.onnx"
         exclude = list(self.exclude)
-        quantizer(out, exclude, None)
-        if self.max_accuracy_drop is not None:
+        nncf = self.method == "int8-nncf"
+        target = info.get("runs_on", "onnxruntime")  # where accuracy and speed are measured
+        if nncf and self.max_accuracy_drop is not None:  # NNCF's own accuracy-aware loop quantizes
+            from laser.compress.nncf import with_accuracy_control
+
+            results["accuracy_aware"] = with_accuracy_control(self, parent, src, out, exclude)
+            strip_debug_metadata(out)
+        else:
+            quantizer(out, exclude, None)
+        if nncf and self.max_accuracy_drop is not None:
+            exclude = [*exclude, *(k["node"] for k in results["accuracy_aware"]["kept_in_float"])]
+        elif self.max_accuracy_drop is not None:
             search = mp.keep_sensitive_layers_in_float(parent, src, quantizer, out, self.max_accuracy_drop,
                                                        self.data, exclude, progress=self.progress)
             results["accuracy_aware"] = search
             exclude = list(search["excluded"])
         elif self.data is not None:
-            results["accuracy"] = mp.accuracy_delta(parent, out, self.data)
+            results["accuracy"] = mp.accuracy_delta(parent, out, self.data, backend=target)
         else:
             results["accuracy"] = {"measured": False, "note": "pass data= to measure the top-1 delta"}
         if self.check_speed:
-            from laser.compress.quant_check import mac_split, speed_check
+            from laser.compress import nncf as nncf_q
+            from laser.compress import quant_check
 
-            speed = speed_check(parent, mp.as_onnx_artifact(parent, out), mac_split(src)["total"])
+            check = nncf_q.speed_check if nncf else quant_check.speed_check
+            speed = check(parent, mp.as_onnx_artifact(parent, out), quant_check.mac_split(src)["total"])
             note = speed.pop("note")
             if note and self.method.startswith("int8") and not notes:  # not when a note already says why
                 notes.append(note)
@@ -227,6 +258,10 @@ class Quantize(Stage):
             return self._static(parent, src, work)
         if self.method == "int8-dynamic":
             return self._dynamic(parent, src, notes)
+        if self.method == "int8-nncf":
+            from laser.compress.nncf import quantizer
+
+            return quantizer(self, parent, src, work)
         if self.method == "fp16":
             return fp16_quantizer(src, notes)
         return bf16_probe()

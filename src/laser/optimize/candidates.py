@@ -11,6 +11,10 @@ Recipe names (``--recipes``):
     int8-static      post-training INT8, calibrated, QDQ (ONNX Runtime quantization)
     int8-dynamic     dynamic INT8 (weights only; slow for convolutions on CPU: the doctor explains why)
     fp16             FP16 weights and activations (ONNX)
+    int8-nncf        post-training INT8 with NNCF (QDQ placed for OpenVINO; runs on openvino and onnxruntime)
+    int8-nncf-ac     the same with NNCF's accuracy control (top-1 drop <= 1 point on --data; needs --data)
+    bf16             the FP32 ONNX model run in bfloat16 on OpenVINO (only where the CPU has bf16 kernels)
+    fp16-openvino    the same in float16 (CPUs with AMX-FP16 / AVX512-FP16 kernels in OpenVINO)
     prune-N          structured pruning of N % of the channels + distillation from the base model
     prune-N+int8     the same, then int8-static
     search           latency-aware width search for a latency budget on ONNX Runtime
@@ -29,7 +33,8 @@ from laser.artifact import FORMATS
 from laser.errors import ConfigError, LaserError
 from laser.stages import Stage, stage_class
 
-DEFAULT_RECIPES = ("none", "int8-static", "fp16", "prune-30", "prune-50", "prune-70", "prune-50+int8", "search")
+DEFAULT_RECIPES = ("none", "int8-static", "int8-nncf", "fp16", "bf16", "prune-30", "prune-50", "prune-70",
+                   "prune-50+int8", "search")
 DEFAULT_FORMATS = ("torch", "onnx", "torchscript")
 TORCH_FORMATS = ("torch", "onnx", "torchscript")  # where a torch-domain result can go
 # backend -> the module it needs (a backend whose runtime is not installed is left out, with a note)
@@ -139,6 +144,35 @@ def _search(ctx: Context) -> tuple[Stage, ...]:
                        **_optional("search", ratios=(0.4, 0.75), max_seconds=0.1, progress=False)),)
 
 
+NNCF_AC_DROP_POINTS = 1.0  # int8-nncf-ac: the top-1 (task metric) budget, percentage points
+
+
+def _int8_nncf(ctx: Context, accuracy_control: bool = False) -> Stage:
+    """Quantize(method='int8-nncf') on the same calibration data as int8-static; with accuracy control, the
+    labelled dataset's test split bounds the drop."""
+    if importlib.util.find_spec("nncf") is None:
+        raise Unavailable("int8-nncf needs NNCF: pip install 'laser[openvino]' (or pip install nncf)")
+    extra: dict[str, Any] = {"samples": 64} if ctx.quick else {}
+    if accuracy_control:
+        if ctx.data is None:
+            raise Unavailable("int8-nncf-ac measures the accuracy drop and needs a labelled dataset (--data)")
+        extra.update(max_accuracy_drop=NNCF_AC_DROP_POINTS, data=ctx.data)
+    return make_stage("quantize", method="int8-nncf", calibration=ctx.data or "random", **extra,
+                      **_optional("quantize", progress=False))
+
+
+def _runtime_precision(precision: str, ctx: Context) -> tuple[Stage, ...]:
+    """The Precision stage (bf16/f16 at run time on OpenVINO), Unavailable where the CPU has no such kernels."""
+    try:
+        from laser.runtime.precision import unavailable_reason
+    except ImportError as exc:
+        raise Unavailable(f"the precision stage is not available in this install ({exc})") from exc
+    reason = unavailable_reason(precision, "openvino")
+    if reason:
+        raise Unavailable(reason)
+    return (make_stage("precision", precision=precision, data=ctx.data),)
+
+
 # name -> (builder, domain, what it is)
 RECIPES: dict[str, tuple[Callable[[Context], tuple[Stage, ...]], str, str]] = {
     "none": (lambda ctx: (), "torch", "the base model as it is"),
@@ -147,6 +181,11 @@ RECIPES: dict[str, tuple[Callable[[Context], tuple[Stage, ...]], str, str]] = {
                      "dynamic INT8 (weights quantized, activations at run time)"),
     "fp16": (lambda ctx: (make_stage("quantize", method="fp16"),), "onnx", "FP16 weights and activations"),
     "search": (_search, "torch", "latency-aware width search (ONNX Runtime lookup table)"),
+    "int8-nncf": (lambda ctx: (_int8_nncf(ctx),), "onnx", "post-training INT8 with NNCF (QDQ for OpenVINO)"),
+    "int8-nncf-ac": (lambda ctx: (_int8_nncf(ctx, accuracy_control=True),), "onnx",
+                     f"NNCF INT8 with accuracy control (drop <= {NNCF_AC_DROP_POINTS:g} point on the data)"),
+    "bf16": (lambda ctx: _runtime_precision("bf16", ctx), "onnx", "bfloat16 inference precision on OpenVINO"),
+    "fp16-openvino": (lambda ctx: _runtime_precision("f16", ctx), "onnx", "float16 inference precision on OpenVINO"),
 }
 
 

@@ -106,6 +106,9 @@ class OnnxRuntimeRunner(Runner):
         if artifact.format not in ("onnx", "ort"):
             raise BackendError(f"the onnxruntime backend runs onnx and ort artifacts, {artifact.name!r} is "
                                f"{artifact.format}; export it first: laser.export.export(artifact, to='onnx')")
+        from laser.runtime.precision import refuse_recorded
+
+        refuse_recorded(artifact, self.backend)  # a bf16 artifact is not run in f32 under its name
         if optimization not in OPTIMIZATION:
             raise ConfigError(f"optimization must be one of {sorted(OPTIMIZATION)}, got {optimization!r}")
         so = ort.SessionOptions()
