@@ -71,7 +71,7 @@ def unavailable_reason(precision: str, backend: str = "openvino") -> str | None:
     caps = openvino_capabilities("CPU")
     if CAPABILITY[precision] in caps:
         return None
-    from laser.measure.hardware import cpu_info
+    from laser.runtime.hardware import cpu_info
 
     cpu = cpu_info()
     flags = sorted(set(cpu.get("isa", ())) & set(CPU_FLAGS[precision]))
