@@ -117,7 +117,7 @@ def torch_workload(module: Any, spec: Any, what: str = "torch eager") -> Workloa
             outs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
             ins = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
             in_ptrs = {t.untyped_storage().data_ptr() for t in ins}
-            mutates = func._schema.is_mutable
+            mutates = bool(getattr(getattr(func, "_schema", None), "is_mutable", False))
             if not outs or getattr(func, "is_view", False) or (
                     not mutates and all(t.untyped_storage().data_ptr() in in_ptrs for t in outs)):
                 return out  # a check (aten.equal), a view or an alias: nothing moved
@@ -136,7 +136,8 @@ def torch_workload(module: Any, spec: Any, what: str = "torch eager") -> Workloa
             macs = int(counter.get_total_flops() - before) // 2
             if precision is None:  # an op on weights only: take the dtype of what it wrote
                 precision = precision_of_dtype(outs[0].dtype)
-            layers.append(Layer(str(func.overloadpacket.__name__), macs, precision, weights, acts))
+            name = getattr(getattr(func, "overloadpacket", None), "__name__", str(func))
+            layers.append(Layer(name, macs, precision, weights, acts))
             return out
 
     with counter, Tracker(), torch.inference_mode():
@@ -265,7 +266,8 @@ def of_artifact(artifact: Artifact, size: dict[str, Any] | None = None) -> Workl
         if artifact.format == "onnx":
             import onnx
 
-            return onnx_workload(onnx.load(str(artifact.model_file)))
+            # Shapes and dtypes are all the walk needs: external weight files stay on disk.
+            return onnx_workload(onnx.load(str(artifact.model_file), load_external_data=False))
         why = f"laser does not walk {artifact.format} graphs"
     except Exception as exc:  # any failure of a walk leaves the size-based estimate, stated
         why = f"the per-layer walk failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
