@@ -110,7 +110,7 @@ def test_nvml_without_a_driver_is_not_available():
     assert energy.reader_for("cuda", nvml=mod) is None
 
 
-def _lat(p50_ms=0.12, cpu_seconds=0.2, wall_seconds=1.0, threads=2, batch_size=1, iters=1000):
+def _lat(p50_ms=0.12, cpu_seconds=2.0, wall_seconds=1.0, threads=2, batch_size=1, iters=1000):
     return LatencyResult(p50_ms=p50_ms, p90_ms=p50_ms, p99_ms=p50_ms, mean_ms=p50_ms, ci95_ms=0, std_ms=0,
                          throughput_per_s=1000, iters=iters, batch_size=batch_size, threads=threads,
                          scenario="single-stream", method="m", cpu_seconds=cpu_seconds, wall_seconds=wall_seconds)
@@ -152,8 +152,13 @@ def test_estimate_is_bounded_by_the_machine_power_even_when_cpu_time_is_inflated
         assert e.model["capped"] and e.joules_per_inference == pytest.approx(2 * 7.5 * 0.12e-3)
         assert e.joules_per_inference <= 50 * 0.12e-3 and e.watts <= 2 * energy.DEFAULT_WATTS_PER_CORE + 1e-9
     small = _work(("conv", 10**6, "fp32", 10**5, 10**5))
-    a, b = (energy.from_latency(_lat(cpu_seconds=c), 2e6, "Mystery CPU", small, cores=2, llc=LLC) for c in (0.1, 1e3))
-    assert a.joules_per_inference == b.joules_per_inference  # CPU time is not an input
+    a, b, c = (energy.from_latency(_lat(cpu_seconds=s), 2e6, "Mystery CPU", small, cores=2, llc=LLC)
+               for s in (2.0, 1e3, 0.5))
+    assert a.joules_per_inference == b.joules_per_inference  # inflated CPU time changes nothing
+    # a loaded machine: the process kept 0.5 cores busy over the run, so it holds 0.5 cores, not 2
+    assert c.model["cores"] == pytest.approx(0.5) and "min(2 threads, 0.5 busy" in c.source
+    assert c.model["joules"]["static"] == pytest.approx(a.model["joules"]["static"] / 4)
+    assert energy.from_latency(_lat(cpu_seconds=0.0), None, "x", small, cores=2, llc=LLC).model["cores"] == 2
     # threads beyond the usable cores do not add power; batch 8 shares the p50 among 8 samples
     many = energy.from_latency(_lat(threads=16, batch_size=8), None, "Mystery CPU", huge, cores=2, llc=LLC)
     assert many.model["cores"] == 2 and many.joules_per_inference <= 2 * 7.5 * 0.12e-3 / 8 * (1 + 1e-9)

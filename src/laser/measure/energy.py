@@ -12,12 +12,15 @@
       memory  = Σ_layers bytes moved × energy per byte of the level they come from (DRAM, or cache
                 when the working set fits in the last-level cache); weights read once per batch
       static  = STATIC_FRACTION × cores used × W per core × wall time per inference (p50 / batch)
+      cores used = the runtime's threads (at most the usable cores), lowered to the cores the
+                process kept busy on average (CPU time / wall time) when that is less: on a shared,
+                loaded machine the rest of the wall time belongs to other processes
 
   The per-op and per-byte figures are Horowitz's 45 nm ones scaled to a modern node by stated
   factors; the W per core come from a small table of CPU TDPs keyed by model name, or a stated
-  default. Process CPU time is *not* used: spinning runtime threads and other processes' load are
-  not work, and a figure built on them can imply more power than the machine has. The cap makes
-  the estimate physically bounded whatever the counts say. Every parameter is in ``model``.
+  default. Process CPU time never *raises* the figure: spinning runtime threads are not work, and a
+  figure built on them implied more power than the machine has. The cap makes the estimate
+  physically bounded whatever the counts say. Every parameter is in ``model``.
 
 A figure is either measured or estimated, never a mix: ``EnergyResult.method`` says which.
 """
@@ -29,7 +32,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +279,7 @@ def last_level_cache(root: str | Path = "/sys/devices/system/cpu/cpu0/cache") ->
     return DEFAULT_LLC_BYTES, f"default {DEFAULT_LLC_BYTES / 2**20:g} MiB (no cache sizes under {root})"
 
 
-def estimate(seconds_per_inference: float, workload: Any, cpu_model: str, cores: int, *, wall_seconds: float,
+def estimate(seconds_per_inference: float, workload: Any, cpu_model: str, cores: float, *, wall_seconds: float,
              inferences: int, batch_size: int = 1, flops_per_inference: float | None = None,
              llc: tuple[int, str] | None = None, cpu_seconds: float | None = None) -> EnergyResult:
     """Estimated energy of one inference (one sample): compute + memory + static, bounded by the power
@@ -285,12 +288,14 @@ def estimate(seconds_per_inference: float, workload: Any, cpu_model: str, cores:
     ``seconds_per_inference``: wall time of one sample (p50 of a query / its batch size).
     ``workload``: a ``laser.measure.workload.Workload`` (per-layer MACs, precision, bytes at batch 1),
     or None (then only the static term is known, and the source says so).
-    ``cores``: cores the runtime computes on (its threads, at most the usable cores).
-    ``cpu_seconds``: recorded for the reader, never used."""
+    ``cores``: cores the inference holds (its threads, at most the usable cores; fewer when the
+    process kept fewer busy: see ``from_latency``), > 0.
+    ``cpu_seconds``: recorded for the reader."""
     if inferences < 1 or wall_seconds <= 0 or seconds_per_inference <= 0:
         raise ConfigError(f"energy estimate needs inferences >= 1 and wall times > 0, got {inferences}, "
                           f"{wall_seconds}, {seconds_per_inference}")
-    cores = max(1, int(cores))
+    if cores <= 0:
+        raise ConfigError(f"energy estimate needs cores > 0, got {cores}")
     batch_size = max(1, int(batch_size))
     w_core, where = watts_per_core(cpu_model)
     llc_bytes, llc_where = llc if llc is not None else last_level_cache()
@@ -324,8 +329,7 @@ def estimate(seconds_per_inference: float, workload: Any, cpu_model: str, cores:
         "macs_by_precision": macs, "bytes_moved": {k: round(v) for k, v in moved.items()},
         "joules": {"compute": compute, "memory": memory, "static": static, "cap": cap},
         "capped": capped, "workload": workload.source if workload is not None else None,
-        "cpu_seconds": cpu_seconds, "cpu_seconds_note": "recorded, not used: busy-waiting runtime threads and "
-                                                        "other load are not work",
+        "cpu_seconds": cpu_seconds,
         "sources": "Horowitz ISSCC 2014 (45 nm pJ per op / per 64-bit access); node scaling after Stillmaker & "
                    "Baas 2017 (assumed factors); static share after Barroso & Hölzle 2007",
     }
@@ -334,7 +338,7 @@ def estimate(seconds_per_inference: float, workload: Any, cpu_model: str, cores:
     source = (f"estimated (model): compute {compute * 1e6:.3g} µJ ({mix or 'MACs unknown'}) + memory "
               f"{memory * 1e6:.3g} µJ ({mem or 'bytes unknown'}; cache {pj_byte['cache']:.3g} pJ/B, DRAM "
               f"{pj_byte['dram']:.3g} pJ/B, LLC {llc_where}) + static {static * 1e6:.3g} µJ "
-              f"({STATIC_FRACTION:.0%} of {cores} cores × {w_core:.3g} W over {seconds_per_inference * 1e3:.3g} ms "
+              f"({STATIC_FRACTION:.0%} of {cores:.3g} cores × {w_core:.3g} W over {seconds_per_inference * 1e3:.3g} ms "
               f"per inference){'; capped' if capped else ''} at {p_max:.3g} W × wall time = {cap * 1e6:.3g} µJ; "
               f"{where}; Horowitz ISSCC 2014 45 nm figures × {LOGIC_SCALE:g} (DRAM × {DRAM_SCALE:g}); "
               f"workload {workload.source if workload is not None else 'unknown: static term only'}; "
@@ -345,16 +349,25 @@ def estimate(seconds_per_inference: float, workload: Any, cpu_model: str, cores:
 
 def from_latency(lat: Any, flops_per_inference: float | None, cpu_model: str, workload: Any = None,
                  cores: int | None = None, llc: tuple[int, str] | None = None) -> EnergyResult:
-    """Estimate from a LatencyResult (no extra run): one inference takes p50 / batch size of wall time,
-    on the runtime's threads (at most ``cores``, the usable cores)."""
+    """Estimate from a LatencyResult (no extra run): one inference takes p50 / batch size of wall time
+    on the runtime's threads, at most ``cores`` (the usable cores), and at most the cores the process
+    kept busy on average (CPU time / wall time of the run) when the machine was shared. CPU time can
+    only lower the figure: inflated CPU time (spinning threads) changes nothing."""
     from laser.runtime.base import default_threads
 
     usable = cores or default_threads()
-    used = min(lat.threads or usable, usable)
+    threads = min(lat.threads or usable, usable)
+    busy = lat.cpu_seconds / lat.wall_seconds if lat.cpu_seconds > 0 and lat.wall_seconds > 0 else None
+    held = min(threads, busy) if busy else threads
     batch = max(1, lat.batch_size)
-    return estimate(lat.p50_ms / 1e3 / batch, workload, cpu_model, used, wall_seconds=lat.wall_seconds,
-                    inferences=lat.iters * batch, batch_size=batch, flops_per_inference=flops_per_inference,
-                    llc=llc, cpu_seconds=lat.cpu_seconds)
+    e = estimate(lat.p50_ms / 1e3 / batch, workload, cpu_model, held, wall_seconds=lat.wall_seconds,
+                 inferences=lat.iters * batch, batch_size=batch, flops_per_inference=flops_per_inference,
+                 llc=llc, cpu_seconds=lat.cpu_seconds)
+    assert e.model is not None
+    e.model.update({"threads": threads, "usable_cores": usable, "busy_cores": busy})
+    how = (f"cores held: {held:.3g} = min({threads} threads, {busy:.3g} busy on average = CPU time / wall time)"
+           if busy is not None else f"cores held: {threads} threads (no CPU time recorded)")
+    return replace(e, source=e.source.replace("; no RAPL", f"; {how}; no RAPL"))
 
 
 def _result(jpi: float, flops: float | None, method: str, source: str, watts: float, seconds: float,
