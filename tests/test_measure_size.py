@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,39 @@ def test_graph_macs_of_grouped_convolutions(tmp_path, groups):
     import onnx
 
     assert graph_macs(onnx.load(str(art.model_file)))[0] == 16 * 36 * (8 // groups) * 9 == flops(conv, spec) // 2
+
+
+@pytest.fixture(scope="module")
+def digits_onnx(digits_artifact):
+    import laser
+
+    return laser.export(digits_artifact, to="onnx")
+
+
+def test_torchscript_macs_are_counted_on_the_loaded_module(digits_artifact):
+    import laser
+
+    ts = laser.export(digits_artifact, to="torchscript")
+    s, torch_s = size_of(ts, activations=False), size_of(digits_artifact, activations=False)
+    assert s["macs"] == torch_s["macs"] and s["flops"] == 2 * s["macs"] == torch_s["flops"]
+    assert "flop_counter on the loaded TorchScript module" in s["method"]["flops"]
+    # frozen graph: BatchNorm folded into the convolutions, so a few parameters fewer than torch
+    assert 0.9 * torch_s["params"] < s["params"] <= torch_s["params"] and s["bytes_by_dtype"]["float32"] > 0
+
+
+@pytest.mark.parametrize("method", ["fp16", "int8-static"])
+def test_quantized_onnx_macs_are_counted_from_the_graph_whatever_the_dtype(digits_artifact, digits_onnx, method):
+    import onnx
+
+    from laser.compress.quantize import quantize
+
+    options = {"calibration": "random", "samples": 16} if method == "int8-static" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fp16's 'no faster on this CPU' QuantizeWarning
+        q = quantize(digits_onnx, method, check_speed=False, **options)
+    torch_macs = size_of(digits_artifact, activations=False)["macs"]
+    # the graph itself (not the lineage): fp16 graphs list their input Casts last and keep the
+    # exporter's symbolic 'batch' dims, QDQ graphs feed Conv from DequantizeLinear
+    assert graph_macs(onnx.load(str(q.model_file))) == (torch_macs, [])
+    s = size_of(q, activations=False)
+    assert s["macs"] == torch_macs and s["flops"] == 2 * torch_macs

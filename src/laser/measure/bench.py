@@ -207,7 +207,7 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
             accuracy.update(agree)
             figures.update({f"accuracy.{k}": v for k, v in how.items()})
     flops = size.get("flops")
-    e = _energy(runner, main, flops, hw)
+    e = _energy(runner, main, flops, hw, art, size)
     figures["energy.joules_per_inference"] = {"unit": "J per inference (one sample)", "method": e.source,
                                               "kind": e.method}
     figures["energy.gops_per_joule"] = {"unit": "GOP/J (1 op = 1 FLOP)", "method": "FLOPs per inference / 1e9 "
@@ -269,11 +269,23 @@ def _is_int8(art: Artifact) -> bool:
     return any("int8" in str(s.params.get("method", "")) or s.op == "quantize" for s in art.lineage)
 
 
-def _energy(runner: Any, lat: LatencyResult, flops: float | None, hw: dict[str, Any]) -> energy_mod.EnergyResult:
-    """Measured from RAPL/NVML when a counter is readable, else estimated from the latency run."""
+# OpenVINO's INFERENCE_PRECISION_HINT (runner.describe()["precision"]) -> laser's precision names.
+_RUNTIME_PRECISION = {"bf16": "bf16", "f16": "fp16"}
+
+
+def _energy(runner: Any, lat: LatencyResult, flops: float | None, hw: dict[str, Any], art: Artifact | None = None,
+            size: dict[str, Any] | None = None) -> energy_mod.EnergyResult:
+    """Measured from RAPL/NVML when a counter is readable, else estimated from the latency run and the
+    artifact's per-layer workload (MACs at their precision, bytes moved)."""
     reader = energy_mod.reader_for(getattr(runner, "device", "cpu"))
     if reader is None:
-        return energy_mod.from_latency(lat, flops, hw.get("cpu", {}).get("model", ""))
+        from laser.measure.workload import of_artifact
+
+        cpu = hw.get("cpu", {})
+        load = of_artifact(art, size) if art is not None else None
+        if load is not None:
+            load = load.with_precision(_RUNTIME_PRECISION.get(str(runner.describe().get("precision"))))
+        return energy_mod.from_latency(lat, flops, cpu.get("model", ""), load, cores=cpu.get("usable_cores"))
     feeds = runner.spec.example_inputs(batch=lat.batch_size)
     n = max(lat.iters, 10)
 

@@ -4,7 +4,10 @@ peak activation memory.
 FLOPs come from ``torch.utils.flop_counter``, which counts a multiply-accumulate as 2 FLOPs; MACs are
 FLOPs / 2. Both are per *one sample* (batch 1) and always reported together, labelled. ONNX artifacts
 count parameters from their initializers and take MACs from the lineage (recorded by the step that
-made them from a torch model) or, failing that, count them from the graph (see ``onnx_size``).
+made them from a torch model) or, failing that, count them from the graph whatever its dtype (fp32,
+fp16, QDQ int8; see ``onnx_size``). TorchScript artifacts are loaded and counted like torch modules
+(``torch.utils.flop_counter`` sees the ops the TorchScript interpreter dispatches); their parameters
+are the tensor constants of the frozen graph (BatchNorm already folded into the convolutions).
 """
 
 from __future__ import annotations
@@ -45,6 +48,35 @@ def flops(module: Any, spec: Any) -> int:
     with counter, torch.inference_mode():
         module(*args)
     return int(counter.get_total_flops())
+
+
+def load_torchscript(artifact: Artifact) -> Any:
+    """The scripted module of a ``torchscript`` artifact, on the CPU, in eval mode."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript deprecation: stated by the runtime
+        return torch.jit.load(str(artifact.model_file), map_location="cpu").eval()
+
+
+def torchscript_tensors(module: Any) -> list[Any]:
+    """Weights of a scripted module: parameters and buffers, or (frozen graphs, which have none) the
+    tensor constants of its graph."""
+    import torch
+
+    tensors = [*module.parameters(), *module.buffers()]
+    if tensors:
+        return tensors
+    out, seen = [], set()
+    for node in module.graph.findAllNodes("prim::Constant", True):
+        if node.output().type().kind() == "TensorType":
+            t = node.output().toIValue()
+            if isinstance(t, torch.Tensor) and id(t) not in seen:
+                seen.add(id(t))
+                out.append(t)
+    return out
 
 
 def bytes_by_dtype_torch(module: Any) -> dict[str, int]:
@@ -133,6 +165,10 @@ def size_of(artifact: Artifact, activations: bool = True) -> dict[str, Any]:
             out["peak_activation_bytes"] = peak_activation_bytes(module, artifact.spec)
             method["peak_activation_bytes"] = ("measured: peak bytes of live intermediate tensors in one batch-1 "
                                                "torch eager forward, tracked with TorchDispatchMode (B)")
+    elif artifact.format == "torchscript":
+        figures, how = torchscript_size(artifact, activations=activations)
+        out.update(figures)
+        method.update(how)
     elif artifact.format == "onnx":
         from laser.measure.size_onnx import onnx_size
 
@@ -141,3 +177,44 @@ def size_of(artifact: Artifact, activations: bool = True) -> dict[str, Any]:
         method.update(how)
     out["method"] = method
     return out
+
+
+def torchscript_size(artifact: Artifact, activations: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """(figures, method per figure) of a TorchScript artifact: params from its weights (or graph
+    constants), FLOPs from ``torch.utils.flop_counter`` on the loaded module, else from the lineage."""
+    from laser.measure.size_onnx import macs_from_lineage
+
+    module = load_torchscript(artifact)
+    tensors = torchscript_tensors(module)
+    by_dtype: Counter[str] = Counter()
+    for t in tensors:
+        by_dtype[str(t.dtype).removeprefix("torch.")] += t.numel() * t.element_size()
+    figures: dict[str, Any] = {"params": sum(t.numel() for t in tensors),
+                               "nonzero_params": sum(int((t != 0).sum()) for t in tensors),
+                               "bytes_by_dtype": dict(by_dtype)}
+    what = "parameters and buffers" if [*module.parameters(), *module.buffers()] else \
+        "tensor constants of the frozen graph (BatchNorm folded)"
+    method = {"params": f"counted: TorchScript {what} (count)",
+              "nonzero_params": f"counted: TorchScript {what} != 0 (count)",
+              "bytes_by_dtype": f"counted: TorchScript {what}, numel × element size (B)"}
+    f = 0
+    try:
+        f = flops(module, artifact.spec)
+    except Exception as exc:  # the scripted graph may hold ops flop_counter cannot run under a dispatch mode
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+    else:
+        reason = "flop_counter counted 0 FLOPs"
+    if f > 0:
+        figures["flops"], figures["macs"] = f, f // 2
+        method["flops"] = "counted: torch.utils.flop_counter on the loaded TorchScript module, batch 1 (FLOPs per sample)"
+        method["macs"] = "counted: FLOPs / 2, as 1 MAC = 2 FLOPs (MACs per sample)"
+    elif (recorded := macs_from_lineage(artifact)) is not None:
+        figures["macs"], figures["flops"] = recorded[0], 2 * recorded[0]
+        method["macs"] = (f"counted: taken from the lineage, recorded by the {recorded[1]!r} step on the torch model "
+                          f"({reason} on the TorchScript module) (MACs per sample)")
+        method["flops"] = "counted: 2 × MACs, as 1 MAC = 2 FLOPs (FLOPs per sample)"
+    if activations:
+        figures["peak_activation_bytes"] = peak_activation_bytes(module, artifact.spec)
+        method["peak_activation_bytes"] = ("measured: peak bytes of live intermediate tensors in one batch-1 "
+                                           "TorchScript forward, tracked with TorchDispatchMode (B)")
+    return figures, method
