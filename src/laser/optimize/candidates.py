@@ -189,6 +189,10 @@ RECIPES: dict[str, tuple[Callable[[Context], tuple[Stage, ...]], str, str]] = {
 }
 
 
+# recipe -> the only backends its artifact means something on (a runtime precision recorded for OpenVINO)
+ONLY_ON: dict[str, tuple[str, ...]] = {"bf16": ("openvino",), "fp16-openvino": ("openvino",)}
+
+
 def recipe_domain(name: str, base_format: str) -> str:
     if base_format != "torch":
         return "onnx" if base_format == "onnx" else base_format
@@ -266,6 +270,8 @@ def plan(recipes: Sequence[str], formats: Sequence[str], backends: Sequence[str]
     for r in dict.fromkeys(recipes):  # keep order, drop repeats
         for f in formats_for(recipe_domain(r, base_format), formats):
             for b in backends_for_format(f, backends):
+                if r in ONLY_ON and b not in ONLY_ON[r]:
+                    continue  # e.g. a bf16 inference precision means nothing to onnxruntime
                 out.append(Candidate(r, f, b, order=len(out)))
     return out
 
