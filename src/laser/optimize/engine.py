@@ -322,10 +322,48 @@ class Search:
                 continue
             o.diagnosis = d.to_dict()
             self.cache.put(dkey, {"diagnosis": o.diagnosis, "status": "doctor"})
+        self._backend_gaps(result)
         if len(flagged) > self.settings.max_diagnoses:
             result.notes.append(f"doctor: {len(flagged)} candidates were not faster (or less accurate) than their "
                                 f"parent; the first {self.settings.max_diagnoses} were diagnosed "
                                 "(raise Settings.max_diagnoses for more)")
+
+
+    def _backend_gaps(self, result: OptimizeResult) -> None:
+        """The same artifact much slower on one ONNX runtime than on the other: profile both and say why
+        (backend_gap.py); the finding joins the slower candidate's diagnosis."""
+        from laser.optimize.backend_gap import GAP, explain
+
+        gaps = []
+        for o in result.measured:
+            c = o.candidate
+            other = result.get(c.recipe, c.format, "openvino" if c.backend == "onnxruntime" else "onnxruntime")
+            if c.backend != "onnxruntime" or other is None or not other.measured:
+                continue
+            key = "p50_ms" if o.final and other.final else "screen_p50_ms"
+            a = o.metrics.get(key, o.metrics["p50_ms"])
+            b = other.metrics.get(key, other.metrics["p50_ms"])
+            slow, fast = (o, other) if a > b else (other, o)
+            ratio = max(a, b) / min(a, b)
+            if ratio >= GAP:
+                gaps.append((ratio, slow, fast, max(a, b), min(a, b)))
+        for _, slow, fast, slow_p50, fast_p50 in sorted(gaps, key=lambda g: -g[0])[:2]:
+            if self._out_of_time():
+                break
+            dkey = f"gap:{DOCTOR_VERSION}:{slow.key}:{fast.key}"
+            cached = self.cache.get(dkey)
+            try:
+                finding = cached["finding"] if cached else explain(
+                    self.artifact_for(slow), slow.candidate.backend, fast.candidate.backend, slow_p50, fast_p50,
+                    threads=self.settings.threads).to_dict()
+            except Exception as exc:  # the doctor explains; it must never sink the run
+                log.info("backend-gap check failed on %s", slow.name, exc_info=True)
+                finding = {"check": "backend-gap", "cause": f"the backend-gap check failed: {exc}"[:300],
+                           "evidence": "", "fix": "", "share": 0.0}
+            if not cached:
+                self.cache.put(dkey, {"finding": finding, "status": "doctor"})
+            slow.diagnosis = slow.diagnosis or {"findings": []}
+            slow.diagnosis.setdefault("findings", []).append(finding)
 
 
 class _StageLog(logging.Handler):
