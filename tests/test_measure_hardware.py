@@ -1,6 +1,6 @@
 import pytest
 
-from laser.measure.hardware import cpu_info, efficiency, fingerprint, peak_fp32, peak_int8
+from laser.measure.hardware import cpu_info, efficiency, fingerprint, peak_bf16, peak_fp32, peak_int8
 
 CPUINFO = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8480+
@@ -40,3 +40,9 @@ def test_efficiency_is_flops_times_rate_over_peak():
 def test_fingerprint_without_peak_has_cpu_and_software():
     fp = fingerprint(peak=False)
     assert fp["cpu"]["model"] and fp["torch"] and "peak_fp32" not in fp and isinstance(fp["gpus"], list)
+
+
+def test_bf16_peak_is_measured_and_says_whether_the_cpu_has_bf16_instructions():
+    bf16 = peak_bf16(n=128, reps=1)
+    assert bf16 is not None and bf16["gflops"] > 0 and bf16["kind"] == "measured"
+    assert "native" in bf16["method"] or "converted in software" in bf16["method"]

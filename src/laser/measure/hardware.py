@@ -1,4 +1,4 @@
-"""The machine a report was measured on: fingerprint and peak FP32 / INT8 throughput.
+"""The machine a report was measured on: fingerprint and peak FP32 / INT8 / BF16 throughput.
 
 Peak figures come from short micro-benchmarks: the best of a few large matrix products
 (FP32: ``torch.mm``; INT8: ``torch._int_mm``, int8 × int8 -> int32) timed with perf_counter,
@@ -17,7 +17,7 @@ import subprocess
 import time
 from typing import Any
 
-from laser.runtime.hardware import ISA_FLAGS, cpu_info  # noqa: F401 - CPU facts: one reader, in runtime
+from laser.runtime.hardware import ISA_FLAGS, cpu_flags, cpu_info  # noqa: F401 - CPU facts: one reader, in runtime
 
 
 def gpu_info() -> list[dict[str, Any]]:
@@ -132,6 +132,30 @@ def peak_int8(n: int | None = None, reps: int = 5, threads: int | None = None, d
         return None
 
 
+def peak_bf16(n: int | None = None, reps: int = 5, threads: int | None = None, device: str = "cpu",
+              ) -> dict[str, Any] | None:
+    """BF16 GFLOP/s of the best of ``reps`` n×n torch.mm on bfloat16 tensors (AMX-BF16 / AVX512-BF16 kernels
+    where the CPU has them; elsewhere the library converts, which the method says), or None without bf16."""
+    import torch
+
+    from laser.runtime.base import default_threads
+
+    threads = threads or default_threads()
+    flags = cpu_flags() if device == "cpu" else set()
+    native = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    # software bf16 runs at a few GFLOP/s: a 2048³ product would take tens of seconds, 256³ shows the rate
+    n = n or (_default_n(device) if native or device != "cpu" else 256)
+    kernel = (f"native: {', '.join(native)}" if native else "no bf16 instructions: converted in software"
+              ) if device == "cpu" else "tensor cores"
+    try:
+        a = torch.randn(n, n, device=device).to(torch.bfloat16)
+        b = torch.randn(n, n, device=device).to(torch.bfloat16)
+        return _peak(lambda: torch.mm(a, b), 2 * n**3, reps, threads, device, "gflops", "GFLOP/s",
+                     f"torch.mm {n}x{n} bfloat16 ({kernel}), 2 FLOPs per MAC")
+    except RuntimeError:  # no bf16 matmul in this build
+        return None
+
+
 @functools.cache
 def fingerprint(peak: bool = True, device: str = "cpu") -> dict[str, Any]:
     """What a report was measured on. ``peak`` adds the FP32/INT8 micro-benchmarks (~1-2 s) on
@@ -153,6 +177,7 @@ def fingerprint(peak: bool = True, device: str = "cpu") -> dict[str, Any]:
         info["peak_device"] = device
         info["peak_fp32"] = peak_fp32(device=device)
         info["peak_int8"] = peak_int8(device=device)
+        info["peak_bf16"] = peak_bf16(device=device)
     return info
 
 

@@ -123,6 +123,8 @@ def _hardware(report: Any) -> str:
         facts.append((f"peak FP32{on}", f"{peak['gflops']:.0f} GFLOP/s — {peak['method']}"))
     if hw.get("peak_int8"):
         facts.append((f"peak INT8{on}", f"{hw['peak_int8']['gops']:.0f} GOP/s — {hw['peak_int8']['method']}"))
+    if hw.get("peak_bf16"):
+        facts.append((f"peak BF16{on}", f"{hw['peak_bf16']['gflops']:.0f} GFLOP/s — {hw['peak_bf16']['method']}"))
     facts.append(("software", f"Python {hw.get('python')}, torch {hw.get('torch')}, onnxruntime "
                               f"{hw.get('onnxruntime', '—')}, {hw.get('os', '')}"))
     ft = "".join(f"<tr><td>{_e(k)}</td><td class='l'>{_e(v)}</td></tr>" for k, v in facts)

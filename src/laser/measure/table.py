@@ -124,4 +124,6 @@ def hardware_line(hw: dict[str, Any]) -> str:
         parts.append(f"peak FP32{on} {hw['peak_fp32']['gflops']:.0f} GFLOP/s")
     if hw.get("peak_int8"):
         parts.append(f"peak INT8{on} {hw['peak_int8']['gops']:.0f} GOP/s")
+    if hw.get("peak_bf16"):
+        parts.append(f"peak BF16{on} {hw['peak_bf16']['gflops']:.0f} GFLOP/s")
     return "; ".join(parts) + " (peaks measured by matmul micro-benchmarks)" * bool(hw.get("peak_fp32"))
