@@ -64,7 +64,7 @@ def int8_defaults(cpu: dict[str, Any] | None = None) -> dict[str, Any]:
     """INT8 types for this CPU, from its ISA flags (``laser.measure.hardware.cpu_info``).
 
     u8 activations / s8 weights is the only combination ORT runs with its fast u8s8 kernels (s8/s8
-    left 11 of 20 ResNet-18 convs in FP32: 16.8 vs 6.4 ms). With VNNI (or AMX) the u8×s8 dot product
+    left 11 of 20 ResNet-18 convs in FP32: 16.8 vs 6.4 ms in an example measured on a 2-core AMD EPYC). With VNNI (or AMX) the u8×s8 dot product
     accumulates in 32 bits; without it, x86 uses pmaddubsw, whose 16-bit pair sums can saturate, so
     weights are reduced to 7 bits (``reduce_range``).
     """
@@ -313,7 +313,8 @@ class Quantize(Stage):
         if "Conv" in op_types:
             notes.append(f"int8-dynamic with Conv: dynamic Conv becomes ConvInteger, which ran ResNet-18 at "
                          f"{MEASURED_RESNET18_MS['int8-dynamic with Conv (ConvInteger)']} ms vs "
-                         f"{MEASURED_RESNET18_MS['fp32']} ms FP32 on this CPU: expect it to be slower. Use "
+                         f"{MEASURED_RESNET18_MS['fp32']} ms FP32 in an example measured elsewhere (not in this run): expect it to "
+                         "be slower. Use "
                          "int8-static (calibrated QDQ) for convolutions")
         elif conv_share > 0.5:
             notes.append(f"int8-dynamic on a conv-heavy model: {conv_share:.0%} of {parent.name}'s MACs are in "
