@@ -165,3 +165,15 @@ def test_cli_exits_3_when_no_candidate_meets_the_budget_after_writing_the_report
     out = capsys.readouterr().out
     assert "No candidate meets the budget" in out and "constraints applied: accuracy_drop<=1%, p50<=1ns" in out
     assert json.loads((tmp_path / "report.json").read_text())["feasible"] is False
+
+
+def test_unlabelled_inputs_are_what_fidelity_and_calibration_use(tmp_path):
+    x, _ = laser.data.digits("test")
+    np.save(tmp_path / "samples.npy", x[:48])
+    result = optimize(_random_digits(), data=None, inputs=tmp_path / "samples.npy", recipes="none,int8-static",
+                      formats="onnx", backends="onnxruntime", output=tmp_path / "out", settings=SETTINGS,
+                      progress=False)
+    assert "samples.npy" in result.reference.input_source and result.reference.samples == 48
+    int8 = result.get("int8-static", "onnx", "onnxruntime")
+    assert int8.measured and "samples.npy" in json.dumps(int8.stages)  # calibrated on the same samples
+    assert result.reference.to_dict()["inputs"] == result.reference.input_source

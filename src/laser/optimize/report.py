@@ -136,7 +136,8 @@ def write_pareto(result: OptimizeResult, path: Path) -> Path:
     if limit is not None:
         floor = result.reference.base_accuracy - limit / 100
     p50 = next((c.limit for c in result.budget.constraints if c.metric in ("p50", "latency")), None)
-    points = [{"label": f"{o.candidate.recipe} · {RUNTIME.get((o.candidate.format, o.candidate.backend), o.candidate.short)}", "p50_ms": o.metrics.get("p50_ms"), "accuracy": o.metrics.get("accuracy"),
+    points = [{"label": f"{o.candidate.recipe} · {RUNTIME.get((o.candidate.format, o.candidate.backend), o.candidate.short)}"
+               + (" (unverified)" if o.unverified else ""), "p50_ms": o.metrics.get("p50_ms"), "accuracy": o.metrics.get("accuracy"),
                "bytes": o.metrics.get("bytes"), "backend": o.candidate.backend, "on_front": o.on_front,
                "feasible": o.feasible, "winner": o is result.winner} for o in result.measured]
     what = accuracy_what(result)
