@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "folder or .npy/.npz files (default: spec example inputs)")
     p.add_argument("--budget", default="accuracy_drop<=1%",
                    help="constraints, e.g. 'accuracy_drop<=1%%,p50<=5ms,size<=2MB,energy<=0.5mJ'; "
-                        "accuracy_drop<=1%% is kept unless the budget constrains accuracy or says accuracy_drop<=none")
+                        "accuracy_drop<=1%% is kept unless the budget constrains accuracy or says accuracy_drop<=none; "
+                        "exit code 3 when no candidate meets it (the best-effort report is still written)")
     p.add_argument("--no-accuracy-budget", action="store_true",
                    help="drop the default accuracy_drop<=1%% constraint (same as adding accuracy_drop<=none)")
     p.add_argument("--objective", default="p50", help="what the winner minimises (p50, p99, size, energy) or "
