@@ -6,7 +6,8 @@
 For each model (random weights; BatchNorm statistics re-estimated on one batch so activations have a
 realistic scale): run ``laser.optimize`` without labels (fidelity to the FP32 model decides, as a user would
 run it on a model without data), then time its winner against the peers in interleaved rounds (each
-path makes 2 untimed then ``--block`` timed calls per round, batch 1): PyTorch eager, torch.compile,
+path makes 2 untimed then ``--block`` timed calls per round after a 0.2 s pause, each round starting one
+path later, batch 1): PyTorch eager, torch.compile,
 ONNX Runtime FP32, OpenVINO FP32, OpenVINO bf16 (where the CPU has bf16 kernels) and NNCF INT8 on
 OpenVINO (nncf.quantize on the OpenVINO model, calibrated on 64 spec example inputs). Fidelity of every
 path: relative L2 of the logits against PyTorch eager on 64 spec example inputs (and top-1 agreement).
@@ -40,6 +41,7 @@ from laser.spec import ModelSpec, TensorSpec
 
 THRESHOLD = REL_L2_PER_POINT * 1.0  # accuracy_drop<=1% without labels
 SAMPLES = 64
+PAUSE_S = 0.2  # between blocks: the previous runtime's spinning threads (OpenVINO, ORT, OpenMP) go idle
 
 
 def build(name: str) -> Artifact:
@@ -163,7 +165,7 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     fid = {label: fidelity(c, art, feeds, parent) for label, c in calls.items()}
     one = art.spec.example_inputs(batch=1, seed=0)
     times = side_by_side({k: (lambda c=c: c(one)) for k, c in calls.items()}, rounds=args.rounds, block=args.block,
-                         switch=2, warmup=3, pause_s=0.01)
+                         switch=2, warmup=3, pause_s=PAUSE_S)
     eager = float(np.median(times["PyTorch eager"]))
     rows = []
     for label, t in times.items():

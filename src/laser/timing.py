@@ -36,7 +36,9 @@ def side_by_side(calls: Mapping[str, Any], rounds: int = 5, block: int = 5, swit
     Rounds spread load from other processes over every candidate alike, which is why ratios from one
     run are stable on a noisy machine. Blocks, not single alternating calls: the intra-op thread pools
     of the runtime that ran just before (onnxruntime's, OpenMP's, OpenVINO's) keep spinning for a while
-    after their last call and would steal the cores from the next one.
+    after their last call and would steal the cores from the next one. Each round starts one callable later
+    than the one before, so no callable always follows the same neighbour (whose spinning threads would
+    penalise it in every round alike).
     """
     if rounds < 1 or block < 1:
         raise ConfigError(f"rounds and block must be >= 1, got rounds={rounds}, block={block}")
@@ -48,7 +50,9 @@ def side_by_side(calls: Mapping[str, Any], rounds: int = 5, block: int = 5, swit
     deadline = None if budget_s is None else budget_s * max(1, len(calls))
     while done < rounds or (deadline is not None and time.perf_counter() - start < deadline
                             and (max_rounds is None or done < max_rounds)):
-        for name, fn in calls.items():
+        names = list(calls)
+        for name in names[done % len(names):] + names[:done % len(names)]:
+            fn = calls[name]
             if pause_s:
                 time.sleep(pause_s)  # let the previous runtime's threads go idle
             for _ in range(switch):
