@@ -45,8 +45,11 @@ PAUSE_S = 0.2  # between blocks: the previous runtime's spinning threads (OpenVI
 
 
 def build(name: str) -> Artifact:
+    import torch
+
     if name == "bert-small":
         return bert_small()
+    torch.manual_seed(0)  # the same random weights in every run, so fidelity figures compare across runs
     art = laser.load(f"torchvision.models:{name}", random_weights=True, input_shape=(3, 224, 224))
     return with_batchnorm_statistics(art, batch=4)
 

@@ -102,3 +102,12 @@ def test_torch_runner_latency_uses_spec_example_inputs(digits_artifact):
     with run(digits_artifact, backend="torch") as runner:
         r = latency(runner, batch_size=4, warmup=2, iters=5)
     assert r.batch_size == 4 and r.threads == runner.threads and r.p50_ms > 0
+
+
+def test_side_by_side_rounds_start_one_callable_later_each_time():
+    from laser.timing import side_by_side
+
+    order = []
+    calls = {n: (lambda n=n: order.append(n)) for n in "abc"}
+    side_by_side(calls, rounds=3, block=1, switch=0, warmup=0)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # no callable always follows the same one
