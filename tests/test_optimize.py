@@ -65,11 +65,12 @@ def test_resume_skips_the_candidates_already_measured(first_run, tmp_path):
     result = optimize("digits-cnn", data="digits", budget="accuracy_drop<=1%", output=tmp_path, settings=SETTINGS,
                       progress=False, **SMALL)
     assert {o.status for o in result.outcomes} == {"cached"}
-    assert result.winner.name == first.winner.name
-    # the screening figures come from the cache; the final side-by-side round is always taken anew
+    # the screening figures come from the cache; the final side-by-side round is always taken anew (so two
+    # candidates a few µs apart, FP32 and INT8 digits-cnn on ORT, may swap places in it)
     same = ("screen_p50_ms", "accuracy", "accuracy_drop_pts", "bytes", "macs")
-    assert {k: result.winner.metrics[k] for k in same} == {k: first.winner.metrics[k] for k in same}
-    assert result.finals is not None and result.winner.final
+    before = {o.name: {k: o.metrics.get(k) for k in same} for o in first.outcomes}
+    assert {o.name: {k: o.metrics.get(k) for k in same} for o in result.outcomes} == before
+    assert result.finals is not None and result.winner.final and result.feasible
 
 
 def test_recipe_file_rebuilds_the_winner(first_run, tmp_path):
