@@ -37,15 +37,18 @@ def reestimate_batchnorm(module: torch.nn.Module, *inputs: torch.Tensor) -> torc
     return module.eval()
 
 
-def with_batchnorm_statistics(artifact: Any, batch: int = 8, seed: int = 0) -> Any:
+def with_batchnorm_statistics(artifact: Any, batch: int = 8, seed: int = 0, feeds: Any = None,
+                              source: str | None = None) -> Any:
     """A torch artifact (random weights, usually) whose BatchNorm statistics come from one batch of spec
-    example inputs, one lineage step longer; the original is left untouched. See reestimate_batchnorm."""
+    example inputs (or of ``feeds``, named ``source`` in the lineage), one lineage step longer; the original
+    is left untouched. See reestimate_batchnorm."""
     import copy
 
     from laser.artifact import Step
 
     torch.manual_seed(seed)
-    feeds = artifact.spec.example_inputs(batch=batch, seed=seed)
+    params: dict[str, Any] = {"batch": batch, "seed": seed} if feeds is None else {"inputs": source}
+    feeds = artifact.spec.example_inputs(batch=batch, seed=seed) if feeds is None else feeds
     inputs = [torch.from_numpy(feeds[t.name]) for t in artifact.spec.inputs]
     module = reestimate_batchnorm(copy.deepcopy(artifact.module()), *inputs)
-    return artifact.derive(Step("reestimate-batchnorm", params={"batch": batch, "seed": seed}), module=module)
+    return artifact.derive(Step("reestimate-batchnorm", params=params), module=module)

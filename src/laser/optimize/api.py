@@ -153,21 +153,13 @@ def _with_batchnorm_statistics(base: Artifact, inputs: str | os.PathLike[str] | 
     """Random weights keep BatchNorm's default statistics, which shrink activations layer after layer to
     denormals (random-weight MobileNetV3-small gives logits ~1e-9): timings and every fidelity figure would
     be meaningless. Re-estimate them from one batch (the user's inputs when given, else spec examples)."""
-    from laser.models.factory import reestimate_batchnorm, with_batchnorm_statistics
+    from laser.compress.calibration import calibration_set
+    from laser.models.factory import with_batchnorm_statistics
 
     if inputs is None:
         return with_batchnorm_statistics(base)
-    import copy
-
-    import torch
-
-    from laser.artifact import Step
-    from laser.compress.calibration import calibration_set
-
     feeds = calibration_set(inputs, base.spec, base.preprocessing, samples=16, seed=0).feeds[0]
-    module = reestimate_batchnorm(copy.deepcopy(base.module()),
-                                  *(torch.from_numpy(feeds[n]) for n in base.spec.input_names))
-    return base.derive(Step("reestimate-batchnorm", params={"inputs": Path(inputs).name}), module=module)
+    return with_batchnorm_statistics(base, feeds=feeds, source=Path(inputs).name)
 
 
 def _hardware() -> dict[str, Any]:
