@@ -3,8 +3,9 @@
 import pytest
 
 import laser
-from laser.optimize.backend_gap import explain, openvino_profile
-from laser.optimize.doctor_facts import Profile
+from laser.doctor.facts import Profile
+from laser.doctor.gaps import explain
+from laser.doctor.probes import openvino_profile
 
 
 def _ort(by_op):

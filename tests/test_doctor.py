@@ -8,9 +8,9 @@ import pytest
 import laser
 from laser.artifact import Step
 from laser.cli.main import main
-from laser.optimize import Settings
-from laser.optimize.doctor import Facts, GraphFacts, Profile, diagnose_pair, doctor, parse_profile
-from laser.optimize.doctor_checks import run_checks
+from laser.doctor import Facts, GraphFacts, Probes, Profile, diagnose_pair, doctor
+from laser.doctor.checks import run_checks
+from laser.doctor.probes import parse_profile
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def fp32_onnx():
 
 @pytest.fixture(scope="module")
 def dynamic_conv(fp32_onnx, tmp_path_factory):
-    """The trap DESIGN.md measured: onnxruntime's quantize_dynamic applied to convolutions (ConvInteger)."""
+    """The measured trap: onnxruntime's quantize_dynamic applied to convolutions (ConvInteger)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = tmp_path_factory.mktemp("dyn") / "digits-dynamic-conv.onnx"
@@ -48,9 +48,9 @@ def test_doctor_explains_fp16_on_the_cpu_provider(fp32_onnx):
 
     with pytest.warns(UserWarning, match="fp16"):
         child = Quantize(method="fp16", progress=False)(fp32_onnx)
-    # latency given equal (FP16 is no faster here, DESIGN.md): the facts behind it are measured
+    # latency given equal (FP16 is no faster on a CPU): the facts behind it are measured
     d = diagnose_pair(fp32_onnx, child, "onnxruntime", "onnxruntime", parent_metrics={"p50_ms": 0.05},
-                      child_metrics={"p50_ms": 0.05}, settings=Settings.fast())
+                      child_metrics={"p50_ms": 0.05}, probes=Probes.fast())
     fp16 = next(f for f in d.findings if f.check == "fp16-on-cpu")
     assert "float16" in fp16.evidence and "avx512_fp16" in fp16.evidence
     assert "FP32" in fp16.cause

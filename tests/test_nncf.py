@@ -115,7 +115,7 @@ def test_cli_quantize_int8_nncf_with_accuracy_control_prints_the_summary(tmp_pat
 
 # -- recipes ---------------------------------------------------------------------------------------
 def _ctx(data="digits"):
-    return cands.Context(source="digits-cnn", base_format="torch", data=data, quick=True)
+    return cands.Context(source="digits-cnn", base_format="torch", data=data, calibration_samples=64)
 
 
 def test_int8_nncf_recipes_calibrate_like_int8_static():

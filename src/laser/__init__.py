@@ -42,7 +42,7 @@ _LAZY: dict[str, str] = {
     "Precision": "laser.runtime.precision:Precision",
     "QAT": "laser.compress.qat:QAT",
     "optimize": "laser.optimize:optimize",
-    "doctor": "laser.optimize:doctor",
+    "doctor": "laser.doctor:doctor",
 }
 
 

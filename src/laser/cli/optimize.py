@@ -121,7 +121,7 @@ def _serve(result: Any, out: Path, port: int) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from laser.optimize import doctor
+    from laser.doctor import doctor
 
     d = doctor(args.parent, args.child, backend=args.backend, parent_backend=args.parent_backend, data=args.data,
                allowed_drop_pts=args.max_accuracy_drop, quick=args.quick)

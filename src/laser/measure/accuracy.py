@@ -20,6 +20,10 @@ import numpy as np
 from laser.data import Dataset
 from laser.errors import ConfigError
 
+# task -> its primary metric: what "accuracy" means in budgets, plots and the doctor
+PRIMARY = {"classification": "top1", "text-classification": "accuracy", "segmentation": "miou",
+           "detection": "map_50"}
+
 
 def topk(scores: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
     """Top-k accuracy (fractions in [0, 1]) from (N, C) scores and (N,) integer labels."""

@@ -57,7 +57,11 @@ class Context:
     distill_epochs: int = 8
     search_budget_ms: float | None = None  # latency budget of the width search
     inputs: str | None = None  # unlabelled samples (folder, .npy/.npz): calibration when there is no dataset
-    quick: bool = False  # tests: fewer epochs and calibration samples
+    calibration_samples: int | None = None  # INT8 calibration samples (None: the quantize stage's default)
+    search_epochs: int | None = None  # fine-tuning epochs of the width search (None: distill_epochs)
+
+    def calibration(self) -> dict[str, Any]:
+        return {} if self.calibration_samples is None else {"samples": self.calibration_samples}
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,8 @@ def _optional(op: str, **kwargs: Any) -> dict[str, Any]:
 def _int8(ctx: Context) -> Stage:
     # without labelled data, calibrate on the user's unlabelled samples, else on random inputs drawn from the
     # spec (the quantize stage's 'random')
-    extra = {"samples": 64} if ctx.quick else {}
-    return make_stage("quantize", method="int8-static", calibration=ctx.data or ctx.inputs or "random", **extra,
+    return make_stage("quantize", method="int8-static", calibration=ctx.data or ctx.inputs or "random",
+                      **ctx.calibration(),
                       **_optional("quantize", progress=False))
 
 
@@ -124,8 +128,7 @@ def _prune(ratio: float, ctx: Context) -> tuple[Stage, ...]:
     prune = make_stage("prune", ratio=ratio, data=ctx.data, **_optional("prune", progress=False))
     if ctx.data is None:
         return (prune,)  # nothing to fine-tune on: pruned weights as they are (the note says so)
-    epochs = 2 if ctx.quick else ctx.distill_epochs
-    distill = make_stage("distill", teacher=ctx.source, data=ctx.data, epochs=epochs,
+    distill = make_stage("distill", teacher=ctx.source, data=ctx.data, epochs=ctx.distill_epochs,
                          **_optional("distill", progress=False))
     return prune, distill
 
@@ -138,7 +141,7 @@ def _search(ctx: Context) -> tuple[Stage, ...]:
     if ctx.data is None:
         raise Unavailable("width search ranks layers by measured accuracy and needs a labelled dataset (--data)")
     # a coarse table (2 widths per layer, short timings) keeps the search to ~a minute on 2 cores
-    epochs = 1 if ctx.quick else ctx.distill_epochs
+    epochs = ctx.distill_epochs if ctx.search_epochs is None else ctx.search_epochs
     return (make_stage("search", latency_budget_ms=round(ctx.search_budget_ms, 4), backend="onnxruntime",
                        data=ctx.data, finetune_epochs=epochs,
                        **_optional("search", ratios=(0.4, 0.75), max_seconds=0.1, progress=False)),)
@@ -152,7 +155,7 @@ def _int8_nncf(ctx: Context, accuracy_control: bool = False) -> Stage:
     labelled dataset's test split bounds the drop."""
     if importlib.util.find_spec("nncf") is None:
         raise Unavailable("int8-nncf needs NNCF: pip install 'laser[openvino]' (or pip install nncf)")
-    extra: dict[str, Any] = {"samples": 64} if ctx.quick else {}
+    extra = ctx.calibration()
     if accuracy_control:
         if ctx.data is None:
             raise Unavailable("int8-nncf-ac measures the accuracy drop and needs a labelled dataset (--data)")

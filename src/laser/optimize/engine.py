@@ -25,6 +25,7 @@ from laser.optimize import candidates as cands
 from laser.optimize.budget import Budget
 from laser.optimize.cache import Cache, artifact_digest, make_key
 from laser.optimize.candidates import Candidate, Context, Recipe, Unavailable
+from laser.optimize.diagnose import diagnose
 from laser.optimize.evaluate import (
     REL_L2_PER_POINT,
     Reference,
@@ -36,10 +37,8 @@ from laser.optimize.evaluate import (
 from laser.optimize.finals import Timer, run_finals, side_by_side_timer
 from laser.optimize.result import BASELINE, OptimizeResult, Outcome, triple
 from laser.stages import Stage
-from laser.timing import NOT_FASTER
 
 log = logging.getLogger("laser.optimize")
-DOCTOR_VERSION = 3  # part of the doctor's cache key: a newer doctor re-examines cached candidates
 
 
 class Search:
@@ -63,7 +62,9 @@ class Search:
             self.cache = Cache(None)
         self.base_digest = artifact_digest(base)
         self.ctx = Context(source=source, base_format=base.format, data=self.data_name,
-                           distill_epochs=settings.distill_epochs, quick=settings.quick, inputs=inputs)
+                           distill_epochs=settings.distill_epochs, inputs=inputs,
+                           calibration_samples=settings.calibration_samples,
+                           search_epochs=settings.search_epochs)
         self.custom = {r.name: r for r in recipes if isinstance(r, Recipe)}
         names = [r.name if isinstance(r, Recipe) else r for r in recipes]
         self.plan = self._plan(names, formats, backends)
@@ -116,7 +117,7 @@ class Search:
                    dynamic_ncols=True)
         try:
             for c in self.plan:
-                if self._out_of_time():
+                if self.out_of_time():
                     timed_out = True
                     break
                 best = min((o for o in outcomes.values() if o.measured and not self.budget.check(o.metrics)),
@@ -146,7 +147,7 @@ class Search:
                 result.interrupted = interrupted = True
         if self.settings.doctor and not interrupted:
             try:
-                self._diagnose(result)
+                diagnose(self, result)
             except KeyboardInterrupt:
                 result.interrupted = True
         result.elapsed_s = time.monotonic() - self.started
@@ -184,7 +185,7 @@ class Search:
                               "above all, can read many times slower than on an idle machine; re-run with --fresh "
                               "on a quiet machine before trusting the ratios")
 
-    def _out_of_time(self) -> bool:
+    def out_of_time(self) -> bool:
         return self.time_budget_s is not None and time.monotonic() - self.started > self.time_budget_s
 
     def _one(self, c: Candidate, ref: Reference, outcomes: dict[Candidate, Outcome]) -> Outcome:
@@ -294,78 +295,6 @@ class Search:
     def artifact_for(self, o: Outcome) -> Artifact:
         return self.artifact(self.stages_for(o), o.artifact_key)
 
-    # -- the doctor --------------------------------------------------------------------------
-    def _diagnose(self, result: OptimizeResult) -> None:
-        from laser.optimize.doctor import diagnose_pair
-
-        # the most surprising first: slowest relative to the parent
-        flagged = sorted((o for o in result.measured if o.parent and _flagged(o, result)),
-                         key=lambda o: o.speedup_vs_parent or 0.0)
-        for o in flagged[: self.settings.max_diagnoses]:
-            if self._out_of_time():
-                result.notes.append(f"doctor: time budget spent; {o.name} and later ones not diagnosed")
-                break
-            dkey = f"doctor:{DOCTOR_VERSION}:{o.key}"
-            cached = self.cache.get(dkey)
-            if cached:
-                o.diagnosis = cached["diagnosis"]
-                continue
-            parent = next(p for p in result.outcomes if p.name == o.parent)
-            try:
-                d = diagnose_pair(self.artifact_for(parent), self.artifact_for(o), parent.candidate.backend,
-                                  o.candidate.backend, parent_metrics=parent.metrics, child_metrics=o.metrics,
-                                  allowed_drop_pts=result.budget_drop_limit(), reference=result.reference,
-                                  settings=self.settings)
-            except Exception as exc:  # the doctor explains; it must never sink the run
-                log.info("doctor failed on %s", o.name, exc_info=True)
-                o.diagnosis = {"error": f"{type(exc).__name__}: {str(exc)[:300]}", "findings": []}
-                continue
-            o.diagnosis = d.to_dict()
-            self.cache.put(dkey, {"diagnosis": o.diagnosis, "status": "doctor"})
-        self._backend_gaps(result)
-        if len(flagged) > self.settings.max_diagnoses:
-            result.notes.append(f"doctor: {len(flagged)} candidates were not faster (or less accurate) than their "
-                                f"parent; the first {self.settings.max_diagnoses} were diagnosed "
-                                "(raise Settings.max_diagnoses for more)")
-
-
-    def _backend_gaps(self, result: OptimizeResult) -> None:
-        """The same artifact much slower on one ONNX runtime than on the other: profile both and say why
-        (backend_gap.py); the finding joins the slower candidate's diagnosis."""
-        from laser.optimize.backend_gap import GAP, explain
-
-        gaps = []
-        for o in result.measured:
-            c = o.candidate
-            other = result.get(c.recipe, c.format, "openvino" if c.backend == "onnxruntime" else "onnxruntime")
-            if c.backend != "onnxruntime" or other is None or not other.measured:
-                continue
-            key = "p50_ms" if o.final and other.final else "screen_p50_ms"
-            a = o.metrics.get(key, o.metrics["p50_ms"])
-            b = other.metrics.get(key, other.metrics["p50_ms"])
-            slow, fast = (o, other) if a > b else (other, o)
-            ratio = max(a, b) / min(a, b)
-            if ratio >= GAP:
-                gaps.append((ratio, slow, fast, max(a, b), min(a, b)))
-        for _, slow, fast, slow_p50, fast_p50 in sorted(gaps, key=lambda g: -g[0])[:2]:
-            if self._out_of_time():
-                break
-            dkey = f"gap:{DOCTOR_VERSION}:{slow.key}:{fast.key}"
-            cached = self.cache.get(dkey)
-            try:
-                finding = cached["finding"] if cached else explain(
-                    self.artifact_for(slow), slow.candidate.backend, fast.candidate.backend, slow_p50, fast_p50,
-                    threads=self.settings.threads).to_dict()
-            except Exception as exc:  # the doctor explains; it must never sink the run
-                log.info("backend-gap check failed on %s", slow.name, exc_info=True)
-                finding = {"check": "backend-gap", "cause": f"the backend-gap check failed: {exc}"[:300],
-                           "evidence": "", "fix": "", "share": 0.0}
-            if not cached:
-                self.cache.put(dkey, {"finding": finding, "status": "doctor"})
-            slow.diagnosis = slow.diagnosis or {"findings": []}
-            slow.diagnosis.setdefault("findings", []).append(finding)
-
-
 class _StageLog(logging.Handler):
     """While a candidate is built and measured, keep laser's own log warnings (e.g. 'TorchScript is deprecated')
     with the candidate for the report instead of printing them through the progress bar."""
@@ -402,12 +331,3 @@ def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
         if w.category.__module__.startswith("laser") and text not in out:
             out.append(text[:500])
     return out
-
-
-def _flagged(o: Outcome, result: OptimizeResult) -> bool:
-    """Not faster than its parent, or less accurate than the budget allows."""
-    ratio = o.speedup_vs_parent if o.speedup_vs_parent is not None else o.screen_speedup_vs_parent
-    slow = ratio is not None and ratio < NOT_FASTER
-    limit = result.budget_drop_limit()
-    drop = o.metrics.get("accuracy_drop_pts")
-    return slow or (limit is not None and drop is not None and drop > limit)

@@ -18,6 +18,7 @@ import numpy as np
 from laser.artifact import Artifact
 from laser.data import Dataset
 from laser.errors import ConfigError
+from laser.measure.accuracy import PRIMARY
 from laser.measure.fidelity import Diversity, compare, diversity
 
 
@@ -34,9 +35,12 @@ class Settings:
     accuracy_samples: int | None = None  # cap on dataset samples (None: the whole test split)
     robustness: bool = False
     distill_epochs: int = 3  # distillation after pruning; digits-cnn recovers within 1 point in 2-3
+    calibration_samples: int | None = None  # INT8 calibration samples (None: the quantize stage's default)
+    search_epochs: int | None = None  # fine-tuning epochs of the width search (None: distill_epochs)
     doctor: bool = True
     max_diagnoses: int = 6
-    quick: bool = False  # fewer epochs and calibration samples: for tests
+    probe_seconds: float = 0.3  # the doctor's throughput / thread-scaling timings, each
+    profile_runs: int = 20  # the doctor's profiled runs
     exporter: str = "auto"  # ONNX exporter of the export stage ("legacy" exports ~10x faster: smoke runs)
 
     def __post_init__(self) -> None:
@@ -49,12 +53,13 @@ class Settings:
     def fast(cls, **changes: Any) -> Settings:
         """Few latency iterations and short fine-tuning: for tests and smoke runs."""
         base = dict(repeats=1, warmup=2, min_iters=5, max_seconds=0.0, synthetic_samples=16, distill_epochs=2,
-                    max_diagnoses=2, quick=True, exporter="legacy")
+                    calibration_samples=64, search_epochs=1, max_diagnoses=2, probe_seconds=0.05, profile_runs=5,
+                    exporter="legacy")
         return cls(**{**base, **changes})
 
     def key(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for k in ("doctor", "max_diagnoses"):
+        for k in ("doctor", "max_diagnoses", "probe_seconds", "profile_runs"):
             d.pop(k)
         return d
 
@@ -68,8 +73,6 @@ class Settings:
 # classifiers, which typically loses well under a point of top-1, moves the logits by a few per cent relative
 # L2, while a function-changing edit (pruning without fine-tuning) moves them by tens of per cent.
 REL_L2_PER_POINT = 0.05
-PRIMARY = {"classification": "top1", "text-classification": "accuracy", "segmentation": "miou",
-           "detection": "map_50"}  # task -> the metric "accuracy" means in budgets and plots
 
 
 @dataclass(frozen=True)

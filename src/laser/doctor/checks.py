@@ -10,8 +10,9 @@ overhead, not by compute; batch 1 leaves cores idle; a first call that builds th
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
-from laser.optimize.doctor_facts import Facts, Finding
+from laser.doctor.facts import Facts, Finding
 from laser.timing import NOT_FASTER
 
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -27,7 +28,60 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f} %"
 
 
-def dynamic_int8_conv(f: Facts) -> Finding | None:
+# id -> check, in the order findings are listed when their shares tie (the order they are defined in below)
+CHECKS: dict[str, Callable[[Facts], Finding | None]] = {}
+
+
+class Found(NamedTuple):
+    """What a check returns when it fires; ``check`` adds its id to make the Finding."""
+
+    cause: str
+    evidence: str
+    fix: str
+    share: float = 0.0
+
+
+def check(check_id: str) -> Callable[[Callable[[Facts], Found | None]], Callable[[Facts], Found | None]]:
+    """Register a check under ``check_id``: the one place its id is written."""
+    def register(fn: Callable[[Facts], Found | None]) -> Callable[[Facts], Found | None]:
+        def run(f: Facts) -> Finding | None:
+            found = fn(f)
+            return None if found is None else Finding(check_id, *found)
+
+        CHECKS[check_id] = run
+        return fn
+
+    return register
+
+
+@check("accuracy-drop")
+def accuracy_lost(f: Facts) -> Found | None:
+    drop, allowed = f.accuracy_drop_pts, f.allowed_drop_pts
+    if drop is None or allowed is None or drop <= allowed:
+        return None
+    method, ops = f.quantized(), f.recipe_ops
+    if "prune" in ops or "search" in ops:  # pruning loses far more than quantization: look there first
+        fix = ("prune less (a lower ratio), choose per-layer ratios by sensitivity (Prune(sensitivity=True)), "
+               "prune in steps with fine-tuning, or distill longer from the original model")
+        if "distill" not in ops and "search" not in ops and not any(s.params.get("finetune_epochs") for s in
+                                                                    f.child.lineage if s.op == "prune"):
+            fix = ("fine-tune or distill after pruning — it was not, for lack of a labelled dataset (give --data); "
+                   "or " + fix)
+        if method:
+            fix += f"; then check {method} alone against its parent to see what quantization adds"
+    elif method and "int8" in method:
+        fix = ("keep the most sensitive layers in float (Quantize(..., max_accuracy_drop=...)), calibrate with "
+               "more samples or Entropy/Percentile calibration, or fine-tune with QAT")
+    elif method:
+        fix = "keep overflow-prone ops (Softmax, LayerNorm, reductions) in FP32, or stay in FP32"
+    else:
+        fix = "compare layer by layer against the parent (laser diff PARENT CHILD) to find where it diverges"
+    return Found("the child is less accurate than the budget allows",
+                   f"accuracy drop {drop:.2f} pts vs {allowed:g} allowed", fix)
+
+
+@check("dynamic-int8-conv")
+def dynamic_int8_conv(f: Facts) -> Found | None:
     g = f.child_graph
     n = g.ops.get("ConvInteger", 0) if g else 0
     if not n or g is None:
@@ -39,8 +93,7 @@ def dynamic_int8_conv(f: Facts) -> Finding | None:
         share = p.share("ConvInteger", "DynamicQuantizeLinear")
         evidence += (f"; profile: ConvInteger {_ms(p.by_op_us.get('ConvInteger', 0))} + DynamicQuantizeLinear "
                      f"{_ms(p.by_op_us.get('DynamicQuantizeLinear', 0))} per run = {_pct(share)} of the run")
-    return Finding("dynamic-int8-conv",
-                   "dynamic INT8 quantized the convolutions: ONNX Runtime runs them as ConvInteger, which has no "
+    return Found("dynamic INT8 quantized the convolutions: ONNX Runtime runs them as ConvInteger, which has no "
                    "fast CPU kernel, and re-quantizes every activation at run time",
                    evidence,
                    "use static INT8 (Quantize(method='int8-static', calibration=...): QDQ, U8 activations, S8 "
@@ -48,44 +101,8 @@ def dynamic_int8_conv(f: Facts) -> Finding | None:
                    "(transformers), where it pays", share)
 
 
-def float_left_in_quantized(f: Facts) -> Finding | None:
-    g, p = f.child_graph, f.child_profile
-    if not g or not (g.ops.get("QuantizeLinear") or g.ops.get("DequantizeLinear")) or not p:
-        return None
-    floats = {op: n for op, n in p.nodes_by_op.items() if op in FLOAT_COMPUTE}
-    qdq_share = p.share(*QDQ)
-    float_share = p.share(*floats)
-    if not floats and qdq_share < 0.1:
-        return None
-    quant = sum(n for op, n in p.nodes_by_op.items() if op.startswith("QLinear") or op.endswith("Integer"))
-    evidence = (f"profile per run: {sum(floats.values())} float compute node(s) "
-                f"({', '.join(f'{op} ×{n}' for op, n in floats.items()) or 'none'}) = {_pct(float_share)} of the "
-                f"run, {quant} quantized node(s), Q/DQ nodes {_ms(p.by_op_us.get('QuantizeLinear', 0) + p.by_op_us.get('DequantizeLinear', 0))}"
-                f" = {_pct(qdq_share)}")
-    return Finding("float-left-in-quantized-graph",
-                   "part of the quantized graph still runs in float: Q/DQ pairs that ONNX Runtime could not fuse "
-                   "into QLinear kernels convert back and forth around float operators",
-                   evidence,
-                   "quantize with U8 activations and per-channel S8 weights (laser's int8-static default) so "
-                   "QDQ pairs fuse into QLinearConv/QLinearMatMul; layers kept in float on purpose (an accuracy "
-                   "budget) are listed in the quantize step of the lineage — each one costs this conversion",
-                   float_share + qdq_share)
-
-
-def signed_activations(f: Facts) -> Finding | None:
-    g = f.child_graph
-    if not g or not g.activation_zero_point_types.get("int8"):
-        return None
-    n, total = g.activation_zero_point_types["int8"], sum(g.activation_zero_point_types.values())
-    return Finding("signed-activations",
-                   "activations are quantized as signed INT8 (S8S8): ONNX Runtime's fast x86 INT8 kernels take "
-                   "unsigned activations with signed weights (U8S8); S8S8 convolutions fall back to slower paths",
-                   f"{n} of {total} QuantizeLinear node(s) have an int8 zero point",
-                   "re-quantize with activation_type QUInt8 and weight_type QInt8, per channel (laser's "
-                   "int8-static default); in one example measured elsewhere that took ResNet-18 from 16.8 ms to 6.4 ms")
-
-
-def fp16_on_cpu(f: Facts) -> Finding | None:
+@check("fp16-on-cpu")
+def fp16_on_cpu(f: Facts) -> Found | None:
     g, p = f.child_graph, f.child_profile
     if not g or g.fp16_weight_share < 0.5 or f.child_backend not in ("onnxruntime", "openvino"):
         return None
@@ -115,20 +132,20 @@ def fp16_on_cpu(f: Facts) -> Finding | None:
     evidence += f"; CPU flags: avx512_fp16 {'present' if has else 'absent'}"
     if has:
         cause += " (this CPU has avx512_fp16, but the runtime's CPU kernels do not use it)"
-    return Finding("fp16-on-cpu", cause, evidence,
+    return Found(cause, evidence,
                    "on CPU keep FP32 (FP16 only halves the file) or use int8-static; FP16 pays on GPUs "
                    "(CUDA / TensorRT execution providers)", share)
 
 
-def reducemean_pooling(f: Facts) -> Finding | None:
+@check("reducemean-pooling")
+def reducemean_pooling(f: Facts) -> Found | None:
     p = f.child_profile
     if not p or 4 not in p.input_ranks.get("ReduceMean", []):
         return None
     share = p.share("ReduceMean")
     if share < 0.05:
         return None
-    return Finding("reducemean-pooling",
-                   "global average pooling was exported as ReduceMean (the torch.export-based exporter does this), "
+    return Found("global average pooling was exported as ReduceMean (the torch.export-based exporter does this), "
                    "which ONNX Runtime runs slower than GlobalAveragePool",
                    f"profile: ReduceMean on 4-D inputs {_ms(p.by_op_us['ReduceMean'])} per run = {_pct(share)} of the run",
                    "export with the TorchScript-based exporter (Export(to='onnx', exporter='legacy')) and measure "
@@ -136,7 +153,57 @@ def reducemean_pooling(f: Facts) -> Finding | None:
                    share)
 
 
-def odd_channels(f: Facts) -> Finding | None:
+@check("signed-activations")
+def signed_activations(f: Facts) -> Found | None:
+    g = f.child_graph
+    if not g or not g.activation_zero_point_types.get("int8"):
+        return None
+    n, total = g.activation_zero_point_types["int8"], sum(g.activation_zero_point_types.values())
+    return Found("activations are quantized as signed INT8 (S8S8): ONNX Runtime's fast x86 INT8 kernels take "
+                   "unsigned activations with signed weights (U8S8); S8S8 convolutions fall back to slower paths",
+                   f"{n} of {total} QuantizeLinear node(s) have an int8 zero point",
+                   "re-quantize with activation_type QUInt8 and weight_type QInt8, per channel (laser's "
+                   "int8-static default); in one example measured elsewhere that took ResNet-18 from 16.8 ms to 6.4 ms")
+
+
+@check("float-left-in-quantized-graph")
+def float_left_in_quantized(f: Facts) -> Found | None:
+    g, p = f.child_graph, f.child_profile
+    if not g or not (g.ops.get("QuantizeLinear") or g.ops.get("DequantizeLinear")) or not p:
+        return None
+    floats = {op: n for op, n in p.nodes_by_op.items() if op in FLOAT_COMPUTE}
+    qdq_share = p.share(*QDQ)
+    float_share = p.share(*floats)
+    if not floats and qdq_share < 0.1:
+        return None
+    quant = sum(n for op, n in p.nodes_by_op.items() if op.startswith("QLinear") or op.endswith("Integer"))
+    evidence = (f"profile per run: {sum(floats.values())} float compute node(s) "
+                f"({', '.join(f'{op} ×{n}' for op, n in floats.items()) or 'none'}) = {_pct(float_share)} of the "
+                f"run, {quant} quantized node(s), Q/DQ nodes {_ms(p.by_op_us.get('QuantizeLinear', 0) + p.by_op_us.get('DequantizeLinear', 0))}"
+                f" = {_pct(qdq_share)}")
+    return Found("part of the quantized graph still runs in float: Q/DQ pairs that ONNX Runtime could not fuse "
+                   "into QLinear kernels convert back and forth around float operators",
+                   evidence,
+                   "quantize with U8 activations and per-channel S8 weights (laser's int8-static default) so "
+                   "QDQ pairs fuse into QLinearConv/QLinearMatMul; layers kept in float on purpose (an accuracy "
+                   "budget) are listed in the quantize step of the lineage — each one costs this conversion",
+                   float_share + qdq_share)
+
+
+@check("no-vnni")
+def no_vnni(f: Facts) -> Found | None:
+    method = f.quantized()
+    if not method or "int8" not in method or not f.cpu_flags or any(x in f.cpu_flags for x in VNNI):
+        return None
+    return Found("this CPU has no VNNI (AVX-512 VNNI / AVX-VNNI / AMX): INT8 dot products take three "
+                   "instructions instead of one, so INT8 gains little over FP32",
+                   "CPU flags from /proc/cpuinfo: none of " + ", ".join(VNNI),
+                   "deploy INT8 on a CPU with VNNI (Intel Cascade Lake or later, AMD Zen 4) or keep FP32 here; "
+                   "pruning reduces work on any CPU")
+
+
+@check("channels-not-multiple-of-8")
+def odd_channels(f: Facts) -> Found | None:
     g = f.child_graph
     if not g or not g.channels:
         return None
@@ -145,27 +212,15 @@ def odd_channels(f: Facts) -> Finding | None:
     if not odd:
         return None
     examples = ", ".join(f"{n}: {c}" for n, c in odd[:4])
-    return Finding("channels-not-multiple-of-8",
-                   "channel counts that are not multiples of 8 leave SIMD lanes idle: vector kernels process "
+    return Found("channel counts that are not multiples of 8 leave SIMD lanes idle: vector kernels process "
                    "channels in blocks of 8-16 (FP32) or 32-64 (INT8), and the remainder runs a slow tail loop",
                    f"{len(odd)} of {len(layers)} layers have an output width not divisible by 8 ({examples})",
                    "prune with rounding: Prune(ratio=..., round_to=8) (laser's default), or pick widths that are "
                    "multiples of 8 (16 for INT8)")
 
 
-def no_vnni(f: Facts) -> Finding | None:
-    method = f.quantized()
-    if not method or "int8" not in method or not f.cpu_flags or any(x in f.cpu_flags for x in VNNI):
-        return None
-    return Finding("no-vnni",
-                   "this CPU has no VNNI (AVX-512 VNNI / AVX-VNNI / AMX): INT8 dot products take three "
-                   "instructions instead of one, so INT8 gains little over FP32",
-                   "CPU flags from /proc/cpuinfo: none of " + ", ".join(VNNI),
-                   "deploy INT8 on a CPU with VNNI (Intel Cascade Lake or later, AMD Zen 4) or keep FP32 here; "
-                   "pruning reduces work on any CPU")
-
-
-def overhead_bound(f: Facts) -> Finding | None:
+@check("overhead-bound")
+def overhead_bound(f: Facts) -> Found | None:
     p = f.child_profile
     less_work = bool(f.parent_macs and f.child_macs and f.child_macs < 0.8 * f.parent_macs)
     if p and p.run_us:
@@ -181,8 +236,7 @@ def overhead_bound(f: Facts) -> Finding | None:
     if f.parent_macs and f.child_macs:
         evidence += (f"; MACs ×{f.child_macs / f.parent_macs:.2f} but p50 ×{f.child_p50 / f.parent_p50:.2f} "
                      "(child / parent)")
-    return Finding("overhead-bound",
-                   "the model is so small that per-call overhead (input checks, operator dispatch, thread "
+    return Found("the model is so small that per-call overhead (input checks, operator dispatch, thread "
                    "wake-up, memory allocation) dominates: making the compute smaller cannot make the call faster",
                    evidence,
                    "batch requests (laser serve's dynamic batching) or run on the backend with the lowest per-call "
@@ -190,7 +244,8 @@ def overhead_bound(f: Facts) -> Finding | None:
                    1 - p.node_us / p.run_us if p and p.run_us else 0.0)
 
 
-def batch_too_small(f: Facts) -> Finding | None:
+@check("batch-too-small")
+def batch_too_small(f: Facts) -> Found | None:
     t = f.throughput
     if not t.get("child") or 8 not in t["child"] or 1 not in t["child"]:
         return None
@@ -205,8 +260,7 @@ def batch_too_small(f: Facts) -> Finding | None:
     evidence = f"child throughput {c8:,.0f}/s at batch 8 vs {c1:,.0f}/s at batch 1 (×{gain:.1f})"
     if speed8 is not None and p1:
         evidence += f"; vs its parent: {speed8:.2f}× at batch 8, {speed1:.2f}× at batch 1"
-    return Finding("batch-too-small",
-                   "batch 1 leaves this hardware underused: one sample does not give the kernels enough work "
+    return Found("batch 1 leaves this hardware underused: one sample does not give the kernels enough work "
                    "to fill the cores" + (", and the child's advantage only shows with more samples per call"
                                           if shows_at_8 else ""),
                    evidence,
@@ -214,7 +268,8 @@ def batch_too_small(f: Facts) -> Finding | None:
                    "scenario (laser bench --batch-sizes 1,8) if requests can wait a few milliseconds")
 
 
-def first_run_build(f: Facts) -> Finding | None:
+@check("first-run-build")
+def first_run_build(f: Facts) -> Found | None:
     fc = f.first_call
     if not fc:
         return None
@@ -229,8 +284,7 @@ def first_run_build(f: Facts) -> Finding | None:
     if inflated:
         evidence += (f"; the measured p50 {f.child_p50:.3f} ms is {f.child_p50 / max(warm, 1e-6):.1f}× the warm "
                      "median: the timed calls still included warm-up work")
-    return Finding("first-run-build",
-                   "the first runs pay a one-time cost (session or engine build, graph optimisation, JIT "
+    return Found("the first runs pay a one-time cost (session or engine build, graph optimisation, JIT "
                    "profiling); a timing that includes it makes the model look slower than it is",
                    evidence,
                    "warm up before timing and before serving (more warm-up calls: TorchScript's profiling "
@@ -239,7 +293,8 @@ def first_run_build(f: Facts) -> Finding | None:
                    max(0.0, 1 - warm / f.child_p50) if inflated else 0.0)
 
 
-def disturbed(f: Facts) -> Finding | None:
+@check("disturbed-measurement")
+def disturbed(f: Facts) -> Found | None:
     """The optimize run's figure is far above what the same child measures now, with no one-time cost to
     explain it: other processes were competing for the cores while it was timed."""
     fc, t = f.first_call, f.threads
@@ -250,8 +305,7 @@ def disturbed(f: Facts) -> Finding | None:
     if fc and fc["first_ms"] > 10 * fc["warm_ms"] and fc["first_ms"] - fc["warm_ms"] > 2.0:
         return None  # a one-time cost explains it: first-run-build says so
     load = f" (load average now {t['load_1m']:.1f} on {int(t['cores'])} cores)" if t.get("cores") else ""
-    return Finding("disturbed-measurement",
-                   "the timing was disturbed: measured again now, the child is many times faster, and its first "
+    return Found("the timing was disturbed: measured again now, the child is many times faster, and its first "
                    "call costs no more than the others, so no warm-up explains it — other processes were "
                    "competing for the cores while it was timed",
                    f"p50 {f.child_p50:.3f} ms in the run vs {now:.3f} ms re-measured now{load}",
@@ -259,14 +313,14 @@ def disturbed(f: Facts) -> Finding | None:
                    "cores (--threads 1) when the machine is shared", max(0.0, 1 - now / f.child_p50))
 
 
-def oversubscribed(f: Facts) -> Finding | None:
+@check("threads-oversubscribed")
+def oversubscribed(f: Facts) -> Found | None:
     t = f.threads
     one, many = t.get("p50_1_thread_ms"), t.get("p50_ms")
     if not one or not many or one > 0.5 * many:
         return None
     n = int(t["threads"])
-    return Finding("threads-oversubscribed",
-                   f"the runner's {n} intra-op threads wait for each other: other processes hold some of the "
+    return Found(f"the runner's {n} intra-op threads wait for each other: other processes hold some of the "
                    "cores, and every parallel operator stalls until its slowest thread is scheduled again",
                    f"p50 {many:.3f} ms with {n} threads vs {one:.3f} ms with 1 thread, timed back to back; load "
                    f"average {t['load_1m']:.1f} on {int(t['cores'])} cores",
@@ -275,51 +329,8 @@ def oversubscribed(f: Facts) -> Finding | None:
                    "or measure and serve on a machine that is not shared",
                    max(0.0, 1 - one / many))
 
-
-def accuracy_lost(f: Facts) -> Finding | None:
-    drop, allowed = f.accuracy_drop_pts, f.allowed_drop_pts
-    if drop is None or allowed is None or drop <= allowed:
-        return None
-    method, ops = f.quantized(), f.recipe_ops
-    if "prune" in ops or "search" in ops:  # pruning loses far more than quantization: look there first
-        fix = ("prune less (a lower ratio), choose per-layer ratios by sensitivity (Prune(sensitivity=True)), "
-               "prune in steps with fine-tuning, or distill longer from the original model")
-        if "distill" not in ops and "search" not in ops and not any(s.params.get("finetune_epochs") for s in
-                                                                    f.child.lineage if s.op == "prune"):
-            fix = ("fine-tune or distill after pruning — it was not, for lack of a labelled dataset (give --data); "
-                   "or " + fix)
-        if method:
-            fix += f"; then check {method} alone against its parent to see what quantization adds"
-    elif method and "int8" in method:
-        fix = ("keep the most sensitive layers in float (Quantize(..., max_accuracy_drop=...)), calibrate with "
-               "more samples or Entropy/Percentile calibration, or fine-tune with QAT")
-    elif method:
-        fix = "keep overflow-prone ops (Softmax, LayerNorm, reductions) in FP32, or stay in FP32"
-    else:
-        fix = "compare layer by layer against the parent (laser diff PARENT CHILD) to find where it diverges"
-    return Finding("accuracy-drop", "the child is less accurate than the budget allows",
-                   f"accuracy drop {drop:.2f} pts vs {allowed:g} allowed", fix)
-
-
 CONTENTION = ("disturbed-measurement", "threads-oversubscribed")
 TIMING_BASED = ("batch-too-small", "overhead-bound", "first-run-build")  # read from timings the doctor took
-
-# id -> check, in the order findings are listed when their shares tie
-CHECKS: dict[str, Callable[[Facts], Finding | None]] = {
-    "accuracy-drop": accuracy_lost,
-    "dynamic-int8-conv": dynamic_int8_conv,
-    "fp16-on-cpu": fp16_on_cpu,
-    "reducemean-pooling": reducemean_pooling,
-    "signed-activations": signed_activations,
-    "float-left-in-quantized-graph": float_left_in_quantized,
-    "no-vnni": no_vnni,
-    "channels-not-multiple-of-8": odd_channels,
-    "overhead-bound": overhead_bound,
-    "batch-too-small": batch_too_small,
-    "first-run-build": first_run_build,
-    "disturbed-measurement": disturbed,
-    "threads-oversubscribed": oversubscribed,
-}
 
 
 def run_checks(f: Facts) -> list[Finding]:

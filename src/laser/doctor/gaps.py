@@ -10,71 +10,19 @@ Linux granted this process the AMX tile state at all). ``explain`` profiles the 
 
 from __future__ import annotations
 
-import ctypes
-import datetime as _dt
-from collections import Counter, defaultdict
 from typing import Any
 
-import numpy as np
-
 from laser.artifact import Artifact
-from laser.errors import require
-from laser.optimize.doctor_facts import Finding, Profile
+from laser.doctor.facts import Finding, Profile
+from laser.doctor.probes import amx_permitted, openvino_profile, ort_profile
 from laser.runtime.hardware import cpu_flags
 
+GAP_CHECK = "backend-gap"
 GAP = 1.5  # a runtime this many times slower than another on the same artifact gets explained
 INT8_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 LAYOUT_OPS = ("Transpose", "ReorderInput", "ReorderOutput", "Reorder", "Reshape")
 ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
-
-
-def openvino_profile(art: Artifact, runs: int = 20, threads: int | None = None,
-                     precision: str = "f32") -> dict[str, Any]:
-    """OpenVINO's per-node counters (PERF_COUNT) over ``runs`` runs after 3 untimed: µs per run by node type,
-    and the kernels (exec types) its compute nodes were given."""
-    ov = require("openvino", "openvino")
-    from laser.runtime.base import default_threads
-
-    core = ov.Core()
-    config = {"PERF_COUNT": "YES", "INFERENCE_NUM_THREADS": threads or default_threads(),
-              "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-    compiled = core.compile_model(core.read_model(str(art.model_file)), "CPU", config)
-    request = compiled.create_infer_request()
-    feeds = art.spec.example_inputs(batch=1)
-    for _ in range(3):
-        request.infer(feeds)
-    per_run: list[dict[str, float]] = []
-    kernels: Counter[str] = Counter()
-    for _ in range(runs):
-        request.infer(feeds)
-        times: dict[str, float] = defaultdict(float)
-        for info in request.profiling_info:
-            if str(info.status).endswith("EXECUTED"):
-                times[info.node_type] += _us(info.real_time)
-        per_run.append(times)
-    for info in request.profiling_info:
-        if info.node_type in ("Convolution", "MatMul", "FullyConnected", "GroupConvolution"):
-            kernels[f"{info.node_type}: {info.exec_type}"] += 1
-    types = {t for r in per_run for t in r}
-    by_type = {t: float(np.median([r.get(t, 0.0) for r in per_run])) for t in types}
-    return {"by_type_us": by_type, "run_us": sum(by_type.values()), "kernels": dict(kernels), "runs": runs,
-            "method": f"measured: OpenVINO PERF_COUNT per node, median over {runs} runs after warm-up, per run"}
-
-
-def _us(t: Any) -> float:
-    return t.total_seconds() * 1e6 if isinstance(t, _dt.timedelta) else float(t)
-
-
-def amx_permitted() -> bool | None:
-    """Whether Linux lets this process use the AMX tile data state (arch_prctl ARCH_REQ_XCOMP_PERM for
-    XTILEDATA, feature 18): None where that cannot be asked (not Linux x86-64)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        arch_prctl, arch_req_xcomp_perm, xtiledata = 158, 0x1023, 18
-        return int(libc.syscall(arch_prctl, arch_req_xcomp_perm, xtiledata)) == 0
-    except (OSError, AttributeError):
-        return None
 
 
 def _shares(by: dict[str, float], total: float, n: int = 4) -> str:
@@ -87,8 +35,6 @@ def explain(art: Artifact, slow: str, fast: str, slow_p50: float, fast_p50: floa
             amx: bool | None = None, threads: int | None = None) -> Finding:
     """One Finding for an artifact ``slow_p50 / fast_p50`` times slower on ``slow`` than on ``fast`` (the two
     ONNX runtimes); profiles are taken here unless given (tests pass their own)."""
-    from laser.optimize.doctor import ort_profile
-
     pair = {slow, fast}
     if pair != {"onnxruntime", "openvino"}:
         raise ValueError(f"the backend-gap check compares onnxruntime and openvino, got {sorted(pair)}")
@@ -133,4 +79,4 @@ def explain(art: Artifact, slow: str, fast: str, slow_p50: float, fast_p50: floa
            f"ship it on {fast}") + ("; for ONNX Runtime, quantize with U8 activations and per-channel S8 weights "
                                     "(laser's int8-static) so its QDQ fusion applies" if slow == "onnxruntime" and
                                     has_qdq else "")
-    return Finding("backend-gap", cause, evidence, fix, share=1.0 - 1.0 / ratio)
+    return Finding(GAP_CHECK, cause, evidence, fix, share=1.0 - 1.0 / ratio)

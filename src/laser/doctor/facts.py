@@ -1,6 +1,6 @@
 """What the doctor measures and what it concludes: the Facts its checks read and the Findings they return.
 
-``doctor.py`` gathers the Facts, ``doctor_checks.py`` turns them into Findings; both import this module.
+``probes.py`` measures the Facts, ``checks.py`` turns them into Findings; both import this module.
 """
 
 from __future__ import annotations
