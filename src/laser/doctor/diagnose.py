@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +79,7 @@ class Diagnosis:
 
 # -- entry points --------------------------------------------------------------------------------
 def diagnose_pair(parent: Artifact, child: Artifact, parent_backend: str, child_backend: str, *,
-                  parent_metrics: dict[str, Any], child_metrics: dict[str, Any],
+                  parent_metrics: Mapping[str, Any], child_metrics: Mapping[str, Any],
                   allowed_drop_pts: float | None = None, probes: Probes | None = None) -> Diagnosis:
     """Diagnose with latency (and accuracy) already measured, e.g. by an optimize run."""
     probes = probes or Probes()

@@ -21,6 +21,7 @@ from typing import Any
 from laser.artifact import Artifact
 from laser.data import Dataset
 from laser.errors import ConfigError, LaserError
+from laser.measure.figures import Figures
 from laser.optimize import candidates as cands
 from laser.optimize.budget import Budget
 from laser.optimize.cache import Cache, artifact_digest, make_key
@@ -200,8 +201,9 @@ class Search:
                        self.inputs)
         art_key = make_key(self.base_digest, dicts)
         cached = self.cache.get(key)
-        if cached and cached.get("status") in ("measured", "cached"):
-            return Outcome(c, "cached", stages=dicts, metrics=cached["metrics"], entry=cached.get("entry"),
+        figures_cached = _stored_figures(cached)
+        if cached and figures_cached is not None:
+            return Outcome(c, "cached", stages=dicts, metrics=figures_cached, entry=cached.get("entry"),
                            seconds=cached.get("seconds", 0.0), key=key, artifact_key=art_key,
                            warnings=cached.get("warnings", []), load_1m=cached.get("load_1m"),
                            unverified=not recipe.verified)
@@ -331,3 +333,14 @@ def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
         if w.category.__module__.startswith("laser") and text not in out:
             out.append(text[:500])
     return out
+
+
+def _stored_figures(record: dict[str, Any] | None) -> Figures | None:
+    """The figures of a cached measurement; None when there is none, or it was written by a laser whose
+    figures differ (then the candidate is measured again)."""
+    if not record or record.get("status") not in ("measured", "cached"):
+        return None
+    try:
+        return Figures.from_dict(record.get("metrics") or {})
+    except (TypeError, ValueError):
+        return None

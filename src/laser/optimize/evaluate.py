@@ -20,6 +20,7 @@ from laser.data import Dataset
 from laser.errors import ConfigError
 from laser.measure.accuracy import PRIMARY
 from laser.measure.fidelity import Diversity, compare, diversity
+from laser.measure.figures import Figures
 
 
 @dataclass(frozen=True)
@@ -192,31 +193,7 @@ def measure_candidate(art: Artifact, backend: str, ref: Reference, settings: Set
     return entry
 
 
-def figures(entry: dict[str, Any], ref: Reference) -> dict[str, Any]:
+def figures(entry: dict[str, Any], ref: Reference) -> Figures:
     """The flat figures budgets and the Pareto front read, in canonical units (ms, B, J, fraction, pts)."""
-    lat, size, energy = entry.get("latency") or {}, entry.get("size") or {}, entry.get("energy") or {}
-    out: dict[str, Any] = {
-        "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
-        "throughput_per_s": lat.get("throughput_per_s"), "spread_pct": lat.get("spread_pct"),
-        "bytes": size.get("bytes"), "params": size.get("params"), "macs": size.get("macs"),
-        "energy_j": energy.get("joules_per_inference"), "energy_method": energy.get("method"),
-    }
-    if ref.proxy:
-        fid = entry.get("fidelity") or {}
-        rel = fid.get("rel_l2")
-        out["accuracy"] = None if rel is None else max(0.0, 1.0 - float(rel))  # fidelity: 1 = identical
-        out["accuracy_drop_pts"] = None  # no labels: the budget reads rel_l2 / agreement instead
-        out["rel_l2"], out["cosine"], out["kl"] = rel, fid.get("cosine"), fid.get("kl")
-        out["agreement"] = fid.get("top1_agreement") if ref.agreement_meaningful else None
-        out["max_abs_error"] = fid.get("max_abs_error")
-    else:
-        acc = (entry.get("accuracy") or {}).get(ref.metric)
-        out["accuracy"] = acc
-        out["accuracy_drop_pts"] = None if acc is None else round(100 * (ref.base_accuracy - acc), 6)
-        out["max_abs_error"] = (entry.get("accuracy") or {}).get("max_abs_error")  # vs the parent, output units
-    rob = entry.get("robustness") or {}
-    fgsm = rob.get("fgsm") or {}
-    if fgsm:  # the classic example's epsilon when measured, else the largest one
-        eps = "0.007" if "0.007" in fgsm else max(fgsm, key=float)
-        out["robust_accuracy"] = fgsm[eps]
-    return out
+    return Figures.from_entry(entry, metric=None if ref.proxy else ref.metric, base_accuracy=ref.base_accuracy,
+                              agreement_meaningful=ref.agreement_meaningful)

@@ -121,10 +121,8 @@ def run_finals(result: OptimizeResult, artifact_for: Callable[[Outcome], Artifac
     for o in chosen:
         flat = [t for r in kept[o.name] for t in r]
         p50 = float(np.percentile(flat, 50))
-        o.metrics = {**o.metrics, "screen_p50_ms": o.metrics.get("p50_ms"), "p50_ms": p50,
-                     "p90_ms": float(np.percentile(flat, 90)), "p99_ms": float(np.percentile(flat, 99)),
-                     "throughput_per_s": 1e3 / p50 if p50 > 0 else None,
-                     "spread_pct": spread_pct(kept[o.name]), "timing": "final"}
+        o.metrics = o.metrics.retimed(p50, float(np.percentile(flat, 90)), float(np.percentile(flat, 99)),
+                                      spread_pct(kept[o.name]))
         o.final = True
     return {"finalists": [o.name for o in chosen], "sets": len(sets), "rounds": rounds, "block": block,
             "worst_spread_pct": worst, "spread_limit_pct": SPREAD_LIMIT_PCT, "seconds": time.monotonic() - started,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from laser.artifact import Artifact
+from laser.measure.figures import Figures
 from laser.optimize.budget import Budget, Violation
 from laser.optimize.candidates import Candidate
 from laser.optimize.evaluate import Reference, Settings
@@ -21,7 +22,7 @@ class Outcome:
     candidate: Candidate
     status: str  # measured | cached | failed | skipped
     stages: list[dict[str, Any]] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: Figures = field(default_factory=Figures)
     entry: dict[str, Any] | None = None  # the laser.measure report entry (issue-6 JSON shape)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # what the stages warned about while building it
@@ -57,7 +58,7 @@ class Outcome:
         """What the cache keeps."""
         c = self.candidate
         return {"recipe": c.recipe, "format": c.format, "backend": c.backend, "status": self.status,
-                "stages": self.stages, "metrics": self.metrics, "entry": self.entry, "seconds": self.seconds,
+                "stages": self.stages, "metrics": self.metrics.to_dict(), "entry": self.entry, "seconds": self.seconds,
                 "artifact_key": self.artifact_key, "warnings": self.warnings, "load_1m": self.load_1m,
                 "unverified": self.unverified}
 
