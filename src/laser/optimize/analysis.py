@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def parent_of(o: Outcome, result: OptimizeResult) -> Outcome | None:
     """The candidate this one should beat: the same format and backend without the recipe; for the
     uncompressed model on another runtime, the eager PyTorch model."""
-    from laser.optimize.result import BASELINE
+    from laser.optimize.candidates import BASELINE
 
     c = o.candidate
     eager = result.eager

@@ -10,13 +10,13 @@ from typing import Any
 
 from laser.artifact import Artifact
 from laser.data import Dataset
-from laser.errors import ConfigError
 from laser.optimize import candidates as cands
 from laser.optimize.budget import Budget, parse_duration
 from laser.optimize.candidates import Recipe
 from laser.optimize.engine import Search
 from laser.optimize.evaluate import Settings
 from laser.optimize.finals import Timer
+from laser.optimize.replay import Replay
 from laser.optimize.result import OptimizeResult
 
 DEFAULT_MODEL = "digits-cnn"
@@ -55,18 +55,13 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     settings = settings or Settings(robustness=robustness)
     if robustness and not settings.robustness:
         settings = Settings(**{**settings.to_dict(), "robustness": True})
-    meta: dict[str, Any] = {}
-    custom: list[Recipe] = []
-    if recipe is not None:
-        custom, meta = _recipe_file(recipe)
-        model = model if model is not None else meta.get("model")
-        random_weights = random_weights or bool(meta.get("random_weights"))
-        if data == "default":
-            data = meta.get("data") or None
-        inputs = inputs if inputs is not None else meta.get("inputs")
-        if budget == DEFAULT_BUDGET and "budget" in meta:
-            budget = None if meta["budget"] == "(no constraint)" else meta["budget"]
-            objective = str(meta.get("objective", objective))
+    replay = Replay.load(recipe) if recipe is not None else None
+    if replay is not None:
+        given = dict(model=model, data=data, inputs=inputs, budget=budget, objective=objective,
+                     random_weights=random_weights)
+        filled = replay.fill(given, "default", DEFAULT_BUDGET)
+        model, data, inputs, budget = filled["model"], filled["data"], filled["inputs"], filled["budget"]
+        objective, random_weights = filled["objective"], filled["random_weights"]
     source, base = _base(model, random_weights, inputs)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
@@ -75,22 +70,27 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     out = Path(output) if output is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    names, early_notes = _recipe_names(custom, recipes, data)
-    chosen_backends = [meta["backend"]] if custom else (cands.parse_list(backends, []) or None)
-    search = Search(base, source, data=data, budget=b, recipes=names,
-                    formats=[meta["format"]] if custom else cands.parse_list(formats, cands.DEFAULT_FORMATS),
+    if replay is not None:
+        names: list[str | Recipe] = [replay.recipe]
+        early_notes: list[str] = []
+        chosen_formats = [str(replay.meta["format"])]
+        chosen_backends: list[str] | None = [str(replay.meta["backend"])]
+    else:
+        names, early_notes = _recipe_names(recipes, data)
+        chosen_formats = cands.parse_list(formats, cands.DEFAULT_FORMATS)
+        chosen_backends = cands.parse_list(backends, []) or None
+    search = Search(base, source, data=data, budget=b, recipes=names, formats=chosen_formats,
                     backends=chosen_backends,
                     settings=settings, output=out, resume=resume, time_budget_s=parse_duration(time_budget),
                     progress=progress, evaluate=evaluate, inputs=str(inputs) if inputs is not None else None,
                     timer=timer)
     search.notes[:0] = early_notes
-    result = search.run(winner_from=[r.name for r in custom] or None)
+    result = search.run(winner_from=[replay.recipe.name] if replay is not None else None)
     result.requested_budget, result.inputs = b.text, search.inputs
     result.hardware = _hardware()
-    if meta.get("base_sha256") and meta["base_sha256"] != search.base_digest:
-        result.notes.append(f"the base model differs from the one {recipe} was made from (sha256 "
-                            f"{search.base_digest[:12]} here, {str(meta['base_sha256'])[:12]} in the recipe): the "
-                            "rebuilt artifact is not the same model")
+    note = replay.base_note(search.base_digest) if replay is not None else None
+    if note:
+        result.notes.append(note)
     stages: list[Any] = []
     if result.winner is not None:
         try:
@@ -124,29 +124,15 @@ def _base(model: Artifact | str | os.PathLike[str] | None, random_weights: bool,
     return source, base
 
 
-def _recipe_names(custom: list[Recipe], recipes: Sequence[str | Recipe] | str | None,
+def _recipe_names(recipes: Sequence[str | Recipe] | str | None,
                   data: Dataset | str | None) -> tuple[list[str | Recipe], list[str]]:
     """The recipes to try, and a note when the defaults leave some out (no data to recover them with)."""
-    if custom:
-        return list(custom), []
     if recipes is None and data is None:  # nothing to recover a function-changing recipe with, or check it on
         left = [r for r in cands.DEFAULT_RECIPES if cands.needs_data(r)]
         return [r for r in cands.DEFAULT_RECIPES if not cands.needs_data(r)], [
             f"no labelled data: {', '.join(left)} left out (they change the function and need data to fine-tune, "
             "distil or rank widths; asked for with --recipes they are measured and listed as unverified)"]
     return cands.parse_list(recipes, cands.DEFAULT_RECIPES), []
-
-
-def _recipe_file(path: str | os.PathLike[str]) -> tuple[list[Recipe], dict[str, Any]]:
-    from laser.stages import load_recipe
-
-    stages, meta = load_recipe(Path(path))
-    missing = [k for k in ("model", "format", "backend") if k not in meta]
-    if missing:
-        raise ConfigError(f"recipe {path} has no {missing} in its [meta] table; laser optimize --recipe reads "
-                          "the winner.toml an optimize run writes (it names the base model, format and backend)")
-    name = str(meta.get("recipe", "recipe"))
-    return [Recipe(name, tuple(stages), str(meta["format"]))], meta
 
 
 def _with_batchnorm_statistics(base: Artifact, inputs: str | os.PathLike[str] | None) -> Artifact:

@@ -92,6 +92,9 @@ class Candidate:
         return f"{self.recipe}/{self.format}/{self.backend}"
 
 
+BASELINE = Candidate("none", "torch", "torch")  # PyTorch eager: every speed-up is quoted against it
+
+
 def make_stage(op: str, **kwargs: Any) -> Stage:
     """An instance of the stage class for ``op``; Unavailable when that stage is not in this install."""
     try:
@@ -258,9 +261,11 @@ def backends_for_format(fmt: str, wanted: Sequence[str] | None) -> list[str]:
     return [b for b in out if b in wanted] if wanted else out
 
 
-def plan(recipes: Sequence[str], formats: Sequence[str], backends: Sequence[str] | None,
+def plan(recipes: Sequence[str | Recipe], formats: Sequence[str], backends: Sequence[str] | None,
          base_format: str) -> list[Candidate]:
-    """Every (recipe, format, backend) to measure, recipes in the given order."""
+    """Every (recipe, format, backend) to measure: PyTorch eager first when the base is a torch model (every
+    speed-up is quoted against it), then the recipes in the given order; ``Recipe`` objects (your own stages,
+    or a replayed winner.toml) go to the formats their domain allows. Repeats are measured once."""
     from laser.runtime import BACKENDS
 
     unknown = [b for b in backends or () if b not in BACKENDS]
@@ -269,14 +274,21 @@ def plan(recipes: Sequence[str], formats: Sequence[str], backends: Sequence[str]
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ConfigError(f"unknown format(s) {bad}; use {', '.join(FORMATS)}")
-    out: list[Candidate] = []
-    for r in dict.fromkeys(recipes):  # keep order, drop repeats
-        for f in formats_for(recipe_domain(r, base_format), formats):
-            for b in backends_for_format(f, backends):
-                if r in ONLY_ON and b not in ONLY_ON[r]:
-                    continue  # e.g. a bf16 inference precision means nothing to onnxruntime
-                out.append(Candidate(r, f, b, order=len(out)))
-    return out
+    out: list[Candidate] = [BASELINE] if base_format == "torch" else []
+    for r in recipes:
+        name, domain = (r.name, r.domain) if isinstance(r, Recipe) else (r, recipe_domain(r, base_format))
+        for f in formats_for(domain, formats):
+            out += [Candidate(name, f, b) for b in backends_for_format(f, backends)
+                    if isinstance(r, Recipe) or r not in ONLY_ON or b in ONLY_ON[r]]
+            # (ONLY_ON: e.g. a bf16 inference precision means nothing to onnxruntime)
+    planned = [Candidate(c.recipe, c.format, c.backend, order=i)
+               for i, c in enumerate(dict.fromkeys(out))]  # keep order, drop repeats (order is not compared)
+    if not planned:
+        names = [r.name if isinstance(r, Recipe) else r for r in recipes]
+        raise ConfigError(f"no candidate to measure: recipes {names}, formats {list(formats)} and backends "
+                          f"{list(backends or [])} leave nothing that runs here; installed backends: "
+                          f"{installed_backends()}")
+    return planned
 
 
 def export_stage(fmt: str, built_format: str, exporter: str = "auto") -> tuple[Stage, ...]:

@@ -1,8 +1,8 @@
 """The optimize loop: build and measure every candidate, then pick the winner under the budget.
 
-Order of work: the eager base model first (it is the reference every speed-up is quoted against), then
-the recipes in the order given; each recipe is built once, exported once per format, and measured on
-every backend that runs that format. Everything measured is appended to the cache as soon as it is
+Order of work: the plan (candidates.plan: the eager base model first, the reference every speed-up is
+quoted against, then the recipes in the order given); each recipe is built once and exported once per
+format (build.py), and measured on every backend that runs that format. Everything measured is appended to the cache as soon as it is
 known, so Ctrl-C, a crash or the time budget lose at most the candidate in flight; re-running with the
 same output directory skips what was measured.
 """
@@ -20,10 +20,11 @@ from typing import Any
 
 from laser.artifact import Artifact
 from laser.data import Dataset
-from laser.errors import ConfigError, LaserError
+from laser.errors import LaserError
 from laser.measure.figures import Figures
 from laser.optimize import candidates as cands
 from laser.optimize.budget import Budget
+from laser.optimize.build import Builder
 from laser.optimize.cache import Cache, artifact_digest, make_key
 from laser.optimize.candidates import Candidate, Context, Recipe, Unavailable
 from laser.optimize.diagnose import diagnose
@@ -36,7 +37,7 @@ from laser.optimize.evaluate import (
     reference,
 )
 from laser.optimize.finals import Timer, run_finals, side_by_side_timer
-from laser.optimize.result import BASELINE, OptimizeResult, Outcome, triple
+from laser.optimize.result import OptimizeResult, Outcome, triple
 from laser.stages import Stage
 
 log = logging.getLogger("laser.optimize")
@@ -66,38 +67,11 @@ class Search:
                            distill_epochs=settings.distill_epochs, inputs=inputs,
                            calibration_samples=settings.calibration_samples,
                            search_epochs=settings.search_epochs)
-        self.custom = {r.name: r for r in recipes if isinstance(r, Recipe)}
-        names = [r.name if isinstance(r, Recipe) else r for r in recipes]
-        self.plan = self._plan(names, formats, backends)
-        self.recipes: dict[str, Recipe | Exception] = dict(self.custom)
-        self.built: dict[str, Artifact] = {}
-        self.failed: dict[str, LaserError] = {}
+        self.plan = cands.plan(recipes, formats, backends, base.format)
+        self.recipes: dict[str, Recipe | Exception] = {r.name: r for r in recipes if isinstance(r, Recipe)}
+        self.builder = Builder(base, self.base_digest, self.cache, settings.exporter)
         self.notes: list[str] = []
         self.started = 0.0
-
-    # -- planning ----------------------------------------------------------------------------
-    def _plan(self, names: list[str], formats: Sequence[str], backends: Sequence[str] | None) -> list[Candidate]:
-        out: list[Candidate] = []
-        if self.base.format == "torch":
-            out.append(BASELINE)  # the reference every speed-up is quoted against: always measured
-        for name in names:
-            if name in self.custom:
-                r = self.custom[name]
-                out += [Candidate(name, f, b) for f in cands.formats_for(r.domain, formats)
-                        for b in cands.backends_for_format(f, backends)]
-            else:
-                out += cands.plan([name], formats, backends, self.base.format)
-        seen: set[tuple[str, str, str]] = set()
-        plan: list[Candidate] = []
-        for c in out:
-            if triple(c) not in seen:
-                seen.add(triple(c))
-                plan.append(Candidate(c.recipe, c.format, c.backend, order=len(plan)))
-        if not plan:
-            raise ConfigError(f"no candidate to measure: recipes {names}, formats {list(formats)} and backends "
-                              f"{list(backends or [])} leave nothing that runs here; installed backends: "
-                              f"{cands.installed_backends()}")
-        return plan
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, winner_from: Sequence[str] | None = None) -> OptimizeResult:
@@ -193,7 +167,7 @@ class Search:
         t0 = time.monotonic()
         try:
             recipe = self._recipe(c.recipe, outcomes)
-            stages = self._stages(recipe, c.format)
+            stages = self.builder.stages(recipe, c.format)
         except (Unavailable, LaserError) as exc:
             return Outcome(c, "skipped" if isinstance(exc, Unavailable) else "failed", error=str(exc))
         dicts = [s.to_dict() for s in stages]
@@ -255,35 +229,8 @@ class Search:
                 return 0.8 * o.metrics["p50_ms"]
         return None
 
-    def _built_format(self, recipe: Recipe) -> str:
-        return self.base.format if recipe.domain == "torch" else recipe.domain
-
-    def _stages(self, recipe: Recipe, fmt: str) -> list[Stage]:
-        """The recipe's stages, then the export to ``fmt`` when the recipe does not end there."""
-        return [*recipe.stages, *cands.export_stage(fmt, self._built_format(recipe), self.settings.exporter)]
-
     def artifact(self, stages: Sequence[Stage], key: str | None = None) -> Artifact:
-        """The artifact the stages make from the base model: from this run, the cache, or built now.
-        Prefixes are shared, so a recipe is built once and exported once per format."""
-        key = key or make_key(self.base_digest, [s.to_dict() for s in stages])
-        if key in self.built:
-            return self.built[key]
-        if key in self.failed:  # a stage that failed fails every candidate built on it: say so once, fast
-            raise self.failed[key]
-        cached = self.cache.load_artifact(key)
-        if cached is not None:
-            self.built[key] = cached
-            return cached
-        art = self.artifact(stages[:-1]) if stages else self.base
-        if stages:
-            try:
-                art = stages[-1](art)
-            except LaserError as exc:
-                self.failed[key] = exc
-                raise
-            art = self.cache.save_artifact(key, art)
-        self.built[key] = art
-        return art
+        return self.builder.artifact(stages, key)
 
     def stages_for(self, o: Outcome) -> list[Stage]:
         """The stage objects that make ``o``'s artifact from the base model (recipe + export)."""
@@ -291,7 +238,7 @@ class Search:
 
         recipe = self.recipes.get(o.candidate.recipe)
         if isinstance(recipe, Recipe):
-            return self._stages(recipe, o.candidate.format)
+            return self.builder.stages(recipe, o.candidate.format)
         return [stage_from_dict(d) for d in o.stages]
 
     def artifact_for(self, o: Outcome) -> Artifact:

@@ -9,10 +9,8 @@ from typing import Any
 from laser.artifact import Artifact
 from laser.measure.figures import Figures
 from laser.optimize.budget import Budget, Violation
-from laser.optimize.candidates import Candidate
+from laser.optimize.candidates import BASELINE, Candidate
 from laser.optimize.evaluate import Reference, Settings
-
-BASELINE = Candidate("none", "torch", "torch")  # PyTorch eager: every speed-up is quoted against it
 
 
 @dataclass
