@@ -28,6 +28,7 @@ DATATYPES: dict[str, np.dtype] = {
 }
 _BY_NUMPY = {dt.newbyteorder("=").str: name for name, dt in DATATYPES.items()} | {"|b1": "BOOL"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+VERSION = re.compile(r"^[1-9][0-9]{0,17}$")  # model versions: positive integers (directory names)
 
 
 def datatype_of(dtype: np.dtype | str) -> str:
@@ -48,6 +49,23 @@ def check_name(kind: str, value: Any) -> str:
         raise ServeError(400, f"invalid {kind} {shown}: use letters, digits, '_', '.' or '-' (no '/' or '..'), "
                               "at most 128 characters")
     return value
+
+
+def model_version(name: Any, version: Any = "") -> tuple[str, str]:
+    """(model, version) named by a request, checked the same way on every transport ("" = the latest)."""
+    check_name("model name", name)
+    version = version or ""
+    if not isinstance(version, str) or (version and not VERSION.match(version)):
+        raise ServeError(400, f"invalid model version {str(version)[:20]!r}; versions are positive integers")
+    return name, version
+
+
+def bearer_ok(authorization: bytes, token: bytes) -> bool:
+    """Whether an ``Authorization`` header value carries ``Bearer <token>`` (constant-time compare)."""
+    import hmac
+
+    scheme, _, given = authorization.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ batch of 8 ImageNet images), and SO_REUSEPORT is off so a busy port fails loudly
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,14 +19,14 @@ from laser.serve.codec import (
     InputTensor,
     Limits,
     RequestedOutput,
-    check_name,
+    bearer_ok,
+    model_version,
     parse_shape,
     raw_bytes,
 )
 from laser.serve.errors import GRPC_CODES, ServeError, as_serve_error
 from laser.serve.handler import Handler
 from laser.serve.proto import RPCS, SERVICE, message
-from laser.serve.repository import VERSION
 
 PROTOCOL = "grpc"
 
@@ -43,15 +42,8 @@ def _param(p: Any) -> Any:
     return getattr(p, which) if which else None
 
 
-def _names(name: str, version: str) -> tuple[str, str]:
-    check_name("model name", name)
-    if version and not VERSION.match(version):
-        raise ServeError(400, f"invalid model version {version[:20]!r}; versions are positive integers")
-    return name, version
-
-
 def request_from_proto(msg: Any, limits: Limits, time_remaining: float | None) -> InferRequest:
-    model, version = _names(msg.model_name, msg.model_version)
+    model, version = model_version(msg.model_name, msg.model_version)
     if len(msg.inputs) > limits.max_inputs:
         raise ServeError(413, f"{len(msg.inputs)} inputs in one request; at most {limits.max_inputs} are accepted")
     raw = msg.raw_input_contents
@@ -128,13 +120,13 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
         return M("ServerReadyResponse")(ready=handler.ready)
 
     async def model_ready(req: Any, ctx: Any) -> Any:
-        return M("ModelReadyResponse")(ready=handler.model_ready(*_names(req.name, req.version)))
+        return M("ModelReadyResponse")(ready=handler.model_ready(*model_version(req.name, req.version)))
 
     async def server_metadata(req: Any, ctx: Any) -> Any:
         return M("ServerMetadataResponse")(**handler.server_metadata())
 
     async def model_metadata(req: Any, ctx: Any) -> Any:
-        meta = handler.model_metadata(*_names(req.name, req.version))
+        meta = handler.model_metadata(*model_version(req.name, req.version))
         resp = M("ModelMetadataResponse")(name=meta["name"], versions=meta["versions"], platform=meta["platform"])
         for key in ("inputs", "outputs"):
             for t in meta[key]:
@@ -146,7 +138,7 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
         return response_to_proto(resp)
 
     async def model_config(req: Any, ctx: Any) -> Any:
-        return M("ModelConfigResponse")(config=_config_to_proto(handler.model_config(*_names(req.name, req.version))))
+        return M("ModelConfigResponse")(config=_config_to_proto(handler.model_config(*model_version(req.name, req.version))))
 
     async def repository_index(req: Any, ctx: Any) -> Any:
         resp = M("RepositoryIndexResponse")()
@@ -159,7 +151,7 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
         async def run(req: Any, ctx: Any) -> Any:
             if not handler.model_control:
                 raise ServeError(403, "model control is disabled; start the server with --model-control")
-            await getattr(handler.repository, action)(_names(req.model_name, "")[0])
+            await getattr(handler.repository, action)(model_version(req.model_name, "")[0])
             return M(response)()
         return run
 
@@ -181,9 +173,8 @@ async def start_server(handler: Handler, host: str, port: int, token: str | None
     def wrap(fn: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
         async def call(req: Any, ctx: Any) -> Any:
             if token_bytes is not None:
-                auth = dict(ctx.invocation_metadata() or ()).get("authorization", "")
-                scheme, _, given = auth.partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token_bytes):
+                auth = str(dict(ctx.invocation_metadata() or ()).get("authorization", ""))
+                if not bearer_ok(auth.encode(), token_bytes):
                     await ctx.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token; send "
                                                                      "metadata 'authorization: Bearer <token>'")
             try:

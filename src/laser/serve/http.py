@@ -8,17 +8,22 @@ depth is bounded, a client that disconnects while its request waits is removed f
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from laser.errors import require
-from laser.serve.codec import Limits, check_name, parse_json, request_from_json, response_to_json
+from laser.serve.codec import (
+    Limits,
+    bearer_ok,
+    model_version,
+    parse_json,
+    request_from_json,
+    response_to_json,
+)
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.handler import Handler
-from laser.serve.repository import VERSION
 
 HEADER_LENGTH = "inference-header-content-length"
 PROTOCOL = "http"
@@ -82,12 +87,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memo
 
 
 def _names(request: Any) -> tuple[str, str]:
-    params = request.path_params
-    model = check_name("model name", params["model"])
-    version = params.get("version", "")
-    if version and not VERSION.match(version):
-        raise ServeError(400, f"invalid model version {version[:20]!r}; versions are positive integers")
-    return model, version
+    return model_version(request.path_params["model"], request.path_params.get("version", ""))
 
 
 def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) -> Any:
@@ -294,12 +294,10 @@ class _Guard:
         self.token = token.encode()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith("/v2/health"):
-            auth = dict(scope["headers"]).get(b"authorization", b"")
-            scheme, _, given = auth.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
-                response = error_response(ServeError(401, "missing or wrong bearer token; send "
-                                                          "'Authorization: Bearer <token>'"))
-                await response(scope, receive, send)
-                return
+        if (scope["type"] == "http" and not scope["path"].startswith("/v2/health")
+                and not bearer_ok(dict(scope["headers"]).get(b"authorization", b""), self.token)):
+            response = error_response(ServeError(401, "missing or wrong bearer token; send "
+                                                      "'Authorization: Bearer <token>'"))
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)

@@ -27,13 +27,12 @@ from typing import Any
 from laser.artifact import MANIFEST, Artifact
 from laser.errors import ArtifactError, ConfigError
 from laser.serve.batching import Batcher, _check_batch
-from laser.serve.codec import NAME
+from laser.serve.codec import NAME, VERSION
 from laser.serve.errors import ServeError, public_message
 from laser.serve.metrics import Metrics
 
 log = logging.getLogger("laser.serve")
 
-VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
 SETTINGS_FILE = "config.json"
 
 

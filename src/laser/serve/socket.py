@@ -30,7 +30,7 @@ import logging
 import struct
 from typing import Any
 
-from laser.serve.codec import check_name, parse_json, request_from_json, response_to_json
+from laser.serve.codec import model_version, parse_json, request_from_json, response_to_json
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.handler import Handler
 
@@ -134,10 +134,7 @@ class _Connection(asyncio.Protocol):
             obj = parse_json(header, limits)
             if not isinstance(obj, dict):
                 raise ServeError(400, "the frame header must be a JSON object")
-            model = check_name("model name", obj.get("model_name"))
-            version = obj.get("model_version") or ""
-            if not isinstance(version, str):
-                raise ServeError(400, "model_version must be a string")
+            model, version = model_version(obj.get("model_name"), obj.get("model_version"))
             req = request_from_json(obj, memoryview(payload), model, version, limits)
             if "binary_data_output" not in (obj.get("parameters") or {}):
                 req.binary_output = True  # raw outputs unless JSON data is asked for
@@ -153,13 +150,12 @@ class _Connection(asyncio.Protocol):
         if op == "live":
             return json.dumps({"live": True}).encode(), []
         if op == "ready":
-            name = obj.get("model_name")
-            ready = handler.model_ready(check_name("model name", name), obj.get("model_version") or "") if name \
-                else handler.ready
+            ready = handler.model_ready(*model_version(obj.get("model_name"), obj.get("model_version"))) \
+                if obj.get("model_name") else handler.ready
             return json.dumps({"ready": ready}).encode(), []
         if op == "metadata":
-            name = check_name("model name", obj.get("model_name"))
-            return json.dumps(handler.model_metadata(name, obj.get("model_version") or "")).encode(), []
+            meta = handler.model_metadata(*model_version(obj.get("model_name"), obj.get("model_version")))
+            return json.dumps(meta).encode(), []
         raise ServeError(400, f"unknown op {str(op)[:20]!r}; use infer, metadata, ready or live")
 
     def _fail(self, rid: int, err: ServeError) -> None:
