@@ -82,6 +82,7 @@ def test_tritonclient_grpc_metadata_config_and_infer(server, local, x):
     assert meta["inputs"][0]["shape"] == ["-1", "1", "8", "8"]
     config = client.get_model_config("digits-cnn", as_json=True)["config"]
     assert config["max_batch_size"] == 8 and config["input"][0]["dims"] == ["1", "8", "8"]
+    assert config["parameters"]["laser_execution"]["string_value"] in ("inline", "thread")
     inp = tg.InferInput("input", list(x.shape), "FP32")
     inp.set_data_from_numpy(x)
     got = client.infer("digits-cnn", [inp]).as_numpy("logits")
@@ -212,6 +213,15 @@ def test_classify_route_answers_top_k_labels_for_an_image(http, local, x, digits
 
 def _counter(text: str, line_start: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
+
+
+def test_the_execution_strategy_is_chosen_once_at_load_and_shown(http):
+    params = http.get("/v2/models/digits-cnn/config").json()["parameters"]
+    strategy = params["laser_execution"]["string_value"]
+    assert strategy in ("inline", "thread") and float(params["laser_batch1_call_ms"]["string_value"]) > 0
+    assert "measured at load" in params["laser_execution_method"]["string_value"]
+    assert f'laser_model_execution{{model="digits-cnn",strategy="{strategy}",version="1"}} 1.0' in \
+        http.get("/metrics").text
 
 
 def test_metrics_count_requests_by_outcome(http, x):

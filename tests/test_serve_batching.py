@@ -11,7 +11,7 @@ import pytest
 
 from laser.runtime.echo import EchoRunner
 from laser.serve import ServeError, Server
-from laser.serve.batching import Batcher
+from laser.serve.batching import Batcher, Execution, Load
 
 
 class Recorder:
@@ -36,6 +36,13 @@ def _x(value: float, n: int = 1, width: int = 3) -> dict[str, np.ndarray]:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+
+def _load(inflight: int) -> Load:
+    load = Load()
+    load.inflight = inflight
+    return load
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_rows_back():
@@ -74,7 +81,7 @@ def test_a_lone_request_does_not_wait_when_nothing_else_is_in_flight():
     rec = Recorder()
 
     async def main():
-        b = Batcher(rec, model="m", version="1", max_batch_size=8, max_queue_delay_ms=5000, inflight=lambda: 1)
+        b = Batcher(rec, model="m", version="1", max_batch_size=8, max_queue_delay_ms=5000, load=_load(1))
         b.start()
         t0 = time.monotonic()
         await b.submit(_x(1), 1)
@@ -91,7 +98,7 @@ def test_sparse_arrivals_do_not_wait_for_a_batch_that_cannot_fill():
     async def main():
         # Others are in flight (e.g. still in image preprocessing) but arrive 150 ms apart: waiting the
         # 100 ms delay would only add latency.
-        b = Batcher(rec, model="m", version="1", max_batch_size=8, max_queue_delay_ms=100, inflight=lambda: 5)
+        b = Batcher(rec, model="m", version="1", max_batch_size=8, max_queue_delay_ms=100, load=_load(5))
         b.start()
         waits = []
         for i in range(4):
@@ -207,14 +214,17 @@ def test_fast_models_run_on_the_loop_and_slow_ones_on_the_worker_thread():
 
     async def main():
         for kind, delay in (("fast", 0.0), ("slow", 0.001)):
-            b = Batcher(make(kind, delay), model=kind, version="1", max_batch_size=1, dynamic=False)
+            fn = make(kind, delay)
+            execution = Execution.measure(fn, _x(0))  # what loading a model version does, once
+            threads[kind].clear()
+            b = Batcher(fn, model=kind, version="1", max_batch_size=1, dynamic=False, execution=execution)
             b.start()
             for i in range(30):
                 await b.submit(_x(i), 1)
             await b.close()
 
     run(main())
-    assert threads["fast"][0].startswith("laser-fast") and "MainThread" in threads["fast"]
+    assert threads["fast"] and all(name == "MainThread" for name in threads["fast"])  # decided at load, not per call
     assert all(name.startswith("laser-slow") for name in threads["slow"])
 
 
@@ -328,3 +338,13 @@ def test_an_http_client_that_disconnects_is_removed_from_the_queue(digits_artifa
         metrics = httpx.get(s.http_url + "/metrics").text
     assert CountingSlowEcho.calls == 1
     assert 'laser_requests_total{model="digits-cnn",outcome="cancelled",protocol="http",version="1"} 1.0' in metrics
+
+
+def test_execution_is_inline_for_a_tiny_model_and_threaded_for_a_slow_one():
+    feeds = {"x": np.ones((1, 4), np.float32)}
+    tiny = Execution.measure(lambda f: {"y": f["x"]}, feeds)
+    assert tiny.strategy == "inline" and tiny.inline_for(1) and tiny.call_ms is not None
+    assert not tiny.inline_for(10**9)  # a huge batch of even a tiny model goes to the worker thread
+    slow = Execution.measure(Recorder(delay_s=0.005), feeds)
+    assert slow.strategy == "thread" and not slow.inline_for(1) and slow.call_ms >= 5.0
+    assert Execution.unmeasured().strategy == "thread"

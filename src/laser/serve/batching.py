@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,10 +32,58 @@ log = logging.getLogger("laser.serve")
 
 Arrays = dict[str, np.ndarray]
 
-# A batch the model is expected to run in under this many seconds runs on the event loop itself: the
-# hop to the worker thread and back costs ~100 µs, more than such a model (a tiny CNN, the echo
-# backend); the loop is never blocked longer than this. Expectation: running mean time per sample.
+# A model whose batch-1 call takes under this many seconds (measured once, at load) runs on the event loop
+# itself: the hop to the worker thread and back costs ~100 µs, more than such a model (a tiny CNN, the echo
+# backend), and a lone request skips the queue; batches of it stay on the loop while batch-1 time × samples
+# stays under the same bound.
 INLINE_S = 200e-6
+
+
+class Load:
+    """Requests inside the server now (decoding, queued, running, encoding): the Handler counts them, the
+    batchers read them (waiting for a batch to fill only pays when another request can arrive)."""
+
+    def __init__(self) -> None:
+        self.inflight = 0
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a model version runs its batches, decided once at load from a measured batch-1 call."""
+
+    strategy: str  # "inline": on the event loop, lone requests skip the queue; "thread": the worker thread
+    call_ms: float | None  # batch-1 call time, median of 5 after warm-up (None: not measured)
+    method: str
+
+    @classmethod
+    def measure(cls, run: Callable[[Arrays], Arrays], feeds: Arrays) -> Execution:
+        from laser.timing import side_by_side
+
+        t0 = time.perf_counter()
+        run(feeds)
+        first = time.perf_counter() - t0
+        if first > 10 * INLINE_S:  # clearly a worker-thread model: no need to time it more
+            return cls("thread", first * 1e3, "measured at load: one batch-1 call after warm-up")
+        times = side_by_side({"call": lambda: run(feeds)}, rounds=1, block=5, switch=0, warmup=0)["call"]
+        ms = float(np.median(times))
+        return cls("inline" if ms / 1e3 < INLINE_S else "thread", ms,
+                   "measured at load: median of 5 batch-1 calls after warm-up")
+
+    @classmethod
+    def unmeasured(cls) -> Execution:
+        return cls("thread", None, "not measured (warm-up off): the worker thread, which never blocks the loop")
+
+    @property
+    def inline(self) -> bool:
+        return self.strategy == "inline"
+
+    def inline_for(self, samples: int) -> bool:
+        """Whether a batch of ``samples`` runs on the loop: an inline model's batch-1 time × samples (an upper
+        bound: per-sample time falls with the batch) stays under INLINE_S."""
+        return self.inline and self.call_ms is not None and self.call_ms / 1e3 * samples < INLINE_S
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "call_ms": self.call_ms, "method": self.method}
 
 
 @dataclass(eq=False)
@@ -51,7 +100,7 @@ class Batcher:
     def __init__(self, run: Callable[[Arrays], Arrays], *, model: str, version: str, max_batch_size: int,
                  max_queue_delay_ms: float = 0.0, preferred_batch_sizes: Sequence[int] = (),
                  max_queue_size: int = 128, dynamic: bool = True, batched: bool = True,
-                 metrics: Metrics | None = None, inflight: Callable[[], int] | None = None):
+                 metrics: Metrics | None = None, load: Load | None = None, execution: Execution | None = None):
         # batched=False: the model has no batch dim; every request runs alone, outputs returned whole.
         if max_batch_size < 1 or max_queue_size < 1 or max_queue_delay_ms < 0:
             raise ConfigError(f"batcher needs max_batch_size >= 1, max_queue_size >= 1, max_queue_delay_ms >= 0; "
@@ -66,17 +115,17 @@ class Batcher:
         self.batched = batched
         self.dynamic = dynamic and batched
         # Waiting for a batch to fill only pays when another request can arrive in time: not when the
-        # server holds no request outside this batch (``inflight``: decoding, queued, running, encoding;
+        # server holds no request outside this batch (``load``: decoding, queued, running, encoding;
         # concurrency 1 goes at once) and not when requests have been arriving further apart than the
         # delay left (e.g. each spends 5 ms in image preprocessing first).
-        self._inflight = inflight
+        self._load = load
+        self.execution = execution or Execution.unmeasured()
         self._last_arrival = 0.0
         self._gap = float("inf")  # seconds between arrivals, exponential moving average
         self._queue: collections.deque[_Item] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"laser-{model}-{version}")
         self._task: asyncio.Task | None = None
-        self._per_sample: float | None = None  # seconds per sample, exponential moving average
         self._busy = False  # the worker holds a batch (forming or running)
         self._closing = False
         m = metrics
@@ -106,8 +155,7 @@ class Batcher:
         self._last_arrival = now
         if deadline is not None and deadline <= now:
             raise ServeError(504, "the request's timeout passed before it was queued; it was not run")
-        if (not self._busy and not self._queue and self._inline(n) and self._inflight is not None
-                and self._inflight() <= 1):
+        if self.execution.inline and not self._busy and not self._queue and self._alone(1):
             return self._run_alone(feeds, n)
         key = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(feeds.items()))
         item = _Item(feeds, n, key, asyncio.get_running_loop().create_future(), now, deadline)
@@ -162,8 +210,7 @@ class Batcher:
                     nxt = self._pop_live(peek=True)
                     if nxt is None:
                         timeout = flush_at - time.monotonic()
-                        if size in self.preferred or timeout <= 0 or self._closing or (
-                                self._inflight is not None and self._inflight() <= len(batch)) or (
+                        if size in self.preferred or timeout <= 0 or self._closing or self._alone(len(batch)) or (
                                 self._last_arrival + self._gap > flush_at):
                             break
                         self._wakeup.clear()
@@ -184,8 +231,9 @@ class Batcher:
             finally:
                 self._busy = False
 
-    def _inline(self, size: int) -> bool:
-        return self._per_sample is not None and self._per_sample * size < INLINE_S
+    def _alone(self, requests: int) -> bool:
+        """The server holds no request beyond these ``requests`` (unknown without a Load: assume others)."""
+        return self._load is not None and self._load.inflight <= requests
 
     def _run_alone(self, feeds: Mapping[str, np.ndarray], n: int) -> Arrays:
         """The only request in the server, for a tiny model: run it right here, with no queue and no
@@ -203,9 +251,7 @@ class Batcher:
             self._busy = False
 
     def _finish(self, outputs: Arrays, seconds: float, size: int) -> Arrays:
-        """Bookkeeping after a model call: per-sample time, metrics, the batch-dim check."""
-        per_sample = seconds / max(size, 1)
-        self._per_sample = per_sample if self._per_sample is None else 0.8 * self._per_sample + 0.2 * per_sample
+        """Bookkeeping after a model call: metrics, the batch-dim check."""
         if self._m:
             self._m[1].observe(seconds)
             self._m[2].observe(size)
@@ -225,7 +271,7 @@ class Batcher:
         feeds = _concat([it.feeds for it in live])
         size = sum(it.n for it in live)
         try:
-            if self._inline(size):
+            if self.execution.inline_for(size):
                 timed = self._timed(feeds)  # cheaper than the hop to the worker thread and back
             else:
                 timed = await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, feeds)

@@ -105,6 +105,8 @@ def _config_to_proto(cfg: dict[str, Any]) -> Any:
         db = cfg["dynamic_batching"]
         c.dynamic_batching.preferred_batch_size.extend(db["preferred_batch_size"])
         c.dynamic_batching.max_queue_delay_microseconds = db["max_queue_delay_microseconds"]
+    for key, value in cfg.get("parameters", {}).items():
+        c.parameters[key].string_value = value["string_value"]
     return c
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from laser import __version__
+from laser.serve.batching import Load
 from laser.serve.codec import (
     InferRequest,
     InferResponse,
@@ -40,16 +41,19 @@ EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "mo
 
 class Handler:
     def __init__(self, repository: Repository, *, metrics: Metrics | None = None, limits: Limits | None = None,
-                 model_control: bool = False, name: str = "laser"):
+                 model_control: bool = False, name: str = "laser", load: Load | None = None):
         self.repository = repository
         self.metrics = metrics or Metrics()
         self.limits = limits or Limits()
         self.model_control = model_control
         self.name = name
         self.draining = False
-        self.inflight = 0
+        self.load = load or repository.load_now or Load()  # the count the batchers read
         self._idle: asyncio.Event | None = None
-        repository.inflight = lambda: self.inflight
+
+    @property
+    def inflight(self) -> int:
+        return self.load.inflight
 
     # -- health and metadata ----------------------------------------------------------------
     @property
@@ -97,6 +101,11 @@ class Handler:
             "version_policy": policy, "max_batch_size": mv.max_batch_size,
             "input": [tensor(t) for t in mv.spec.inputs], "output": [tensor(t) for t in mv.spec.outputs],
         }
+        execution = mv.execution
+        config["parameters"] = {"laser_execution": {"string_value": execution.strategy},
+                                "laser_batch1_call_ms": {"string_value": "" if execution.call_ms is None
+                                                         else f"{execution.call_ms:.4f}"},
+                                "laser_execution_method": {"string_value": execution.method}}
         if mv.batcher.dynamic:
             config["dynamic_batching"] = {"preferred_batch_size": list(s.preferred_batch_sizes),
                                           "max_queue_delay_microseconds": int(s.max_queue_delay_ms * 1000)}
@@ -119,7 +128,7 @@ class Handler:
         t0 = time.perf_counter()
         labels = ["", ""]  # model, version: set once the model is known (bounded label values)
         outcome = "error"
-        self.inflight += 1
+        self.load.inflight += 1
         self.metrics.inflight.inc()
         try:
             if self.draining:
@@ -135,7 +144,7 @@ class Handler:
             outcome = err.outcome
             raise err from None
         finally:
-            self.inflight -= 1
+            self.load.inflight -= 1
             self.metrics.inflight.dec()
             self.metrics.observe_request(labels[0], labels[1], protocol, outcome, time.perf_counter() - t0)
             if self.inflight == 0 and self._idle is not None:

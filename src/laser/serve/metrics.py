@@ -40,6 +40,9 @@ class Metrics:
         self.model_ready = pc.Gauge("laser_model_ready", "1 when the model version is READY, else 0.",
                                     ["model", "version"], registry=r)
         self.inflight = pc.Gauge("laser_inflight_requests", "Requests being handled now.", registry=r)
+        self.execution = pc.Gauge("laser_model_execution", "1 for how the model version runs its batches, chosen "
+                                  "at load from a measured batch-1 call: inline (event loop) or thread.",
+                                  ["model", "version", "strategy"], registry=r)
         self._generate = pc.generate_latest
 
     def observe_request(self, model: str, version: str, protocol: str, outcome: str, seconds: float) -> None:
@@ -52,6 +55,9 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 metric.remove(model, version)
         self.model_ready.labels(model, version).set(0)
+        for strategy in ("inline", "thread"):
+            with contextlib.suppress(KeyError):
+                self.execution.remove(model, version, strategy)
 
     def render(self) -> bytes:
         return self._generate(self.registry)

@@ -26,7 +26,7 @@ from typing import Any
 
 from laser.artifact import MANIFEST, Artifact
 from laser.errors import ArtifactError, ConfigError
-from laser.serve.batching import Batcher, _check_batch
+from laser.serve.batching import Batcher, Execution, Load, _check_batch
 from laser.serve.codec import NAME, VERSION
 from laser.serve.errors import ServeError, public_message
 from laser.serve.metrics import Metrics
@@ -110,18 +110,21 @@ class ModelVersion:
     """One loaded, warmed-up version: artifact + runner + its batcher."""
 
     def __init__(self, name: str, version: str, artifact: Artifact, runner: Any, settings: ModelSettings,
-                 fingerprint: str, metrics: Metrics | None, inflight: Callable[[], int] | None = None):
+                 fingerprint: str, metrics: Metrics | None, load: Load | None = None,
+                 execution: Execution | None = None):
         self.name, self.version, self.artifact, self.runner = name, version, artifact, runner
         self.settings, self.fingerprint, self.metrics = settings, fingerprint, metrics
         self.spec = artifact.spec
         self.batchable = batchable(artifact.spec)
-        # 0 = the model has no batch dim (Triton's convention): requests pass through whole.
-        self.max_batch_size = settings.max_batch_size if self.batchable else 0
+        self.max_batch_size = max_batch_size(artifact.spec, settings)
+        self.execution = execution or Execution.unmeasured()
         self.batcher = Batcher(runner, model=name, version=version, max_batch_size=max(1, self.max_batch_size),
                                max_queue_delay_ms=settings.max_queue_delay_ms,
                                preferred_batch_sizes=settings.preferred_batch_sizes,
                                max_queue_size=settings.max_queue_size, dynamic=settings.dynamic_batching,
-                               batched=self.batchable, metrics=metrics, inflight=inflight)
+                               batched=self.batchable, metrics=metrics, load=load, execution=self.execution)
+        if metrics:
+            metrics.execution.labels(name, version, self.execution.strategy).set(1)
         self.state = "READY"
         self.pipeline: Any = None  # the task pipeline of /pipeline requests, built on first use
 
@@ -145,6 +148,11 @@ def batchable(spec: Any) -> bool:
     return len(firsts) == 1 and isinstance(next(iter(firsts)), str)
 
 
+def max_batch_size(spec: Any, settings: ModelSettings) -> int:
+    """0 = the model has no batch dim (Triton's convention): requests pass through whole."""
+    return settings.max_batch_size if batchable(spec) else 0
+
+
 def fingerprint(location: Path | Artifact | str) -> str:
     if not isinstance(location, Path):
         return "static"
@@ -155,8 +163,9 @@ def fingerprint(location: Path | Artifact | str) -> str:
 
 
 def load_version(name: str, version: str, location: Path | Artifact | str, settings: ModelSettings,
-                 metrics: Metrics | None, inflight: Callable[[], int] | None = None) -> ModelVersion:
-    """Open, build the runner, warm up every batch size (blocking: run it in a thread)."""
+                 metrics: Metrics | None, server_load: Load | None = None) -> ModelVersion:
+    """Open, build the runner, warm up every batch size, measure a batch-1 call to choose how the version
+    runs its batches (Execution), all once (blocking: run it in a thread)."""
     from laser.runtime import run
 
     fp = fingerprint(location)
@@ -171,13 +180,14 @@ def load_version(name: str, version: str, location: Path | Artifact | str, setti
     options = {"threads": settings.threads} if settings.threads else {}
     backend: Callable[..., Any] | str = settings.backend
     runner = backend(art, **options) if callable(backend) else run(art, backend=backend, **options)
-    mv = ModelVersion(name, version, art, runner, settings, fp, metrics, inflight)
+    execution = Execution.unmeasured()
     if settings.warmup:
-        for b in range(1, max(1, mv.max_batch_size) + 1):
+        for b in range(1, max(1, max_batch_size(art.spec, settings)) + 1):
             out = runner.warmup(1, batch=b)
-            if mv.batchable:
+            if batchable(art.spec):
                 _check_batch(out, b)
-    return mv
+        execution = Execution.measure(runner, art.spec.example_inputs(batch=1))
+    return ModelVersion(name, version, art, runner, settings, fp, metrics, server_load, execution)
 
 
 @dataclass(eq=False)
@@ -222,13 +232,13 @@ class Repository:
     """All served models by name. Lives on the server's event loop; loading runs in worker threads."""
 
     def __init__(self, sources: Sequence[str | Path | Artifact], settings: ModelSettings | None = None, *,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, load: Load | None = None):
         self.defaults = settings or ModelSettings()
         self.metrics = metrics
+        self.load_now = load  # requests in the server now, read by every version's batcher
         self.roots: list[Path] = []
         self._entries: dict[str, _Entry] = {}
         self.loaded = False  # the initial load pass is done
-        self.inflight: Callable[[], int] | None = None  # requests in the server now (set by the Handler)
         for source in sources:
             self._add_source(source)
         if not self._entries and not self.roots:
@@ -333,7 +343,7 @@ class Repository:
                  extra={"event": "model_loading", "model": entry.name, "version": version})
         try:
             new = await asyncio.to_thread(load_version, entry.name, version, location, entry.settings, self.metrics,
-                                          self.inflight)
+                                          self.load_now)
         except Exception as exc:
             reason = _reason(exc)
             entry.failed[version] = (fp, reason)
