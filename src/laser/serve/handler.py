@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from laser.serve.codec import (
 )
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.metrics import Metrics
-from laser.serve.repository import ModelVersion, Repository, parse_policy
+from laser.serve.repository import ModelSettings, ModelVersion, Repository, parse_policy
 from laser.serve.tasks import TASKS, deadline
 
 log = logging.getLogger("laser.serve")
@@ -222,6 +222,15 @@ class Handler:
         except TimeoutError:
             return self.inflight == 0
         return True
+
+
+def compose(models: Sequence[Any], settings: ModelSettings, *, limits: Limits | None = None,
+            model_control: bool = False) -> Handler:
+    """The serving stack the in-process Server and every Ray replica run alike: one metrics registry, one
+    count of the requests in the server, the repository of model versions and the Handler over them."""
+    metrics, load = Metrics(), Load()
+    repository = Repository(list(models), settings, metrics=metrics, load=load)
+    return Handler(repository, metrics=metrics, limits=limits, model_control=model_control, load=load)
 
 
 def _tensor_meta(t: Any) -> dict[str, Any]:

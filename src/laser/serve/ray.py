@@ -33,17 +33,15 @@ class LaserReplica:
         self.sources, self.options = list(sources), dict(options)
 
     def __serve_build_asgi_app__(self) -> Any:
-        from laser.serve.handler import Handler
+        from laser.serve.handler import compose
         from laser.serve.http import build_app
-        from laser.serve.metrics import Metrics
-        from laser.serve.repository import ModelSettings, Repository
+        from laser.serve.repository import ModelSettings
 
         opts = dict(self.options)
         token, control = opts.pop("token", None), opts.pop("model_control", False)
         limits, poll = opts.pop("limits", None), opts.pop("poll_interval_s", 0.0)
-        metrics = Metrics()
-        repository = Repository(self.sources, ModelSettings(**opts), metrics=metrics)
-        handler = Handler(repository, metrics=metrics, limits=limits, model_control=control)
+        handler = compose(self.sources, ModelSettings(**opts), limits=limits, model_control=control)
+        repository = handler.repository
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Any) -> Any:

@@ -22,9 +22,8 @@ from typing import Any
 from laser.artifact import Artifact
 from laser.errors import ConfigError, require
 from laser.serve.codec import Limits
-from laser.serve.handler import Handler
-from laser.serve.metrics import Metrics
-from laser.serve.repository import ModelSettings, Repository
+from laser.serve.handler import compose
+from laser.serve.repository import ModelSettings
 
 log = logging.getLogger("laser.serve")
 
@@ -48,9 +47,8 @@ class Server:
         self.host, self.token, self.grace_s, self.poll_interval_s = host, token, grace_s, poll_interval_s
         self.requested_ports = {"http": http_port, "grpc": grpc_port, "socket": socket_port}
         self.socket_max_inflight = socket_max_inflight
-        self.metrics = Metrics()
-        self.repository = Repository(list(models), ModelSettings(**settings), metrics=self.metrics)
-        self.handler = Handler(self.repository, metrics=self.metrics, limits=limits, model_control=model_control)
+        self.handler = compose(models, ModelSettings(**settings), limits=limits, model_control=model_control)
+        self.metrics, self.repository = self.handler.metrics, self.handler.repository
         self.ports: dict[str, int] = {}
         self._uvicorn: Any = None
         self._uvicorn_task: asyncio.Task | None = None

@@ -98,7 +98,7 @@ async def pipeline(mv: ModelVersion, payload: bytes, params: Mapping[str, str]) 
         pipe = pipeline_for(mv.artifact, backend="echo")
         pipe.runner = _BatchedRunner(mv, asyncio.get_running_loop())
         mv.pipeline = pipe
-    accepted = inspect.signature(pipe.run).parameters
+    accepted = inspect.signature(pipe.postprocess if pipe.staged else pipe.run).parameters
     options = {}
     for key, kind in PIPELINE_OPTIONS.items():
         if key in params and key in accepted:
@@ -109,8 +109,16 @@ async def pipeline(mv: ModelVersion, payload: bytes, params: Mapping[str, str]) 
     if not payload:
         raise ServeError(400, "empty request body; POST the image (or the text) to run the pipeline on")
     source: Any = payload.decode("utf-8", errors="replace") if mv.artifact.task.startswith("text") else payload
-    # Not the preprocessing pool: a pipeline thread also waits for its batch, which must not starve
-    # the decoding of the other requests that would join that batch.
+    if pipe.staged:  # pre (a pool thread) -> the model's batcher (on the loop) -> post (a pool thread)
+        loop = asyncio.get_running_loop()
+        context, feeds = await loop.run_in_executor(_preprocess_pool(), pipe.preprocess, source)
+        mv.spec.check_inputs(feeds)
+        n = int(next(iter(feeds.values())).shape[0]) if mv.batchable else 1
+        outputs = await mv.batcher.submit(feeds, n, _timeout(params))
+        post = functools.partial(pipe.postprocess, context, outputs, **options)
+        return await loop.run_in_executor(_preprocess_pool(), post)
+    # A pipeline of several model calls: its thread waits for each batch. Not the preprocessing pool, which
+    # must stay free to decode the other requests that would join that batch.
     run: Callable[..., dict[str, Any]] = functools.partial(pipe.run, source, **options)
     return await asyncio.to_thread(run)
 

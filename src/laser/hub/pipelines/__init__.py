@@ -53,8 +53,25 @@ class Pipeline:
         self.runner = runner if runner is not None else make_runner(artifact, backend=backend, **runner_options)
 
     def run(self, source: Any, *args: Any, **options: Any) -> dict[str, Any]:
-        """The answer for one input (picture file/bytes, or text), JSON-ready."""
-        raise NotImplementedError
+        """The answer for one input (picture file/bytes, or text), JSON-ready; ``options`` are those of
+        ``postprocess`` (e.g. ``top_k``, ``output``). Pipelines of one model call are pre -> model -> post."""
+        context, feeds = self.preprocess(source)
+        return self.postprocess(context, self.infer(feeds), *args, **options)
+
+    def preprocess(self, source: Any) -> tuple[Any, dict[str, np.ndarray]]:
+        """(what post-processing needs to know of the input, the model's input arrays)."""
+        raise NotImplementedError(f"{type(self).__name__} has no single pre-processing step")
+
+    def postprocess(self, context: Any, outputs: Mapping[str, np.ndarray], *args: Any,
+                    **options: Any) -> dict[str, Any]:
+        """The JSON-ready answer from the model's outputs (and ``context`` from ``preprocess``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no single post-processing step")
+
+    @property
+    def staged(self) -> bool:
+        """One model call between ``preprocess`` and ``postprocess`` (the server then runs that call through
+        the model's batcher, with no thread waiting on it); pipelines of several calls override ``run``."""
+        return type(self).preprocess is not Pipeline.preprocess
 
     __call__ = run
 

@@ -33,16 +33,19 @@ class ImagePipeline(Pipeline):
         labels = self.artifact.labels
         return labels[index] if 0 <= index < len(labels) else str(index)
 
-    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return self.infer({self.input_name: x})
+    def preprocess(self, source: Any) -> tuple[tuple[Any, Any], dict[str, np.ndarray]]:
+        """((the source, the RGB picture), the model input)."""
+        image, x = self.prepare(source)
+        return (source, image), {self.input_name: x}
 
 
 class ClassificationPipeline(ImagePipeline):
     task = "classification"
 
-    def run(self, source: Any, top_k: int = 5, output: str | Path | None = None) -> dict[str, Any]:
-        _, x = self.prepare(source)
-        logits = next(iter(self.outputs(x).values()))
+    def postprocess(self, context: tuple[Any, Any], outputs: Mapping[str, np.ndarray], top_k: int = 5,
+                    output: str | Path | None = None) -> dict[str, Any]:
+        source, _ = context
+        logits = next(iter(outputs.values()))
         best = topk_labels(logits, self.artifact.labels, top_k)[0]
         result = {**self.header(), "label": best[0]["label"], "score": best[0]["score"], "top_k": best}
         return _maybe_write(result, output, source, {})
@@ -65,21 +68,22 @@ def _scale(pre: Mapping[str, Any], width: int, height: int) -> tuple[float, floa
 class SegmentationPipeline(ImagePipeline):
     task = "segmentation"
 
-    def mask(self, source: Any) -> tuple[Any, np.ndarray]:
-        """(the picture, (H, W) uint8 class index per pixel at the picture's own size)."""
+    def mask(self, image: Any, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(H, W) uint8 class index per pixel at the picture's own size."""
         from PIL import Image
 
-        image, x = self.prepare(source)
-        logits = next(iter(self.outputs(x).values()))  # (1, classes, h, w)
+        logits = next(iter(outputs.values()))  # (1, classes, h, w)
         if logits.ndim != 4:
             raise BackendError(f"{self.artifact.name!r} returned shape {list(logits.shape)}; a segmentation "
                                "model must return (batch, classes, height, width) logits")
         small = logits[0].argmax(0).astype(np.uint8)
         _scale(self.artifact.preprocessing, *image.size)  # refuses crops before a wrong mapping
-        return image, np.asarray(Image.fromarray(small).resize(image.size, Image.Resampling.NEAREST))
+        return np.asarray(Image.fromarray(small).resize(image.size, Image.Resampling.NEAREST))
 
-    def run(self, source: Any, output: str | Path | None = None, alpha: float = 0.5) -> dict[str, Any]:
-        image, mask = self.mask(source)
+    def postprocess(self, context: tuple[Any, Any], outputs: Mapping[str, np.ndarray],
+                    output: str | Path | None = None, alpha: float = 0.5) -> dict[str, Any]:
+        source, image = context
+        mask = self.mask(image, outputs)
         counts = np.bincount(mask.reshape(-1), minlength=len(self.artifact.labels))
         total = int(mask.size)
         classes = [{"index": int(i), "label": self.label(int(i)), "pixels": int(counts[i]),
@@ -96,17 +100,18 @@ class SegmentationPipeline(ImagePipeline):
 class DetectionPipeline(ImagePipeline):
     task = "detection"
 
-    def run(self, source: Any, output: str | Path | None = None, score_threshold: float = 0.5,
-            iou_threshold: float = 0.5, max_detections: int = 100) -> dict[str, Any]:
-        image, x = self.prepare(source)
-        detections = self.detect(image, x, score_threshold, iou_threshold, max_detections)
+    def postprocess(self, context: tuple[Any, Any], outputs: Mapping[str, np.ndarray],
+                    output: str | Path | None = None, score_threshold: float = 0.5, iou_threshold: float = 0.5,
+                    max_detections: int = 100) -> dict[str, Any]:
+        source, image = context
+        detections = self.detect(image, outputs, score_threshold, iou_threshold, max_detections)
         result = {**self.header(), "size": list(image.size), "score_threshold": score_threshold,
                   "iou_threshold": iou_threshold, "detections": detections}
         stem = output_stem(source)
         return _maybe_write(result, output, source,
                             {"image": (f"{stem}_detections.png", draw_detections(image, detections))})
 
-    def detect(self, image: Any, x: np.ndarray, score_threshold: float, iou_threshold: float,
+    def detect(self, image: Any, out: Mapping[str, np.ndarray], score_threshold: float, iou_threshold: float,
                max_detections: int) -> list[dict[str, Any]]:
         import torch
 
@@ -115,7 +120,6 @@ class DetectionPipeline(ImagePipeline):
         if not 0 <= score_threshold <= 1 or max_detections < 1:
             raise ConfigError(f"score_threshold must be in [0, 1] and max_detections >= 1, got "
                               f"{score_threshold} and {max_detections}")
-        out = self.outputs(x)
         boxes, scores, labels = (out[n] if n in out else list(out.values())[i]
                                  for i, n in enumerate(("boxes", "scores", "labels")))
         if boxes.ndim != 3 or boxes.shape[-1] != 4:

@@ -8,7 +8,7 @@ tokenizer is built from a local vocabulary folder written once per process.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,15 @@ class TextClassificationPipeline(Pipeline):
                               f"{dict(artifact.preprocessing) or None}); expected {{'type': 'text', 'vocab': ...}}")
         tokenizer(artifact.preprocessing)  # fail now, not on the first request
 
-    def run(self, source: Any, top_k: int = 3, output: str | Path | None = None) -> dict[str, Any]:
-        """Classify one text (str or UTF-8 bytes); with ``output``, also write the answer as JSON there."""
-        result = self.run_batch([source], top_k=top_k)[0]
+    def preprocess(self, source: Any) -> tuple[list[str], dict[str, np.ndarray]]:
+        """One text (str or UTF-8 bytes) -> (the text, the token arrays)."""
+        texts = [as_text(source)]
+        return texts, encode(self.artifact.preprocessing, texts, self.artifact.spec.input_names)
+
+    def postprocess(self, context: list[str], outputs: Mapping[str, np.ndarray], top_k: int = 3,
+                    output: str | Path | None = None) -> dict[str, Any]:
+        """The label of one text; with ``output``, also write the answer as JSON there."""
+        result = self._answers(context, outputs, top_k)[0]
         if output is not None:
             Path(output).mkdir(parents=True, exist_ok=True)
             result = {**result, "files": {"json": str(Path(output) / "result.json")}}
@@ -91,7 +97,10 @@ class TextClassificationPipeline(Pipeline):
         """Classify several texts in one model call."""
         texts = [as_text(s) for s in sources]
         feeds = encode(self.artifact.preprocessing, texts, self.artifact.spec.input_names)
-        logits = next(iter(self.infer(feeds).values()))
+        return self._answers(texts, self.infer(feeds), top_k)
+
+    def _answers(self, texts: Sequence[str], outputs: Mapping[str, np.ndarray], top_k: int) -> list[dict[str, Any]]:
+        logits = next(iter(outputs.values()))
         out = []
         for text, best in zip(texts, topk_labels(logits, self.artifact.labels, top_k)):
             out.append({**self.header(), "text": text, "label": best[0]["label"], "score": best[0]["score"],
