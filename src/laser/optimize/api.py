@@ -86,8 +86,6 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
                     timer=timer)
     search.notes[:0] = early_notes
     result = search.run(winner_from=[replay.recipe.name] if replay is not None else None)
-    result.requested_budget, result.inputs = b.text, search.inputs
-    result.hardware = _hardware()
     note = replay.base_note(search.base_digest) if replay is not None else None
     if note:
         result.notes.append(note)
@@ -146,15 +144,6 @@ def _with_batchnorm_statistics(base: Artifact, inputs: str | os.PathLike[str] | 
         return with_batchnorm_statistics(base)
     feeds = calibration_set(inputs, base.spec, base.preprocessing, samples=16, seed=0).feeds[0]
     return with_batchnorm_statistics(base, feeds=feeds, source=Path(inputs).name)
-
-
-def _hardware() -> dict[str, Any]:
-    try:
-        from laser.measure.hardware import fingerprint
-
-        return fingerprint(peak=False)
-    except Exception as exc:  # a report without a fingerprint beats no report
-        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def write_outputs(result: OptimizeResult, out: Path, stages: Sequence[Any] = (), random_weights: bool = False) -> None:

@@ -53,6 +53,7 @@ class Search:
                  progress: bool = True, evaluate: Callable[..., dict[str, Any]] | None = None,
                  inputs: str | None = None, timer: Timer | None = None):
         self.base, self.source, self.budget, self.settings = base, source, budget, settings
+        self.requested_budget = budget.text  # as given, before the fidelity mapping of a run without labels
         self.output, self.time_budget_s, self.progress = output, time_budget_s, progress
         self.evaluate = evaluate or measure_candidate
         self.timer = timer or side_by_side_timer
@@ -111,7 +112,8 @@ class Search:
         self._load_note(outcomes.values())
         result = OptimizeResult(self.base, self.source, self.budget, ref, self.settings, list(outcomes.values()),
                                 interrupted=interrupted, timed_out=timed_out, notes=self.notes,
-                                output=self.output, winner_from=list(winner_from or []))
+                                output=self.output, winner_from=list(winner_from or []), hardware=_hardware(),
+                                inputs=self.inputs, requested_budget=self.requested_budget)
         from laser.optimize.analysis import analyse
 
         analyse(result)
@@ -291,3 +293,12 @@ def _stored_figures(record: dict[str, Any] | None) -> Figures | None:
         return Figures.from_dict(record.get("metrics") or {})
     except (TypeError, ValueError):
         return None
+
+
+def _hardware() -> dict[str, Any]:
+    try:
+        from laser.measure.hardware import fingerprint
+
+        return fingerprint(peak=False)
+    except Exception as exc:  # a report without a fingerprint beats no report
+        return {"error": f"{type(exc).__name__}: {exc}"}
