@@ -1,0 +1,123 @@
+// The page around window.laser: what the model is, its natural input, its answer, and in-page latency.
+import "./laser.js";
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...kids) => {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...kids);
+  return node;
+};
+const kib = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
+
+function showTopK(result, extra = "") {
+  const out = $("output");
+  out.hidden = false;
+  out.replaceChildren(el("div", { className: "muted", textContent: `answer in ${result.ms.toFixed(2)} ms (one run)${extra}` }));
+  const table = el("table");
+  for (const r of result.top_k) {
+    const bar = el("div", { className: "bar" }); bar.style.width = `${Math.max(2, 200 * r.score)}px`;
+    table.append(el("tr", {}, el("td", { textContent: r.label }), el("td", {}, bar),
+      el("td", { textContent: `${(100 * r.score).toFixed(1)} %` })));
+  }
+  out.append(table, el("div", { id: "latency", className: "muted", textContent: "measuring p50…" }));
+}
+
+async function measure(feeds) {
+  const lat = await window.laser.latency(feeds, 30);
+  $("latency").textContent = `in-browser latency p50 ${lat.page.p50_ms.toFixed(2)} ms, p90 ${lat.page.p90_ms.toFixed(2)} ms `
+    + `(measured: ${lat.page.n} runs of laser.run with performance.now(); session.run alone p50 ${lat.session.p50_ms.toFixed(2)} ms)`;
+}
+
+function drawingPad(size) {
+  const pad = el("canvas", { id: "pad", width: 224, height: 224 });
+  const ctx = pad.getContext("2d", { willReadFrequently: true });
+  const clear = () => { ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, pad.width, pad.height); };
+  clear();
+  let down = false;
+  const at = (e) => { const r = pad.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; };
+  pad.addEventListener("pointerdown", (e) => { down = true; ctx.beginPath(); ctx.moveTo(...at(e)); });
+  pad.addEventListener("pointermove", (e) => {
+    if (!down) return;
+    Object.assign(ctx, { lineWidth: 224 / size * 1.6, lineCap: "round", strokeStyle: "#000" });
+    ctx.lineTo(...at(e)); ctx.stroke();
+  });
+  addEventListener("pointerup", () => { if (down) { down = false; classifyPad(pad); } });
+  return { pad, clear };
+}
+
+async function classifyPad(source) {
+  const r = await window.laser.classify(source, 3);
+  showTopK(r);
+  const model = await window.laser.config;
+  const pre = model.preprocessing;
+  const img = source.getContext ? source.getContext("2d", { willReadFrequently: true }).getImageData(0, 0, source.width, source.height) : null;
+  if (img) {
+    const { imageTensor } = await import("./preprocess.js");
+    await measure({ [model.inputs[0].name]: imageTensor(img.data, img.width, img.height, pre) });
+  }
+}
+
+function imageInput(model) {
+  const box = $("input");
+  const pre = model.preprocessing;
+  const side = pre.size ? Math.max(...pre.size) : pre.crop || 224;
+  const picker = el("input", { type: "file", accept: "image/*" });
+  const preview = el("canvas", { width: 224, height: 224 });
+  picker.addEventListener("change", async () => {
+    const file = picker.files[0]; if (!file) return;
+    const bmp = await createImageBitmap(file);
+    Object.assign(preview, { width: bmp.width, height: bmp.height });
+    preview.getContext("2d").drawImage(bmp, 0, 0);
+    await classifyPad(preview);
+  });
+  const kids = [el("div", {}, el("div", { textContent: "Pick an image file:" }), picker)];
+  if (side <= 28) {  // a digit model: draw one
+    const { pad, clear } = drawingPad(side);
+    kids.unshift(el("div", {}, el("div", { textContent: "Draw a digit:" }), pad, el("br"),
+      el("button", { textContent: "clear", onclick: clear })));
+  }
+  box.append(el("div", { className: "row" }, ...kids));
+}
+
+function textInput() {
+  const box = $("input");
+  const text = el("textarea", { id: "text", value: "stocks rally on strong earnings" });
+  const go = el("button", { textContent: "classify", onclick: async () => {
+    const r = await window.laser.classifyText(text.value, 3);
+    showTopK(r, `, ${r.tokens.filter((t) => t !== 0).length} tokens`);
+    await measure(await window.laser.encodeText(text.value));
+  } });
+  box.append(el("div", { textContent: "Text to classify:" }), text, go);
+}
+
+function rawInput() {
+  const go = el("button", { textContent: "run on an example input", onclick: async () => {
+    const feeds = await window.laser.exampleFeeds();
+    const t0 = performance.now();
+    const out = await window.laser.run(feeds);
+    const o = $("output"); o.hidden = false;
+    o.replaceChildren(el("div", { textContent: `ran in ${(performance.now() - t0).toFixed(2)} ms; outputs: `
+      + Object.entries(out).map(([k, v]) => `${k} [${v.dims}]`).join(", ") }),
+      el("div", { id: "latency", className: "muted" }));
+    await measure(feeds);
+  } });
+  $("input").append(el("div", { textContent: "This page shows the raw outputs for this task." }), go);
+}
+
+try {
+  const info = await window.laser.ready;
+  const m = { ...(await window.laser.config), ...info.model };
+  document.title = `${m.name} · laser`;
+  $("title").textContent = m.name;
+  $("about").textContent = `${m.task} · ${m.precision} · ${kib(m.bytes)} · lineage: ${m.lineage.join(" → ") || "—"}`;
+  $("runtime").textContent = `${info.runtime}, ${info.backend}`;
+  $("status").textContent = `ready: ${info.backend}${info.backend === "wasm" ? ` (SIMD, ${info.threads} thread${info.threads > 1 ? "s" : ""}`
+    + `${info.isolated ? "" : "; serve with COOP/COEP headers for threads"})` : ""}`;
+  $("input").hidden = false;
+  if (m.preprocessing.type === "image" && m.task === "classification") imageInput(m);
+  else if (m.preprocessing.type === "text") textInput();
+  else rawInput();
+} catch (err) {
+  $("status").textContent = `the model did not load: ${err.message || err}`;
+  $("status").className = "card error";
+}
