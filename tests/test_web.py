@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -251,3 +252,28 @@ def test_missing_runtime_and_foreign_folder_get_one_clear_error(digits_onnx, tmp
     assert main(["web", str(tmp_path / "nothing-here.onnx")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("laser web: error:")
+
+
+def test_laser_serve_web_mounts_the_page_beside_the_oip_routes(browser, digits_onnx, digits_test):
+    server = laser.serve(digits_onnx, backend="onnxruntime", http_port=0, grpc_port=None, socket_port=None,
+                         block=False, web=True, warmup=False)
+    try:
+        base = server.http_url
+        page = browser.open(f"{base}/web/digits-cnn")  # redirected to /web/digits-cnn/
+        try:
+            assert page.info["isolated"] is True and page.info["model"]["name"] == "digits-cnn"
+            feeds = digits_test.take(8).feeds(digits_onnx.spec.input_names)
+            assert_agrees(digits_onnx, page.run(feeds)["logits"], reference(digits_onnx, feeds))
+            assert page.outside(base) == []
+        finally:
+            page.close()
+        with urllib.request.urlopen(f"{base}/v2/models/digits-cnn/ready", timeout=10) as r:
+            assert r.status == 200
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/web/digits-cnn/../../etc/passwd", timeout=10)
+        assert err.value.code == 404
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/web/nope/", timeout=10)
+        assert err.value.code == 404 and "unknown model" in err.value.read().decode()
+    finally:
+        server.stop()
