@@ -70,6 +70,7 @@ def bench_one(browser: Any, art: laser.Artifact, work: Path, passes: int, block:
         runner.close()
         page.close()
         server.shutdown()
+        server.server_close()
     ort_web, page_ms, python = statistics.median(web["session"]), statistics.median(web["page"]), statistics.median(py)
     return {"python_ms": python, "ort_web_ms": ort_web, "page_ms": page_ms, "backend": page.info["backend"],
             "threads": page.info["threads"], "isolated": page.info["isolated"]}

@@ -93,6 +93,7 @@ def test_digits_page_runs_offline_and_matches_python_onnxruntime(which, browser,
     finally:
         page.close()
         server.shutdown()
+        server.server_close()
 
 
 def test_classify_of_a_drawn_digit_matches_laser_run_on_the_same_png(browser, digits_onnx, tmp_path, capsys):
@@ -117,6 +118,7 @@ def test_classify_of_a_drawn_digit_matches_laser_run_on_the_same_png(browser, di
     finally:
         page.close()
         server.shutdown()
+        server.server_close()
     png = tmp_path / "digit.png"
     png.write_bytes(base64.b64decode(got["png"].split(",", 1)[1]))
     bundle = digits_onnx.save(tmp_path / "bundle")
@@ -154,6 +156,7 @@ def test_js_image_preprocessing_matches_laser_preprocess(browser, digits_onnx, t
     finally:
         page.close()
         server.shutdown()
+        server.server_close()
 
 
 def tiny_text(tmp_path):
@@ -176,10 +179,15 @@ def test_text_page_tokenizes_like_transformers_and_matches_onnxruntime(browser, 
         got = page.evaluate("""async (texts) => { const out = [];
             for (const t of texts) { const r = await window.laser.classifyText(t); out.push([r.tokens, r.logits]); }
             return out; }""", texts)
+        page.page.fill("#text", "Team wins the final!")  # the page's own text box and button
+        page.page.click("#classify")
+        page.page.wait_for_function("() => document.querySelector('#latency')?.textContent.includes('p50 ')")
+        assert page.page.locator("#output table tr").count() == 2  # both labels, best first
         assert page.outside(url) == []
     finally:
         page.close()
         server.shutdown()
+        server.server_close()
     feeds = encode(art.preprocessing, texts, art.spec.input_names)
     assert [g[0] for g in got] == feeds["input_ids"].tolist()
     assert_agrees(art, np.asarray([g[1] for g in got], np.float32), reference(art, feeds))
@@ -209,6 +217,7 @@ def test_site_server_sets_isolation_headers_and_wasm_type(runtime, digits_onnx, 
         assert server.server_address[0] == "127.0.0.1"
     finally:
         server.shutdown()
+        server.server_close()
     cfg = json.loads((site / "model.json").read_text())
     assert cfg["about"]["name"] == "digits-cnn" and cfg["labels"][:2] == ["0", "1"]
     assert str(tmp_path) not in (site / "model.json").read_text()  # no local paths in the site
@@ -277,3 +286,21 @@ def test_laser_serve_web_mounts_the_page_beside_the_oip_routes(browser, digits_o
         assert err.value.code == 404 and "unknown model" in err.value.read().decode()
     finally:
         server.stop()
+
+
+def test_laser_web_cli_writes_and_checks_the_site(browser, digits_onnx, tmp_path, capsys):
+    from laser.cli.main import main
+
+    bundle = digits_onnx.save(tmp_path / "bundle")
+    assert main(["web", str(bundle.location), "-o", str(tmp_path / "site"), "--check", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["check"]["backend"] == "wasm" and "ort/ort-wasm-simd-threaded.wasm" in out["files"]
+    assert {"index.html", "laser.js", "model.onnx", "model.json"} <= set(out["files"])
+
+
+def test_bench_runs_the_browser_backend_when_asked_by_name(digits_artifact, digits_onnx):
+    from laser.measure.bench import _jobs
+
+    assert _jobs(digits_onnx, ["browser"], True, {}) == ([(digits_onnx, "browser")], [])
+    jobs, missed = _jobs(digits_artifact, ["browser"], True, {})
+    assert jobs[0][0].format == "onnx" and jobs[0][1] == "browser" and not missed

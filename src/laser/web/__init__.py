@@ -45,14 +45,19 @@ def web(artifact: Artifact | str, out_dir: str | Path, backend: str = "auto", ch
 
 def check_in_browser(site: Path) -> dict[str, Any]:
     """Load the site in headless Chromium; what ``laser.ready`` resolved to, or a BackendError saying why not."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from laser.web.browser import Browser
     from laser.web.server import start
 
-    server, url = start(site)
-    try:
+    def load(url: str) -> dict[str, Any]:
         with Browser() as browser:
-            page = browser.open(url + "index.html")
-            return page.info
+            return browser.open(url + "index.html").info
+
+    server, url = start(site)
+    try:  # Playwright's sync API in a thread of its own: this may run beside another Playwright session
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(load, url).result()
     finally:
         server.shutdown()
         server.server_close()

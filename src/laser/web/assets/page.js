@@ -7,6 +7,10 @@ const el = (tag, props = {}, ...kids) => {
   node.append(...kids);
   return node;
 };
+// An event handler whose failure is shown on the page (not lost in an unhandled promise rejection).
+const guard = (fn) => async (...args) => {
+  try { await fn(...args); } catch (err) { $("status").textContent = `error: ${err.message || err}`; $("status").className = "card error"; }
+};
 const kib = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
 
 function showTopK(result, extra = "") {
@@ -41,7 +45,7 @@ function drawingPad(size) {
     Object.assign(ctx, { lineWidth: 224 / size * 1.6, lineCap: "round", strokeStyle: "#000" });
     ctx.lineTo(...at(e)); ctx.stroke();
   });
-  addEventListener("pointerup", () => { if (down) { down = false; classifyPad(pad); } });
+  addEventListener("pointerup", guard(async () => { if (down) { down = false; await classifyPad(pad); } }));
   return { pad, clear };
 }
 
@@ -63,13 +67,13 @@ function imageInput(model) {
   const side = pre.size ? Math.max(...pre.size) : pre.crop || 224;
   const picker = el("input", { type: "file", accept: "image/*" });
   const preview = el("canvas", { width: 224, height: 224 });
-  picker.addEventListener("change", async () => {
+  picker.addEventListener("change", guard(async () => {
     const file = picker.files[0]; if (!file) return;
     const bmp = await createImageBitmap(file);
     Object.assign(preview, { width: bmp.width, height: bmp.height });
     preview.getContext("2d").drawImage(bmp, 0, 0);
     await classifyPad(preview);
-  });
+  }));
   const kids = [el("div", {}, el("div", { textContent: "Pick an image file:" }), picker)];
   if (side <= 28) {  // a digit model: draw one
     const { pad, clear } = drawingPad(side);
@@ -82,16 +86,16 @@ function imageInput(model) {
 function textInput() {
   const box = $("input");
   const text = el("textarea", { id: "text", value: "stocks rally on strong earnings" });
-  const go = el("button", { textContent: "classify", onclick: async () => {
+  const go = el("button", { id: "classify", textContent: "classify", onclick: guard(async () => {
     const r = await window.laser.classifyText(text.value, 3);
     showTopK(r, `, ${r.tokens.filter((t) => t !== 0).length} tokens`);
     await measure(await window.laser.encodeText(text.value));
-  } });
+  }) });
   box.append(el("div", { textContent: "Text to classify:" }), text, go);
 }
 
 function rawInput() {
-  const go = el("button", { textContent: "run on an example input", onclick: async () => {
+  const go = el("button", { id: "run", textContent: "run on an example input", onclick: guard(async () => {
     const feeds = await window.laser.exampleFeeds();
     const t0 = performance.now();
     const out = await window.laser.run(feeds);
@@ -100,7 +104,7 @@ function rawInput() {
       + Object.entries(out).map(([k, v]) => `${k} [${v.dims}]`).join(", ") }),
       el("div", { id: "latency", className: "muted" }));
     await measure(feeds);
-  } });
+  }) });
   $("input").append(el("div", { textContent: "This page shows the raw outputs for this task." }), go);
 }
 
