@@ -160,7 +160,7 @@ def test_js_image_preprocessing_matches_laser_preprocess(browser, digits_onnx, t
 
 
 def tiny_text(tmp_path):
-    from tests.test_pipelines import tiny_text_artifact
+    from test_pipelines import tiny_text_artifact
 
     return laser.export(tiny_text_artifact(tmp_path), to="onnx")
 
@@ -304,3 +304,40 @@ def test_bench_runs_the_browser_backend_when_asked_by_name(digits_artifact, digi
     assert _jobs(digits_onnx, ["browser"], True, {}) == ([(digits_onnx, "browser")], [])
     jobs, missed = _jobs(digits_artifact, ["browser"], True, {})
     assert jobs[0][0].format == "onnx" and jobs[0][1] == "browser" and not missed
+
+
+def test_segment_and_detect_in_the_page_match_laser_pipelines(browser, tmp_path):
+    from PIL import Image
+
+    from laser.hub.pipelines import pipeline_for
+    from test_pipelines import det_artifact, seg_artifact
+
+    rng = np.random.default_rng(1)
+    scene = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))  # the model's own size
+    street = tmp_path / "street.png"
+    Image.new("RGB", (200, 300), (90, 120, 150)).save(street)  # W 200, H 300: boxes scale by 2 and 3
+    seg, det = (laser.export(a, to="onnx", exporter="legacy") for a in (seg_artifact(), det_artifact()))
+    rgba = np.asarray(scene.convert("RGBA"))
+    for art in (seg, det):
+        server, url, page = open_site(browser, art, tmp_path / art.name)
+        try:
+            if art is seg:
+                got = page.evaluate("""async ([data, w, h]) => {
+                    const r = await window.laser.segment(new ImageData(new Uint8ClampedArray(data), w, h));
+                    return {mask: Array.from(r.mask), classes: r.classes}; }""", [rgba.ravel().tolist(), 32, 32])
+                want = pipeline_for(art).run(scene)
+                assert got["mask"] == pipeline_for(art).mask(scene)[1].ravel().tolist()
+                assert [c["label"] for c in got["classes"]] == [c["label"] for c in want["classes"]]
+            else:
+                page.page.set_input_files("input[type=file]", str(street))  # the page's own picker
+                page.page.wait_for_function("() => document.querySelector('#latency')?.textContent.includes('p50 ')")
+                got = page.evaluate("async () => (await window.laser.detect(document.getElementById('answer'))).detections")
+                want = pipeline_for(art).run(street, score_threshold=0.5)["detections"]
+                assert [d["label"] for d in got] == [d["label"] for d in want] == ["cat", "dog"]
+                np.testing.assert_allclose([d["box"] for d in got], [d["box"] for d in want], atol=1e-3)
+                assert "cat" in page.page.locator("#output").inner_text()
+            assert page.outside(url) == []
+        finally:
+            page.close()
+            server.shutdown()
+            server.server_close()

@@ -4,6 +4,8 @@
 //   laser.run(feeds)            feeds: {name: {data: TypedArray|Array, dims: number[]}} -> same shape per output
 //   laser.classify(source)      <canvas>/<img>/ImageBitmap/ImageData -> {top_k, logits, ms}  (image models)
 //   laser.classifyText(text)    str -> {top_k, logits, ms, tokens}                           (text models)
+//   laser.segment(source)       -> {mask (class per pixel, model resolution), width, height, classes, ms}
+//   laser.detect(source, opts)  -> {detections: [{label, score, box (source pixels, xyxy)}], ms}  (NMS per label)
 //   laser.latency(feeds, n)     in-page p50/p90 (ms) of n session.run calls, and of laser.run around them
 import { WordPiece, imageTensor } from "./preprocess.js";
 
@@ -114,11 +116,65 @@ async function classifyFeeds(feeds, k) {
 }
 
 async function classify(source, k = 5) {
+  return classifyFeeds((await imageFeeds(source)).feeds, k);
+}
+
+async function imageFeeds(source) {
   const { model } = await state;
   if (model.preprocessing.type !== "image") throw new Error(`this model's preprocessing is ${model.preprocessing.type}, not image`);
   const img = pixels(source);
-  const x = imageTensor(img.data, img.width, img.height, model.preprocessing);
-  return classifyFeeds({ [model.inputs[0].name]: x }, k);
+  return { feeds: { [model.inputs[0].name]: imageTensor(img.data, img.width, img.height, model.preprocessing) },
+    width: img.width, height: img.height, model };
+}
+
+// Segmentation: the class of every pixel at the model's resolution, and how much of the picture each covers.
+async function segment(source) {
+  const { feeds, model } = await imageFeeds(source);
+  const t0 = performance.now();
+  const out = (await run(feeds))[model.outputs[0].name];  // (1, classes, h, w) logits
+  const ms = performance.now() - t0;
+  const [, c, h, w] = out.dims;
+  const mask = new Uint8Array(h * w), counts = new Array(c).fill(0);
+  for (let i = 0; i < h * w; i++) {
+    let best = 0;
+    for (let k = 1; k < c; k++) if (out.data[k * h * w + i] > out.data[best * h * w + i]) best = k;
+    mask[i] = best; counts[best]++;
+  }
+  const classes = counts.map((n, i) => ({ index: i, label: model.labels[i] ?? String(i), pixels: n, fraction: n / (h * w) }))
+    .filter((r) => r.pixels > 0).sort((a, b) => b.pixels - a.pixels || a.index - b.index);
+  return { mask, width: w, height: h, classes, ms };
+}
+
+const iou = (a, b) => {
+  const iw = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0])), ih = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const inter = iw * ih, union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+  return union > 0 ? inter / union : 0;
+};
+
+// Detection: candidates above scoreThreshold, NMS per label, boxes in the source picture's pixels.
+async function detect(source, { scoreThreshold = 0.5, iouThreshold = 0.5, maxDetections = 100 } = {}) {
+  const { feeds, model, width, height } = await imageFeeds(source);
+  const t0 = performance.now();
+  const out = await run(feeds);
+  const ms = performance.now() - t0;
+  const named = (n, i) => out[n] || Object.values(out)[i];
+  const boxes = named("boxes", 0), scores = named("scores", 1), labels = named("labels", 2);
+  const pre = model.preprocessing;
+  const [sy, sx] = pre.size ? [height / pre.size[0], width / pre.size[1]] : [1, 1];
+  const cand = [];
+  for (let i = 0; i < scores.data.length; i++) if (scores.data[i] > scoreThreshold) cand.push(i);
+  cand.sort((a, b) => scores.data[b] - scores.data[a] || a - b);
+  const kept = [];
+  for (const i of cand.slice(0, 1000)) {
+    const box = Array.from(boxes.data.subarray(4 * i, 4 * i + 4)), label = Number(labels.data[i]);
+    if (kept.some((k) => k.index === label && iou(k.raw, box) > iouThreshold)) continue;
+    kept.push({ index: label, raw: box, score: scores.data[i] });
+    if (kept.length >= maxDetections) break;
+  }
+  const clip = (v, hi) => Math.min(Math.max(v, 0), hi);
+  const detections = kept.map((k) => ({ index: k.index, label: model.labels[k.index] ?? String(k.index), score: k.score,
+    box: [clip(k.raw[0] * sx, width), clip(k.raw[1] * sy, height), clip(k.raw[2] * sx, width), clip(k.raw[3] * sy, height)] }));
+  return { detections, width, height, ms };
 }
 
 let tokenizer = null;
@@ -173,4 +229,4 @@ async function exampleFeeds() {
 }
 
 window.laser = { ready: state.then((s) => s.info), config: state.then((s) => s.model), run, runEncoded, classify, classifyText,
-  encodeText, latency, exampleFeeds };
+  segment, detect, imageFeeds, encodeText, latency, exampleFeeds };

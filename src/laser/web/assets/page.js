@@ -45,20 +45,58 @@ function drawingPad(size) {
     Object.assign(ctx, { lineWidth: 224 / size * 1.6, lineCap: "round", strokeStyle: "#000" });
     ctx.lineTo(...at(e)); ctx.stroke();
   });
-  addEventListener("pointerup", guard(async () => { if (down) { down = false; await classifyPad(pad); } }));
+  addEventListener("pointerup", guard(async () => { if (down) { down = false; await answer(pad); } }));
   return { pad, clear };
 }
 
-async function classifyPad(source) {
-  const r = await window.laser.classify(source, 3);
-  showTopK(r);
-  const model = await window.laser.config;
-  const pre = model.preprocessing;
-  const img = source.getContext ? source.getContext("2d", { willReadFrequently: true }).getImageData(0, 0, source.width, source.height) : null;
-  if (img) {
-    const { imageTensor } = await import("./preprocess.js");
-    await measure({ [model.inputs[0].name]: imageTensor(img.data, img.width, img.height, pre) });
+const PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+  [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128]];
+
+function picture(source, ms, caption) {
+  const out = $("output");
+  out.hidden = false;
+  const canvas = el("canvas", { id: "answer", width: source.width, height: source.height });
+  canvas.style.width = `${Math.max(240, Math.min(448, source.width))}px`;  // small pictures shown larger
+  canvas.style.imageRendering = "pixelated";
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(source, 0, 0);
+  out.replaceChildren(el("div", { className: "muted", textContent: `answer in ${ms.toFixed(2)} ms (one run)` }), canvas,
+    el("div", { textContent: caption }), el("div", { id: "latency", className: "muted", textContent: "measuring p50…" }));
+  return ctx;
+}
+
+function showSegmentation(source, r) {
+  const ctx = picture(source, r.ms, r.classes.slice(0, 5).map((c) => `${c.label} ${(100 * c.fraction).toFixed(1)} %`).join(" · "));
+  const img = ctx.getImageData(0, 0, source.width, source.height);
+  for (let y = 0; y < source.height; y++) for (let x = 0; x < source.width; x++) {
+    const k = r.mask[Math.floor(y * r.height / source.height) * r.width + Math.floor(x * r.width / source.width)];
+    if (!k) continue;  // class 0 (background) stays as it is
+    const [cr, cg, cb] = PALETTE[k % PALETTE.length], i = 4 * (y * source.width + x);
+    img.data[i] = (img.data[i] + cr) / 2; img.data[i + 1] = (img.data[i + 1] + cg) / 2; img.data[i + 2] = (img.data[i + 2] + cb) / 2;
   }
+  ctx.putImageData(img, 0, 0);
+}
+
+function showDetections(source, r) {
+  const ctx = picture(source, r.ms, `${r.detections.length} detection(s) with score > 0.5: `
+    + r.detections.slice(0, 8).map((d) => `${d.label} ${(100 * d.score).toFixed(0)} %`).join(", "));
+  ctx.lineWidth = Math.max(2, source.width / 200);
+  ctx.font = `${Math.max(12, source.width / 40)}px sans-serif`;
+  for (const d of r.detections) {
+    const [x1, y1, x2, y2] = d.box, [cr, cg, cb] = PALETTE[1 + (d.index % (PALETTE.length - 1))];
+    ctx.strokeStyle = ctx.fillStyle = `rgb(${cr},${cg},${cb})`;
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    ctx.fillText(`${d.label} ${(100 * d.score).toFixed(0)} %`, x1 + 2, Math.max(12, y1 - 3));
+  }
+}
+
+async function answer(source) {
+  const model = await window.laser.config;
+  const task = model.about.task;
+  if (task === "segmentation") showSegmentation(source, await window.laser.segment(source));
+  else if (task === "detection") showDetections(source, await window.laser.detect(source));
+  else showTopK(await window.laser.classify(source, 3));
+  await measure((await window.laser.imageFeeds(source)).feeds);
 }
 
 function imageInput(model) {
@@ -72,10 +110,10 @@ function imageInput(model) {
     const bmp = await createImageBitmap(file);
     Object.assign(preview, { width: bmp.width, height: bmp.height });
     preview.getContext("2d").drawImage(bmp, 0, 0);
-    await classifyPad(preview);
+    await answer(preview);
   }));
   const kids = [el("div", {}, el("div", { textContent: "Pick an image file:" }), picker)];
-  if (side <= 28) {  // a digit model: draw one
+  if (side <= 28 && model.about.task === "classification") {  // a digit model: draw one
     const { pad, clear } = drawingPad(side);
     kids.unshift(el("div", {}, el("div", { textContent: "Draw a digit:" }), pad, el("br"),
       el("button", { textContent: "clear", onclick: clear })));
@@ -118,7 +156,7 @@ try {
   $("status").textContent = `ready: ${info.backend}${info.backend === "wasm" ? ` (SIMD, ${info.threads} thread${info.threads > 1 ? "s" : ""}`
     + `${info.isolated ? "" : "; serve with COOP/COEP headers for threads"})` : ""}`;
   $("input").hidden = false;
-  if (m.preprocessing.type === "image" && m.task === "classification") imageInput(m);
+  if (m.preprocessing.type === "image") imageInput(m);
   else if (m.preprocessing.type === "text") textInput();
   else rawInput();
 } catch (err) {
