@@ -288,6 +288,16 @@ def test_laser_serve_web_mounts_the_page_beside_the_oip_routes(browser, digits_o
         server.stop()
 
 
+def test_laser_web_is_a_function_and_exports_a_torch_artifact_first(runtime, digits_artifact, digits_int8,
+                                                                     tmp_path):
+    site = laser.web(digits_artifact, tmp_path / "site", backend="wasm")
+    cfg = json.loads((site / "model.json").read_text())
+    assert cfg["about"]["lineage"] == ["load", "export"] and (site / "model.onnx").stat().st_size > 100_000
+    again = laser.web(digits_int8, tmp_path / "site", backend="wasm")  # a site laser wrote is replaced
+    assert json.loads((site / "model.json").read_text())["about"]["precision"] == "int8"
+    assert again == site and sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+
+
 def test_laser_web_cli_writes_and_checks_the_site(browser, digits_onnx, tmp_path, capsys):
     from laser.cli.main import main
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from laser._callable import make_callable
 from laser.artifact import Artifact
 from laser.errors import BackendError
 from laser.web.runtime_files import VERSION, fetch_runtime, runtime_dist
@@ -62,5 +63,7 @@ def check_in_browser(site: Path) -> dict[str, Any]:
         server.shutdown()
         server.server_close()
 
+
+make_callable(__name__, web)  # laser.web(...) works as package and as function
 
 __all__ = ["VERSION", "as_onnx", "check_in_browser", "fetch_runtime", "runtime_dist", "web", "write_site"]
