@@ -351,3 +351,17 @@ def test_segment_and_detect_in_the_page_match_laser_pipelines(browser, tmp_path)
             page.close()
             server.shutdown()
             server.server_close()
+
+
+@pytest.mark.slow
+def test_laser_bench_reports_the_browser_beside_onnxruntime(browser, digits_onnx, tmp_path, capsys):
+    from laser.cli.main import main
+
+    bundle = digits_onnx.save(tmp_path / "bundle")
+    assert main(["bench", str(bundle.location), "--backends", "onnxruntime,browser", "--data", "digits",
+                 "--seconds", "0.3", "--repeats", "1", "--no-peak", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = {r["backend"]: r for r in report["artifacts"]}
+    assert set(rows) == {"onnxruntime", "browser"}
+    assert rows["browser"]["accuracy"]["top1"] == pytest.approx(rows["onnxruntime"]["accuracy"]["top1"], abs=0.003)
+    assert rows["browser"]["latency"]["p50_ms"] > 0
