@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laser-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test test-slow lint venv clean
+.PHONY: demo test test-slow lint venv web-deps clean
 
 venv: $(STAMP)
 
@@ -17,15 +17,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[all,dev]"
 	touch $(STAMP)
 
+# `laser web` and its browser tests: Debian's chromium (apt-get as root; otherwise the command is printed and
+# the browser tests skip) and the pinned onnxruntime-web npm package (npm, into the venv; no-op when present).
+web-deps: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
+	  || echo "could not install chromium; the browser tests will skip: apt-get install -y chromium"; \
+	  else echo "chromium is missing; the browser tests will skip: sudo apt-get install -y chromium"; fi; }
+	@if command -v npm >/dev/null 2>&1; then $(VENV)/bin/laser web --fetch-runtime; \
+	  else echo "npm is missing; the browser tests will skip: apt-get install -y nodejs npm && $(VENV)/bin/laser web --fetch-runtime"; fi
+
 # The main job on the built-in digits-cnn + digits data: recipes x formats x backends, measured on LASER;
 # writes $(DEMO_OUT)/report.html, report.json, pareto.png, winner/ and winner.toml (re-runs resume).
-demo: $(STAMP)
+demo: $(STAMP) web-deps
 	$(VENV)/bin/laser optimize -o $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) web-deps
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) web-deps
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

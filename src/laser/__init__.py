@@ -35,6 +35,8 @@ _LAZY: dict[str, str] = {
     "Report": "laser.measure.report:Report",
     # the function; the laser.serve package is callable too (see laser/serve/__init__.py)
     "serve": "laser.serve:serve",
+    # the package, callable as laser.web(artifact, out_dir) (see laser/web/__init__.py)
+    "web": "laser.web:",
     "Prune": "laser.compress.prune:Prune",
     "Distill": "laser.compress.distill:Distill",
     "WidthSearch": "laser.compress.nas:WidthSearch",

@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "arguments are visible to other users in the process list)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body / frame (default 64 MiB)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds to drain in-flight requests on SIGTERM")
+    p.add_argument("--web", action="store_true", help="also serve each model's browser page (laser web: "
+                                                     "onnxruntime-web in the visitor's browser) under /web/MODEL/")
     p.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead (HTTP only)")
     p.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (with --ray)")
     p.set_defaults(func=cmd_serve)
@@ -80,13 +82,15 @@ def serve_options(args: argparse.Namespace) -> dict[str, Any]:
         preferred_batch_sizes=_ints(args.preferred_batch_sizes, "--preferred-batch-sizes")
         if args.preferred_batch_sizes else (),
         max_queue_size=args.max_queue_size, dynamic_batching=not args.no_batching, warmup=not args.no_warmup,
-        version_policy=args.version_policy,
+        version_policy=args.version_policy, **({"web": True} if args.web else {}),
     )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from laser.serve import serve
 
+    if args.web and args.ray:
+        raise ConfigError("--web pages are served by laser's own HTTP server, not Ray Serve; drop --ray or --web")
     options = serve_options(args)
     if args.host not in ("127.0.0.1", "::1", "localhost") and not options["token"]:
         import logging

@@ -37,7 +37,7 @@ def _jobs(art: Artifact, wanted: Sequence[str] | None, export: bool,
     A torch artifact asked to run on a backend for another format (onnxruntime, openvino,
     torchscript) is exported to that format first when ``export`` is set (laser.export validates the
     export against its parent)."""
-    from laser.runtime import BACKENDS, backends_for
+    from laser.runtime import BACKENDS, BY_NAME_ONLY, backends_for
 
     runnable = backends_for(art)
     if not wanted or list(wanted) == ["auto"]:
@@ -47,7 +47,7 @@ def _jobs(art: Artifact, wanted: Sequence[str] | None, export: bool,
         raise ConfigError(f"unknown backend(s) {unknown}; known: {sorted(BACKENDS)}")
     jobs, missed = [], []
     for b in wanted:
-        if b in runnable:
+        if b in runnable or (b in BY_NAME_ONLY and art.format in BACKENDS[b][1]):
             jobs.append((art, b))
         elif export and art.format == "torch" and b != "echo":
             target = BACKENDS[b][1][0]  # the backend's first format: onnx / torchscript

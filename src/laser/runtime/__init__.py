@@ -21,12 +21,15 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "onnxruntime": ("laser.runtime.onnxruntime:OnnxRuntimeRunner", ("onnx", "ort")),
     "openvino": ("laser.runtime.openvino:OpenVINORunner", ("onnx",)),
     "echo": ("laser.runtime.echo:EchoRunner", FORMATS),
+    "browser": ("laser.runtime.browser:BrowserRunner", ("onnx",)),
 }
+# Run only when asked for by name: echo computes nothing real; browser starts headless Chromium.
+BY_NAME_ONLY = ("echo", "browser")
 
 
 def backends_for(artifact: Artifact) -> list[str]:
-    """Backends that can run this artifact's format (echo excluded: it computes nothing real)."""
-    return [b for b, (_, formats) in BACKENDS.items() if artifact.format in formats and b != "echo"]
+    """Backends that can run this artifact's format, for ``backend="auto"`` (BY_NAME_ONLY excluded)."""
+    return [b for b, (_, formats) in BACKENDS.items() if artifact.format in formats and b not in BY_NAME_ONLY]
 
 
 def runner_class(backend: str) -> type[Runner]:
@@ -69,4 +72,4 @@ def run(artifact: Artifact | str, backend: str = "auto", **options: Any) -> Runn
     return cls(artifact, **options)
 
 
-__all__ = ["BACKENDS", "Runner", "backends_for", "default_threads", "run", "runner_class"]
+__all__ = ["BACKENDS", "BY_NAME_ONLY", "Runner", "backends_for", "default_threads", "run", "runner_class"]

@@ -90,12 +90,14 @@ def _names(request: Any) -> tuple[str, str]:
     return model_version(request.path_params["model"], request.path_params.get("version", ""))
 
 
-def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) -> Any:
-    """The ASGI app. ``token``: require ``Authorization: Bearer <token>`` (health routes stay open)."""
+def build_app(handler: Handler, token: str | None = None, lifespan: Any = None, web: Any = None) -> Any:
+    """The ASGI app. ``token``: require ``Authorization: Bearer <token>`` (health routes stay open).
+    ``web``: a ``laser.serve.web.WebPages``, whose routes serve each model's browser page under /web/."""
     require("starlette", "serve")
     from starlette.applications import Starlette
 
-    app = Starlette(routes=_routes(handler), exception_handlers={404: _not_found, 405: _not_found},
+    routes = _routes(handler) + (web.routes(_endpoint) if web is not None else [])
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found},
                     lifespan=lifespan)
     return _Guard(app, token) if token else app
 

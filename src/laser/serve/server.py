@@ -38,7 +38,7 @@ class Server:
     def __init__(self, models: Sequence[Source], *, host: str = "127.0.0.1", http_port: int | None = 8000,
                  grpc_port: int | None = 8001, socket_port: int | None = 8002, token: str | None = None,
                  model_control: bool = False, poll_interval_s: float = 0.0, grace_s: float = 30.0,
-                 limits: Limits | None = None, socket_max_inflight: int = 64, **settings: Any):
+                 limits: Limits | None = None, socket_max_inflight: int = 64, web: bool = False, **settings: Any):
         if poll_interval_s < 0 or grace_s < 0:
             raise ConfigError(f"poll_interval_s and grace_s must be >= 0, got {poll_interval_s}, {grace_s}")
         if token is not None and len(token) < 8:
@@ -47,6 +47,7 @@ class Server:
         self.host, self.token, self.grace_s, self.poll_interval_s = host, token, grace_s, poll_interval_s
         self.requested_ports = {"http": http_port, "grpc": grpc_port, "socket": socket_port}
         self.socket_max_inflight = socket_max_inflight
+        self.web = web  # also serve each model's browser page (laser web) under /web/{model}/
         self.handler = compose(models, ModelSettings(**settings), limits=limits, model_control=model_control)
         self.metrics, self.repository = self.handler.metrics, self.handler.repository
         self.ports: dict[str, int] = {}
@@ -108,7 +109,13 @@ class Server:
 
         sock = _bind(self.host, port, "HTTP", "--http-port")
         self.ports["http"] = sock.getsockname()[1]
-        config = uvicorn.Config(build_app(self.handler, self.token), log_config=None, access_log=False,
+        pages = None
+        if self.web:
+            from laser.artifact import workspace
+            from laser.serve.web import WebPages
+
+            pages = WebPages(self.repository, workspace("web"))
+        config = uvicorn.Config(build_app(self.handler, self.token, web=pages), log_config=None, access_log=False,
                                 lifespan="off", server_header=False, timeout_graceful_shutdown=max(1, round(self.grace_s)) if self.grace_s else None,
                                 h11_max_incomplete_event_size=64 << 10,
                                 proxy_headers=False)  # X-Forwarded-* from clients is not trusted

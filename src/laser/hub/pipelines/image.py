@@ -68,8 +68,13 @@ def _scale(pre: Mapping[str, Any], width: int, height: int) -> tuple[float, floa
 class SegmentationPipeline(ImagePipeline):
     task = "segmentation"
 
-    def mask(self, image: Any, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """(H, W) uint8 class index per pixel at the picture's own size."""
+    def mask(self, source: Any) -> tuple[Any, np.ndarray]:
+        """(the picture, (H, W) uint8 class index per pixel at the picture's own size)."""
+        (_, image), feeds = self.preprocess(source)
+        return image, self.mask_of(image, self.infer(feeds))
+
+    def mask_of(self, image: Any, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The class-index mask at ``image``'s size from the model's outputs."""
         from PIL import Image
 
         logits = next(iter(outputs.values()))  # (1, classes, h, w)
@@ -83,7 +88,7 @@ class SegmentationPipeline(ImagePipeline):
     def postprocess(self, context: tuple[Any, Any], outputs: Mapping[str, np.ndarray],
                     output: str | Path | None = None, alpha: float = 0.5) -> dict[str, Any]:
         source, image = context
-        mask = self.mask(image, outputs)
+        mask = self.mask_of(image, outputs)
         counts = np.bincount(mask.reshape(-1), minlength=len(self.artifact.labels))
         total = int(mask.size)
         classes = [{"index": int(i), "label": self.label(int(i)), "pixels": int(counts[i]),
