@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "laser.cli.prune",
     "laser.cli.serve",
     "laser.cli.quantize",
+    "laser.cli.advise",
 )
 
 
