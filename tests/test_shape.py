@@ -15,8 +15,8 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 CORE = {"artifact", "spec", "errors", "stages", "_callable", "preprocess",
         "architecture", "vision_compat", "timing", "text"}
-UPPER = {"runtime", "measure", "serve", "optimize", "compress", "hub", "cli", "models", "export"}
-NOT_FROM_RUNTIME = {"measure", "serve", "cli", "optimize"}
+UPPER = {"runtime", "measure", "serve", "optimize", "compress", "hub", "cli", "models", "export", "advise"}
+NOT_FROM_RUNTIME = {"measure", "serve", "cli", "optimize", "advise"}
 OUTSIDE_FILES = ("DESIGN.md", "STYLE.md", "PROTOCOL.md")
 
 

@@ -51,3 +51,25 @@ def cmd_advise(args: argparse.Namespace) -> int:
     if page:
         print(f"\npage: {page}")
     return 0
+
+
+def winner_view(artifact: object, where: str = "WINNER", budget: str | None = None, top: int = 5) -> tuple[str, dict[str, object]]:
+    """The advisor's view of ``laser optimize``'s winner: (a few lines for the terminal, the advice as a dict).
+    A winner the advisor cannot read (not torch / ONNX) gets one line saying so."""
+    from laser.advise import advise
+    from laser.errors import LaserError
+
+    try:
+        advice = advise(artifact, budget=budget)  # type: ignore[arg-type]
+    except LaserError as exc:
+        return f"advise: {exc}", {"error": str(exc)}
+    lines = ["advise: the winner on other hardware (estimated: roofline, vendor peak × fitted efficiency):"]
+    for i, r in enumerate(advice.rows[:top], 1):
+        p50 = r.figures["p50_ms"]
+        lines.append(f"  {i}. {r.device.name}: p50 {'—' if p50 is None else f'{p50:.3g} ms'} at {r.precision}"
+                     + ("" if r.meets else f" (does not meet: {'; '.join([*r.problems, *r.violations])[:120]})"))
+    if advice.target:
+        t = advice.target
+        lines.append(f"  this machine: measured {t['measured_ms']:.3g} ms, predicted {t['predicted_ms']:.3g} ms "
+                     f"({t['error_pct']:+.0f} %); full table: laser advise {where}")
+    return "\n".join(lines), advice.to_dict()
