@@ -63,7 +63,7 @@ def choose_precision(device: Device, wanted: str, model_precision: str) -> tuple
     if wanted != "model":
         return None, [f"no {target} peak figure (it states {', '.join(stated)})"]
     low = min(stated, key=lambda p: BYTES_PER_ELEMENT[p])
-    how = "laser quantize" if low == "int8" else "a half-precision export"
+    how = {"int8": "laser quantize", "fp16": "an FP16 export", "fp32": "the FP32 export of the model"}[low]
     return low, [f"runs {'/'.join(stated)} only: predicted for the model converted to {low} ({how}), not as given"]
 
 
