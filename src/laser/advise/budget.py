@@ -1,8 +1,9 @@
 """Hardware budgets: ``"p50<=10ms,power<=15W,price<=500"`` on the advisor's predicted figures.
 
 Terms are ``FIGURE OP VALUE UNIT`` as in ``laser optimize --budget``, with the units of that parser for
-time, rate and energy, plus watts and US dollars. A device whose figure is unknown (no TDP or price in its
-spec sheet) fails the term, with the reason "not known".
+time, rate and energy, plus watts and US dollars. The figures are the row's own (predicted, or measured
+for this machine). A device whose figure is unknown (no TDP or price in its spec sheet) fails the term,
+with the reason "not known".
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from laser.optimize.budget import fmt, parse_value
 
 # figure -> (key in a row's figures, unit kind, label)
 FIGURES: dict[str, tuple[str, str, str]] = {
-    "p50": ("p50_ms", "time", "predicted p50 latency"),
-    "latency": ("p50_ms", "time", "predicted p50 latency"),
-    "throughput": ("throughput_per_s", "rate", "predicted throughput"),
+    "p50": ("p50_ms", "time", "p50 latency"),
+    "latency": ("p50_ms", "time", "p50 latency"),
+    "throughput": ("throughput_per_s", "rate", "throughput"),
     "energy": ("joules_per_inference", "energy", "energy per inference"),
     "power": ("watts", "power", "power"),
     "price": ("price_usd", "price", "price"),
