@@ -105,8 +105,27 @@ def hardware_table(advice: Any) -> str:
     heads = ["platform", "model", "throughput (img/s)", "peak TFLOP/s", "effective TFLOP/s", "% of peak",
              "power W", "GOP/J"]
     return (_table(heads, rows) + "\n\nmeasured: throughput = batch / process CPU time per call (one thread); peak: "
-            "one-core torch.mm micro-benchmark; effective = FLOPs per call / time; power estimated (one busy core: "
-            f"{cal.machine.figures['tdp_w'].source}); GOP/J = effective GOP/s / power")
+            "one-core torch.mm micro-benchmark; effective = FLOPs per call / time; power estimated "
+            f"({cal.machine.figures['tdp_w'].source}); GOP/J = effective GOP/s / power\n\n"
+            + _table([h.replace("TFLOP/s", "TOP/s") for h in heads], predicted_rows(advice))
+            + f"\n\n{ESTIMATED}, for {advice.model} at batch {advice.batch}: peak at the precision the device runs it "
+            "(TOP/s: 10^12 FP32/FP16 FLOPs or INT8 ops per second); power from the spec sheet")
+
+
+def predicted_rows(advice: Any) -> list[list[str]]:
+    """The same columns for every catalog device the model was predicted on."""
+    out = []
+    for r in advice.rows:
+        if r.prediction is None or r.device.measured:
+            continue
+        peak = (r.device.peak_ops(r.precision or "fp32") or 0.0) / 1e12
+        eff_tf = advice.cost.flops / (r.figures["p50_ms"] / 1e3) / 1e12
+        watts = r.figures["watts"]
+        out.append([r.device.name, f"{advice.model} (batch {advice.batch}, {r.precision})",
+                    f"{r.figures['throughput_per_s']:,.1f}", f"{peak:.3g}", f"{eff_tf:.3g}",
+                    f"{100 * eff_tf / peak:.0f} %" if peak else "—", _n(watts),
+                    _n(eff_tf * 1e3 / watts if watts else None)])
+    return out
 
 
 def _scatter(advice: Any, key: str, label: str) -> bytes | None:
