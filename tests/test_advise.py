@@ -227,3 +227,32 @@ def test_hardware_table_has_the_seeds_columns_for_resnet18_and_the_model(page):
         assert head in lines[0]
     assert any("resnet18 (batch" in line for line in lines[2:4]) and any("digits-cnn (batch 1)" in line
                                                                          for line in lines[2:4])
+
+
+def test_roofline_marks_a_depthwise_layer_memory_bound_and_a_dense_one_compute_bound():
+    from laser.advise.cost import GraphCost, Op, predict
+
+    dense = Op("conv", "Conv", macs=10**9, precision="fp32", weight_bytes=10**6, activation_bytes=10**5)  # 2 GFLOP
+    depthwise = Op("dw", "Conv", macs=10**6, precision="fp32", weight_bytes=10**4, activation_bytes=8 * 2**20)
+    relu = Op("relu", "Relu", macs=0, precision="fp32", weight_bytes=0, activation_bytes=2**10)
+    cost = GraphCost((dense, depthwise, relu), frozenset({"Conv", "Relu"}), 1, 10**6)
+    eff = Efficiency(compute=0.5, memory=0.5, overhead_s=1e-5)
+    p = predict(cost, peak_ops=1e12, bandwidth=1e11, eff=eff, precision="fp32")  # 1 TFLOP/s, 100 GB/s
+    assert p.op_memory_bound == (False, True, False)  # relu: 1 KiB stays on chip, only the overhead is left
+    assert p.op_seconds[0] == pytest.approx(2e9 / 0.5e12 + 1e-5)
+    assert p.op_seconds[1] == pytest.approx((10**4 + 8 * 2**20) / 0.5e11 + 1e-5)
+    assert p.op_seconds[2] == pytest.approx(1e-5) and p.seconds == pytest.approx(sum(p.op_seconds))
+    assert [t["bound"] for t in p.top_ops(cost, 3)] == ["compute", "memory", "overhead"]
+    int8 = predict(cost, peak_ops=1e12, bandwidth=1e11, eff=eff, precision="int8")  # 1 byte per element
+    assert int8.op_seconds[1] == pytest.approx((10**4 + 8 * 2**20) / 4 / 0.5e11 + 1e-5)
+
+
+def test_advise_cli_table_has_reasons_sources_and_the_calibration(calibration, capsys):
+    code = main(["advise", "digits-cnn", "--budget", "p50<=1s,power<=30W"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "h100-sxm: fails power<=30W: power 700 W" in out
+    assert "coral-usb: not deployable" in out and "https://coral.ai/products/accelerator/" in out
+    assert "Costliest ops on" in out and "Held-out error (worst):" in out
+    for model, _ in (*FIT_SET, *HELD_OUT):
+        assert model in out  # predicted vs measured for every model measured here

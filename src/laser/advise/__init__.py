@@ -37,7 +37,7 @@ class Advice:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "batch": self.batch, "budget": self.budget or None, "precision": self.precision,
-                "graph": self.cost.summary(), "devices": [r.to_dict() for r in self.rows],
+                "graph": self.cost.summary(), "devices": [r.to_dict(self.cost) for r in self.rows],
                 "calibration": self.calibration.to_dict(), "measured_here": self.target}
 
     def to_text(self) -> str:

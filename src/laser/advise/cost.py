@@ -185,6 +185,15 @@ class Prediction:
     memory_bound_ops: int
     precision: str
     memory_modelled: bool
+    op_seconds: tuple[float, ...] = ()  # per op of the graph, overhead included
+    op_memory_bound: tuple[bool, ...] = ()
+
+    def top_ops(self, cost: GraphCost, n: int = 5) -> list[dict[str, Any]]:
+        """The ``n`` ops that take longest, with what bounds each."""
+        order = sorted(range(len(self.op_seconds)), key=lambda i: -self.op_seconds[i])[:n]
+        return [{"op": cost.ops[i].name, "type": cost.ops[i].op_type, "ms": 1e3 * self.op_seconds[i],
+                 "bound": "memory" if self.op_memory_bound[i] else "compute" if cost.ops[i].macs else "overhead"}
+                for i in order]
 
 
 def arrays(cost: GraphCost, precision: str) -> tuple[np.ndarray, np.ndarray]:
@@ -208,4 +217,6 @@ def predict(cost: GraphCost, peak_ops: float, bandwidth: float | None, eff: Effi
     busy = flops > 0
     return Prediction(seconds=float(per_op.sum() + overhead), compute_s=float(tc.sum()), memory_s=float(tm.sum()),
                       overhead_s=overhead, compute_bound_ops=int(((tc >= tm) & busy).sum()),
-                      memory_bound_ops=int((tm > tc).sum()), precision=precision, memory_modelled=bool(bandwidth))
+                      memory_bound_ops=int((tm > tc).sum()), precision=precision, memory_modelled=bool(bandwidth),
+                      op_seconds=tuple(float(t) for t in per_op + eff.overhead_s),
+                      op_memory_bound=tuple(bool(b) for b in tm > tc))

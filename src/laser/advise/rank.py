@@ -34,7 +34,7 @@ class Row:
     def meets(self) -> bool:
         return self.prediction is not None and not self.problems and not self.violations
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, cost: GraphCost | None = None) -> dict[str, Any]:
         p = self.prediction
         return {"device": self.device.id, "name": self.device.name, "kind": self.device.kind, "label": self.label,
                 "precision": self.precision, "meets_budget": self.meets, "deployable": not self.problems,
@@ -44,7 +44,8 @@ class Row:
                                                  "memory_bound_ops": p.memory_bound_ops,
                                                  "compute_ms": 1e3 * p.compute_s, "memory_ms": 1e3 * p.memory_s,
                                                  "overhead_ms": 1e3 * p.overhead_s,
-                                                 "memory_modelled": p.memory_modelled},
+                                                 "memory_modelled": p.memory_modelled,
+                                                 **({"top_ops": p.top_ops(cost)} if cost is not None else {})},
                 "measured": self.measured, "runtime": self.device.runtime, "formats": list(self.device.formats),
                 "figure_sources": {k: f.to_dict() for k, f in self.device.figures.items()},
                 "sources": self.device.sources, "method": ROOFLINE}

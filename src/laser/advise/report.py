@@ -45,6 +45,11 @@ def text(advice: Any) -> str:
              f"weights {cost.weight_bytes / 1e6:.3g} MB; budget: {advice.budget or '(none)'}", ""]
     lines.append(_table(HEADS, _cells(advice)))
     lines.append("")
+    first = next((r for r in advice.rows if r.prediction is not None), None)
+    if first is not None and first.prediction is not None:
+        top = first.prediction.top_ops(cost, 3)
+        lines += [f"Costliest ops on {first.device.id} (predicted): " + ", ".join(
+            f"{t['op']} ({t['type']}) {t['ms']:.3g} ms, {t['bound']}-bound" for t in top), ""]
     for i, r in enumerate(advice.rows, 1):
         why = [*r.problems, *(f"fails {v}" for v in r.violations), *r.notes]
         if why:
