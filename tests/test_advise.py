@@ -256,3 +256,17 @@ def test_advise_cli_table_has_reasons_sources_and_the_calibration(calibration, c
     assert "Costliest ops on" in out and "Held-out error (worst):" in out
     for model, _ in (*FIT_SET, *HELD_OUT):
         assert model in out  # predicted vs measured for every model measured here
+
+
+def test_precision_choice_per_device():
+    from laser.advise.rank import choose_precision
+
+    gpu = next(d for d in catalog.load() if d.id == "l4")
+    assert choose_precision(gpu, "model", "fp32") == ("fp32", [])
+    assert choose_precision(gpu, "best", "fp32") == ("int8", [])
+    pi = next(d for d in catalog.load() if d.id == "raspberry-pi-5-8gb")
+    precision, why = choose_precision(pi, "int8", "fp32")
+    assert precision is None and "no int8 peak figure" in why[0]
+    hailo = next(d for d in catalog.load() if d.id == "hailo-8")
+    precision, notes = choose_precision(hailo, "model", "fp32")
+    assert precision == "int8" and "laser quantize" in notes[0]
