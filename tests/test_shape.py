@@ -15,8 +15,9 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 CORE = {"artifact", "spec", "errors", "stages", "_callable", "preprocess",
         "architecture", "vision_compat", "timing", "text"}
-UPPER = {"runtime", "measure", "serve", "optimize", "compress", "hub", "cli", "models", "export", "doctor"}
-NOT_FROM_RUNTIME = {"measure", "serve", "cli", "optimize", "doctor"}
+UPPER = {"runtime", "measure", "serve", "optimize", "compress", "hub", "cli", "models", "export", "doctor", "advise",
+         "web"}
+NOT_FROM_RUNTIME = {"measure", "serve", "cli", "optimize", "doctor", "advise"}
 NOT_FROM_DOCTOR = {"optimize", "serve", "cli"}  # the doctor sits below optimize: it measures, optimize asks
 OUTSIDE_FILES = ("DESIGN.md", "STYLE.md", "PROTOCOL.md")
 

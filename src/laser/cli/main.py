@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "laser.cli.serve",
     "laser.cli.quantize",
     "laser.cli.web",
+    "laser.cli.advise",
 )
 
 

@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="HTTP port for --serve (binds 127.0.0.1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="report.json's summary on stdout")
+    p.add_argument("--advise", action="store_true", help="also rank hardware for the winner (laser advise)")
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("doctor", help="why CHILD is not faster than PARENT (or less accurate): measured causes + fixes")
@@ -88,21 +89,34 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                       progress=not args.no_progress,
                       random_weights=args.random_weights)
     out = Path(args.output)
+    view = _advise(result, out) if args.advise else None
     if args.json:
         d = result.to_dict()
         emit_json({k: d[k] for k in ("verdict", "winner", "feasible", "front", "budget", "interrupted",
-                                     "timed_out", "elapsed_s")} | {"output": str(out)})
+                                     "timed_out", "elapsed_s")} | {"output": str(out)}
+                  | ({"advice": view[1]} if view else {}))
     else:
         print(result.summary())
         print(f"\nreport: {out / 'report.html'}   json: {out / 'report.json'}   plot: {out / 'pareto.png'}")
         if result.winner_artifact is not None:
             print(f"winner: {out / 'winner'}   recipe: {out / 'winner.toml'} "
                   f"(rebuild: laser optimize --recipe {out / 'winner.toml'} -o OUT)")
+        if view:
+            print("\n" + view[0])
     if result.interrupted:
         return 130
     if args.serve:
         return _serve(result, out, args.port)
     return 0 if result.feasible else NO_CANDIDATE_MEETS_BUDGET
+
+
+def _advise(result: Any, out: Path) -> tuple[str, dict[str, Any]]:
+    """``--advise``: the advisor's view of the winner (laser.cli.advise.winner_view)."""
+    if result.winner_artifact is None:
+        return "advise: there is no winner to advise on", {"error": "no winner"}
+    from laser.cli.advise import winner_view
+
+    return winner_view(result.winner_artifact, where=str(out / "winner"))
 
 
 def _serve(result: Any, out: Path, port: int) -> int:

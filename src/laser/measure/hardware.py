@@ -156,6 +156,53 @@ def peak_bf16(n: int | None = None, reps: int = 5, threads: int | None = None, d
         return None
 
 
+def _cpu_seconds(fn: Any, reps: int) -> float:
+    """Best process CPU time of ``reps`` calls of ``fn`` after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return max(best, 1e-9)
+
+
+def one_core_peaks(n: int = 1024, reps: int = 5, copy_mib: int = 64) -> dict[str, dict[str, Any]]:
+    """Peaks of one core in process CPU time: FP32 ``torch.mm`` and INT8 ``torch._int_mm`` (n×n, 2 ops per
+    MAC, one intra-op thread) and memory bandwidth (a ``copy_mib`` MiB numpy copy, read + write counted).
+
+    CPU time counts only the time this process ran, so on a shared, busy machine the figures are what the
+    core does when it has it (wall-clock rates there include waiting for other processes)."""
+    import numpy as np
+    import torch
+
+    prev = torch.get_num_threads()
+    out: dict[str, dict[str, Any]] = {}
+    how = "best of {reps} in process CPU time (time.process_time), one thread"
+    try:
+        torch.set_num_threads(1)
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out["fp32"] = {"gops": 2 * n**3 / _cpu_seconds(lambda: torch.mm(a, b), reps) / 1e9, "unit": "GFLOP/s",
+                       "kind": "measured", "method": f"torch.mm {n}x{n} float32, " + how.format(reps=reps)}
+        if hasattr(torch, "_int_mm"):
+            try:
+                qa = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+                qb = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+                out["int8"] = {"gops": 2 * n**3 / _cpu_seconds(lambda: torch._int_mm(qa, qb), reps) / 1e9,
+                               "unit": "GOP/s", "kind": "measured",
+                               "method": f"torch._int_mm {n}x{n} int8->int32, " + how.format(reps=reps)}
+            except RuntimeError:  # no int8 GEMM kernel in this build
+                pass
+    finally:
+        torch.set_num_threads(prev)
+    src = np.ones(copy_mib * 2**20 // 8)
+    dst = np.empty_like(src)
+    out["bandwidth"] = {"gbs": 2 * src.nbytes / _cpu_seconds(lambda: np.copyto(dst, src), reps) / 1e9,
+                        "unit": "GB/s", "kind": "measured",
+                        "method": f"numpy copy of {copy_mib} MiB (read + write counted), " + how.format(reps=reps)}
+    return out
+
+
 @functools.cache
 def fingerprint(peak: bool = True, device: str = "cpu") -> dict[str, Any]:
     """What a report was measured on. ``peak`` adds the FP32/INT8 micro-benchmarks (~1-2 s) on
