@@ -23,7 +23,9 @@ from laser.serve.codec import (
     model_version,
     parse_shape,
     raw_bytes,
+    sequence_of,
 )
+from laser.serve.control import load_override, unload_params
 from laser.serve.errors import GRPC_CODES, ServeError, as_serve_error
 from laser.serve.handler import Handler
 from laser.serve.proto import RPCS, SERVICE, message
@@ -62,18 +64,25 @@ def request_from_proto(msg: Any, limits: Limits, time_remaining: float | None) -
     timeout = params.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
         raise ServeError(400, f"parameter 'timeout' must be an integer number of microseconds, got {timeout!r}")
+    seq = {k: params.get(k) for k in ("sequence_id", "sequence_start", "sequence_end")}
+    for flag in ("sequence_start", "sequence_end"):
+        if seq[flag] is not None and not isinstance(seq[flag], bool):
+            raise ServeError(400, f"parameter {flag!r} must be a bool_param, got {seq[flag]!r}")
     if time_remaining is not None:  # the gRPC deadline is a timeout too
         timeout = min(timeout or 1 << 62, max(1, int(time_remaining * 1e6)))
     outputs = None
     if msg.outputs:
         outputs = []
+        if len(msg.outputs) > limits.max_inputs:
+            raise ServeError(400, f"{len(msg.outputs)} requested outputs; at most {limits.max_inputs} are accepted")
         for o in msg.outputs:
             k = _param(o.parameters["classification"]) if "classification" in o.parameters else 0
             if isinstance(k, bool) or not isinstance(k, int) or k < 0:
                 raise ServeError(400, f"output {o.name!r}: classification must be an integer >= 0")
             outputs.append(RequestedOutput(o.name, True, k))
     return InferRequest(model=model, version=version, id=msg.id, inputs=inputs, outputs=outputs,
-                        timeout_us=timeout, binary_output=True)
+                        timeout_us=timeout, binary_output=True,
+                        sequence=sequence_of(seq["sequence_id"], bool(seq["sequence_start"]), bool(seq["sequence_end"])))
 
 
 def response_to_proto(resp: InferResponse) -> Any:
@@ -84,6 +93,16 @@ def response_to_proto(resp: InferResponse) -> Any:
         t.shape.extend(out.shape)
         msg.raw_output_contents.append(raw_bytes(out))
     return msg
+
+
+def decode(req_type: Any, data: bytes) -> Any:
+    """A request message from its wire bytes; bytes that do not parse as ``req_type`` are a 400."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        return req_type.FromString(data)
+    except (DecodeError, ValueError, TypeError) as exc:
+        raise ServeError(400, f"the message does not decode as {req_type.DESCRIPTOR.name}: {str(exc)[:80]}") from None
 
 
 def _config_to_proto(cfg: dict[str, Any]) -> Any:
@@ -144,16 +163,21 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
 
     async def repository_index(req: Any, ctx: Any) -> Any:
         resp = M("RepositoryIndexResponse")()
-        for row in handler.repository.index():
-            if not req.ready or row["state"] == "READY":
-                resp.models.add(**row)
+        for row in handler.repository.index(ready=req.ready):
+            resp.models.add(**row)
         return resp
 
     def control(action: str, response: str) -> Callable[[Any, Any], Awaitable[Any]]:
         async def run(req: Any, ctx: Any) -> Any:
             if not handler.model_control:
                 raise ServeError(403, "model control is disabled; start the server with --model-control")
-            await getattr(handler.repository, action)(model_version(req.model_name, "")[0])
+            model = model_version(req.model_name, "")[0]
+            params = {k: _param(v) for k, v in req.parameters.items()}
+            if action == "load":
+                await handler.repository.load(model, load_override(model, params))
+            else:
+                unload_params(params)
+                await handler.repository.unload(model)
             return M(response)()
         return run
 
@@ -172,15 +196,15 @@ async def start_server(handler: Handler, host: str, port: int, token: str | None
                                       ("grpc.max_receive_message_length", size), ("grpc.so_reuseport", 0)])
     token_bytes = token.encode() if token else None
 
-    def wrap(fn: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
-        async def call(req: Any, ctx: Any) -> Any:
+    def wrap(fn: Callable[[Any, Any], Awaitable[Any]], req_type: Any) -> Callable[[bytes, Any], Awaitable[Any]]:
+        async def call(data: bytes, ctx: Any) -> Any:
             if token_bytes is not None:
                 auth = str(dict(ctx.invocation_metadata() or ()).get("authorization", ""))
                 if not bearer_ok(auth.encode(), token_bytes):
                     await ctx.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token; send "
                                                                      "metadata 'authorization: Bearer <token>'")
             try:
-                return await fn(req, ctx)
+                return await fn(decode(req_type, data), ctx)
             except Exception as exc:
                 err = as_serve_error(exc)
             code = getattr(grpc.StatusCode, GRPC_CODES.get(err.status, "INTERNAL"))
@@ -191,8 +215,9 @@ async def start_server(handler: Handler, host: str, port: int, token: str | None
     handlers = {}
     for name, fn in servicer(handler).items():
         req_type, resp_type = (message(m) for m in RPCS[name])
+        # The message is decoded inside the call, so that one that does not parse is INVALID_ARGUMENT.
         handlers[name] = grpc.unary_unary_rpc_method_handler(
-            wrap(fn), request_deserializer=req_type.FromString, response_serializer=resp_type.SerializeToString)
+            wrap(fn, req_type), request_deserializer=None, response_serializer=resp_type.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

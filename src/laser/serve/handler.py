@@ -156,12 +156,21 @@ class Handler:
             req = await req
         mv = self.repository.get(req.model, req.version)
         labels[:] = [mv.name, mv.version]
+        if req.sequence is not None:
+            raise ServeError(400, f"model {mv.name!r} is not a sequence (stateful) model: its config has no "
+                                  "sequence_batching; drop sequence_id, sequence_start and sequence_end")
         feeds, n = self._feeds(mv, req)
         wanted = req.outputs or [RequestedOutput(name) for name in mv.spec.output_names]
         known = set(mv.spec.output_names)
+        seen: set[str] = set()
         for out in wanted:
             if out.name not in known:
                 raise ServeError(400, f"model {mv.name!r} has no output {out.name!r}; outputs: {sorted(known)}")
+            if out.name in seen:
+                raise ServeError(400, f"output {out.name!r} is requested twice; name each output once")
+            if out.shm is not None:
+                raise ServeError(400, f"output {out.name!r}: shared memory is not supported on this server")
+            seen.add(out.name)
         results = await mv.batcher.submit(feeds, n, deadline(req.timeout_us))
         outputs = []
         for out in wanted:
@@ -181,6 +190,9 @@ class Handler:
                 raise ServeError(400, f"model {mv.name!r} has no input {t.name!r}; inputs: {list(specs)}")
             if t.name in feeds:
                 raise ServeError(400, f"input {t.name!r} is given twice")
+            if t.shm is not None:
+                raise ServeError(400, f"input {t.name!r}: shared memory is not supported on this server; send "
+                                      "the tensor in the request")
             want = datatype_of(spec.dtype)
             if t.datatype != want:
                 raise ServeError(400, f"input {t.name!r} is {t.datatype}, model {mv.name!r} expects {want}")

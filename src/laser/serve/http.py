@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from laser.errors import require
+from laser.serve import schema
 from laser.serve.codec import (
     Limits,
     bearer_ok,
@@ -22,6 +23,7 @@ from laser.serve.codec import (
     request_from_json,
     response_to_json,
 )
+from laser.serve.control import load_override, unload_params
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.handler import Handler
 
@@ -146,7 +148,8 @@ def _routes(handler: Handler) -> list[Any]:
         return Response(handler.metrics.render(), media_type=handler.metrics.content_type)
 
     async def repository_index(request: Any) -> Any:
-        return _json(handler.repository.index())
+        body = await _body(request, schema.IndexBody, "the repository index request", handler.limits)
+        return _json(handler.repository.index(ready=body.ready))
 
     infer, task = _endpoint(_infer(handler)), _endpoint(_task(handler))
     v = "/v2/models/{model}"
@@ -258,9 +261,20 @@ def _control(handler: Handler, action: str) -> Callable[[Any], Awaitable[Any]]:
             raise ServeError(403, "model control is disabled; start the server with --model-control "
                                   "(laser.serve(..., model_control=True)) to load and unload models")
         model, _ = _names(request)
-        await getattr(handler.repository, action)(model)
+        body = await _body(request, schema.LoadBody, f"the {action} request", handler.limits)
+        if action == "load":
+            await handler.repository.load(model, load_override(model, body.parameters))
+        else:
+            unload_params(body.parameters)
+            await handler.repository.unload(model)
         return _json({})
     return run
+
+
+async def _body(request: Any, model: type[schema.M], what: str, limits: Limits) -> schema.M:
+    """A small JSON control body (empty: all defaults), validated whole."""
+    raw = await read_body(request, limits)
+    return schema.parse(model, parse_json(raw, limits) if raw.strip() else {}, what)
 
 
 async def _watch_disconnect(receive: Callable[[], Awaitable[dict]], task: asyncio.Task | None) -> None:

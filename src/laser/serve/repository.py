@@ -201,22 +201,27 @@ class _Entry:
     error: str = ""
     loading: bool = False
     unloaded: bool = False
+    override: Mapping[str, Any] | None = None  # ModelSettings values of the last load request's config
 
     def scan(self, defaults: ModelSettings) -> dict[str, Path | Artifact | str]:
-        """Versions to serve now, by the version policy (reads config.json of a model directory)."""
+        """Versions to serve now, by the version policy (reads config.json of a model directory, then
+        applies the configuration override of the last load request)."""
+        self.settings = defaults
+        if self.kind == "dir":
+            cfg = self.location / SETTINGS_FILE
+            if cfg.is_file():
+                try:
+                    values = json.loads(cfg.read_text())
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} is not valid JSON ({exc})") from None
+                if not isinstance(values, dict):
+                    raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} must hold a JSON object")
+                self.settings = defaults.override(values, f"{SETTINGS_FILE} of model {self.name!r}")
+        if self.override:
+            self.settings = self.settings.override(self.override, f"the load request's config of {self.name!r}")
         if self.kind != "dir":
             return {"1": self.location}
         root: Path = self.location
-        cfg = root / SETTINGS_FILE
-        self.settings = defaults
-        if cfg.is_file():
-            try:
-                values = json.loads(cfg.read_text())
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} is not valid JSON ({exc})") from None
-            if not isinstance(values, dict):
-                raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} must hold a JSON object")
-            self.settings = defaults.override(values, f"{SETTINGS_FILE} of model {self.name!r}")
         found = [d.name for d in root.iterdir() if d.is_dir() and VERSION.match(d.name)] if root.is_dir() else []
         if not found:
             raise ArtifactError(f"model {self.name!r} has no version directories (1/, 2/, ...)")
@@ -369,18 +374,26 @@ class Repository:
         await mv.close()
 
     # -- control plane --------------------------------------------------------------------------
-    async def load(self, name: str) -> None:
-        """(Re)load a model from disk: a known one, or a new directory under a repository root."""
+    async def load(self, name: str, override: Mapping[str, Any] | None = None) -> None:
+        """(Re)load a model from disk: a known one, or a new directory under a repository root. ``override``:
+        ModelSettings values that replace the model's settings from now on (validated first: a bad one
+        changes nothing). A load that fails is an error even when the previous version keeps serving."""
         if name not in self._entries:
             self._discover()
         entry = self._entries.get(name)
         if entry is None:
             raise ServeError(404, f"no model {name!r} in the repository")
+        previous = entry.override
+        if override is not None:
+            entry.settings.override(override, f"the load request's config of {name!r}")  # ConfigError -> 400
+            entry.override = dict(override)
         entry.unloaded = False
         await self._sync(entry, force=True)
-        if not entry.versions:
-            reasons = "; ".join(r for _, r in entry.failed.values()) or entry.error
-            raise ServeError(400, f"model {name!r} failed to load: {reasons}")
+        if entry.error or entry.failed or not entry.versions:
+            entry.override = previous
+            reasons = "; ".join(r for _, r in entry.failed.values()) or entry.error or "no version loaded"
+            kept = " (the previous version keeps serving)" if entry.versions else ""
+            raise ServeError(400, f"model {name!r} failed to load: {reasons}{kept}")
 
     async def unload(self, name: str) -> None:
         entry = self._entries.get(name)
@@ -429,8 +442,8 @@ class Repository:
         reasons = "; ".join(r for _, r in entry.failed.values()) or entry.error or "no version loaded"
         raise ServeError(503, f"model {name!r} is not available: {reasons}")
 
-    def index(self) -> list[dict[str, str]]:
-        """Triton's repository index: every model/version with state and reason."""
+    def index(self, ready: bool = False) -> list[dict[str, str]]:
+        """Triton's repository index: every model/version with state and reason (``ready``: READY ones only)."""
         rows = []
         for name in self.names():
             entry = self._entries[name]
@@ -444,7 +457,7 @@ class Repository:
                 reason = f"reload failed, previous files keep serving: {failed[1]}" if mv and failed else (
                     failed[1] if failed else "")
                 rows.append({"name": name, "version": v, "state": mv.state if mv else "FAILED", "reason": reason})
-        return rows
+        return [r for r in rows if r["state"] == "READY"] if ready else rows
 
 
 def _manifest_name(path: Path) -> str:

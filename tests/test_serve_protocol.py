@@ -1,0 +1,172 @@
+"""The rest of the protocol: no request answered "success" while part of it was ignored, Triton's
+statistics extension, gRPC streaming, BYTES tensors and system shared memory."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+
+from laser.serve import ServeError, Server
+from laser.serve import socket as proto
+from laser.serve.client import GrpcClient
+
+httpx = pytest.importorskip("httpx")
+
+
+@pytest.fixture(scope="module")
+def server(digits_artifact):
+    # The echo backend (each output value = the mean of the sample's input): fast, exact answers.
+    with Server([digits_artifact], http_port=0, grpc_port=0, socket_port=0, backend="echo", max_batch_size=4,
+                model_control=True) as s:
+        yield s
+
+
+@pytest.fixture
+def http(server):
+    with httpx.Client(base_url=server.http_url, timeout=30) as c:
+        yield c
+
+
+def _x(n: int = 2) -> np.ndarray:
+    return np.arange(n * 64, dtype=np.float32).reshape(n, 1, 8, 8) / 64
+
+
+def _body(n: int = 1, **extra) -> dict:
+    x = _x(n)
+    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+            **extra}
+
+
+def _infer(http, body) -> httpx.Response:
+    return http.post("/v2/models/digits-cnn/infer", json=body)
+
+
+# -- nothing is silently ignored --------------------------------------------------------------------
+def test_duplicate_requested_outputs_are_400_on_http_and_grpc(http, server):
+    r = _infer(http, _body(outputs=[{"name": "logits"}, {"name": "logits"}]))
+    assert r.status_code == 400 and "requested twice" in r.json()["error"]
+    import tritonclient.grpc as tg
+
+    client = tg.InferenceServerClient(server.grpc_target)
+    inp = tg.InferInput("input", [1, 1, 8, 8], "FP32")
+    inp.set_data_from_numpy(_x(1))
+    with pytest.raises(Exception, match="requested twice"):
+        client.infer("digits-cnn", [inp], outputs=[tg.InferRequestedOutput("logits")] * 2)
+
+
+@pytest.mark.parametrize("path, value, field", [
+    (("inputs", 0, "datatype"), {"x": 1}, "inputs.0.datatype"),
+    (("inputs", 0, "name"), 7, "inputs.0.name"),
+    (("inputs", 0, "shape"), [1, 1, 8, 8.5], "inputs.0.shape.3"),
+    (("inputs", 0, "parameters"), [], "inputs.0.parameters"),
+    (("parameters",), {"timeout": "soon"}, "parameters.timeout"),
+    (("parameters",), {"binary_data_output": "yes"}, "parameters.binary_data_output"),
+    (("outputs",), [{"name": "logits", "parameters": {"classification": True}}], "outputs.0.parameters.classification"),
+    (("outputs",), [{"name": "logits", "extra": 1}], "outputs.0.extra"),
+    (("id",), [1], "id"),
+])
+def test_a_wrongly_typed_field_is_a_400_that_names_it(http, path, value, field):
+    body = _body()
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    r = _infer(http, body)
+    assert r.status_code == 400, r.text
+    assert field in r.json()["error"]
+    assert _infer(http, _body()).status_code == 200
+
+
+def test_sequence_flags_on_a_stateless_model_are_400_on_http_and_grpc(http, server):
+    for params in ({"sequence_id": 7, "sequence_start": True}, {"sequence_id": "abc"}, {"sequence_end": True}):
+        r = _infer(http, _body(parameters=params))
+        assert r.status_code == 400 and "not a sequence" in r.json()["error"], params
+    assert _infer(http, _body(parameters={"sequence_id": 0})).status_code == 200  # 0: no sequence, as in Triton
+    import tritonclient.grpc as tg
+
+    client = tg.InferenceServerClient(server.grpc_target)
+    inp = tg.InferInput("input", [1, 1, 8, 8], "FP32")
+    inp.set_data_from_numpy(_x(1))
+    with pytest.raises(Exception, match="not a sequence"):
+        client.infer("digits-cnn", [inp], sequence_id=3, sequence_start=True)
+
+
+def test_a_load_applies_its_config_override_or_refuses_it(http, server):
+    def load(body) -> httpx.Response:
+        return http.post("/v2/repository/models/digits-cnn/load", content=body if isinstance(body, bytes)
+                         else json.dumps(body).encode())
+
+    def config() -> dict:
+        return http.get("/v2/models/digits-cnn/config").json()
+
+    cfg = {"max_batch_size": 2, "dynamic_batching": {"max_queue_delay_microseconds": 500}}
+    assert load({"parameters": {"config": json.dumps(cfg)}}).status_code == 200
+    assert config()["max_batch_size"] == 2 and config()["dynamic_batching"]["max_queue_delay_microseconds"] == 500
+    assert _infer(http, _body(3)).status_code == 400  # the new limit is enforced, not just shown
+    for body, text in [
+        ({"parameters": {"config": json.dumps({"max_batch_size": 4, "instance_group": []})}}, "instance_group"),
+        ({"parameters": {"config": json.dumps({"max_batch_size": "8"})}}, "max_batch_size"),
+        ({"parameters": {"config": json.dumps({"max_batch_size": 0})}}, "max_batch_size"),
+        ({"parameters": {"config": "{broken"}}, "not valid JSON"),
+        ({"parameters": {"file:1/model.onnx": "AAAA"}}, "file:1/model.onnx"),
+        ({"parameters": {"colour": "red"}}, "colour"),
+        (b"{broken", "malformed JSON"),
+    ]:
+        r = load(body)
+        assert r.status_code == 400 and text in r.json()["error"], (body, r.text)
+        assert config()["max_batch_size"] == 2  # a refused load changes nothing
+    with GrpcClient(server.grpc_target) as g:
+        req = g._message("RepositoryModelLoadRequest")(model_name="digits-cnn")
+        req.parameters["config"].string_param = json.dumps({"max_batch_size": 4})
+        g._calls["RepositoryModelLoad"](req, timeout=60)
+        req.parameters["file:1/model.onnx"].bytes_param = b"\0"
+        with pytest.raises(Exception, match="file:"):
+            g._calls["RepositoryModelLoad"](req, timeout=60)
+    assert config()["max_batch_size"] == 4
+    assert _infer(http, _body(3)).status_code == 200
+
+
+def test_the_repository_index_honours_its_body(http):
+    assert http.post("/v2/repository/index", json={"ready": True}).json()[0]["state"] == "READY"
+    assert http.post("/v2/repository/index", content=b"{oops").status_code == 400
+    r = http.post("/v2/repository/index", json={"ready": "yes"})
+    assert r.status_code == 400 and "ready" in r.json()["error"]
+
+
+def test_a_grpc_message_that_does_not_decode_is_invalid_argument(server):
+    import grpc
+
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as err:
+            call(b"\x0a\xff\xff\xff\xff\x0f", timeout=10)  # a length-delimited field that runs past the end
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ModelInferRequest" in err.value.details()
+
+
+@pytest.mark.parametrize("header, text", [
+    ({"model_name": "digits-cnn", "inputs": [{"name": "input", "datatype": ["FP32"], "shape": [1, 1, 8, 8],
+                                              "parameters": {"binary_data_size": 256}}]}, "inputs.0.datatype"),
+    ({"model_name": "digits-cnn", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 1, 8, 8],
+                                              "parameters": {"binary_data_size": 256}}], "parameters": []},
+     "parameters"),
+    ({"op": ["ready"]}, "op"),
+    ({"op": "ready", "model_name": 5}, "model_name"),
+])
+def test_a_wrongly_typed_socket_header_field_is_an_error_frame_naming_it(server, header, text):
+    frame = proto.pack(proto.REQUEST, 4, json.dumps(header).encode(), _x(1).tobytes())
+    with socket.create_connection(server.socket_address, timeout=10) as s:
+        s.sendall(frame)
+        stream = s.makefile("rb")
+        _, _, kind, _, rid, hlen, plen = proto.HEADER.unpack(stream.read(proto.HEADER.size))
+        answer = json.loads(stream.read(hlen + plen)[:hlen])
+    assert kind == proto.ERROR and rid == 4 and answer["status"] == 400 and text in answer["error"], answer
+
+
+def test_servererror_statuses_are_kept_by_the_grpc_client(server):
+    with GrpcClient(server.grpc_target) as g, pytest.raises(ServeError) as err:
+        g.infer("digits-cnn", {"input": _x(1).astype(np.float64)})
+    assert err.value.status == 400
