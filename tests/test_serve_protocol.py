@@ -170,3 +170,36 @@ def test_servererror_statuses_are_kept_by_the_grpc_client(server):
     with GrpcClient(server.grpc_target) as g, pytest.raises(ServeError) as err:
         g.infer("digits-cnn", {"input": _x(1).astype(np.float64)})
     assert err.value.status == 400
+
+
+# -- statistics ---------------------------------------------------------------------------------------
+def _stats(http, path="/v2/models/digits-cnn/stats") -> dict:
+    r = http.get(path)
+    assert r.status_code == 200, r.text
+    return r.json()["model_stats"][0]
+
+
+def test_statistics_count_requests_samples_and_batches_over_http_and_grpc(http, server):
+    assert "statistics" in http.get("/v2").json()["extensions"]
+    before = _stats(http)
+    assert _infer(http, _body(3)).status_code == 200
+    assert _infer(http, _body(2)).status_code == 200
+    assert _infer(http, {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP64",
+                                     "data": [0.0] * 64}]}).status_code == 400
+    after = _stats(http)
+    s0, s1 = before["inference_stats"], after["inference_stats"]
+    assert after["inference_count"] - before["inference_count"] == 5  # samples
+    assert after["execution_count"] - before["execution_count"] == 2  # one batch per request, here
+    assert s1["success"]["count"] - s0["success"]["count"] == 2 and s1["success"]["ns"] > s0["success"]["ns"]
+    assert s1["fail"]["count"] - s0["fail"]["count"] == 1
+    assert s1["compute_infer"]["count"] - s0["compute_infer"]["count"] == 2
+    sizes = {b["batch_size"]: b["compute_infer"]["count"] for b in after["batch_stats"]}
+    assert sizes.get(3, 0) >= 1 and sizes.get(2, 0) >= 1
+    assert after["last_inference"] >= before["last_inference"] and after["last_inference"] > 0
+    assert _stats(http, "/v2/models/stats")["name"] == "digits-cnn"
+    assert _stats(http, "/v2/models/digits-cnn/versions/1/stats")["version"] == "1"
+    assert http.get("/v2/models/nope/stats").status_code == 404
+    import tritonclient.grpc as tg
+
+    grpc_stats = tg.InferenceServerClient(server.grpc_target).get_inference_statistics("digits-cnn", as_json=True)
+    assert int(grpc_stats["model_stats"][0]["inference_count"]) == after["inference_count"]

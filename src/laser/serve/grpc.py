@@ -131,6 +131,8 @@ def _config_to_proto(cfg: dict[str, Any]) -> Any:
 
 def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]]:
     """RPC name -> coroutine(request message, context) -> response message."""
+    from google.protobuf import json_format
+
     M = message
     limits = handler.limits
 
@@ -161,6 +163,10 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
     async def model_config(req: Any, ctx: Any) -> Any:
         return M("ModelConfigResponse")(config=_config_to_proto(handler.model_config(*model_version(req.name, req.version))))
 
+    async def model_statistics(req: Any, ctx: Any) -> Any:
+        name, version = model_version(req.name, req.version) if req.name else ("", req.version)
+        return json_format.ParseDict(handler.statistics(name, version), M("ModelStatisticsResponse")())
+
     async def repository_index(req: Any, ctx: Any) -> Any:
         resp = M("RepositoryIndexResponse")()
         for row in handler.repository.index(ready=req.ready):
@@ -183,7 +189,7 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
 
     return {"ServerLive": server_live, "ServerReady": server_ready, "ModelReady": model_ready,
             "ServerMetadata": server_metadata, "ModelMetadata": model_metadata, "ModelInfer": model_infer,
-            "ModelConfig": model_config, "RepositoryIndex": repository_index,
+            "ModelConfig": model_config, "RepositoryIndex": repository_index, "ModelStatistics": model_statistics,
             "RepositoryModelLoad": control("load", "RepositoryModelLoadResponse"),
             "RepositoryModelUnload": control("unload", "RepositoryModelUnloadResponse")}
 

@@ -36,7 +36,8 @@ from laser.serve.tasks import TASKS, deadline
 
 log = logging.getLogger("laser.serve")
 
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "laser_tasks"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics",
+              "laser_tasks"]
 
 
 class Handler:
@@ -110,6 +111,16 @@ class Handler:
             config["dynamic_batching"] = {"preferred_batch_size": list(s.preferred_batch_sizes),
                                           "max_queue_delay_microseconds": int(s.max_queue_delay_ms * 1000)}
         return config
+
+    def statistics(self, name: str = "", version: str = "") -> dict[str, Any]:
+        """Triton's statistics extension: every loaded version of every model, of one model, or one version."""
+        if not name and version:
+            raise ServeError(400, "statistics for a version need the model name too")
+        if version:
+            versions = [self.repository.get(name, version)]
+        else:
+            versions = [mv for n in ([name] if name else self.repository.names()) for mv in self.repository.versions(n)]
+        return {"model_stats": [self.metrics.statistics(mv.name, mv.version) for mv in versions]}
 
     # -- the request lifecycle ----------------------------------------------------------------
     async def infer(self, protocol: str, request: InferRequest | Callable[[], Any]) -> InferResponse:

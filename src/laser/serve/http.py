@@ -144,6 +144,11 @@ def _routes(handler: Handler) -> list[Any]:
     async def model_config(request: Any) -> Any:
         return _json(handler.model_config(*_names(request)))
 
+    async def statistics(request: Any) -> Any:
+        if "model" not in request.path_params:
+            return _json(handler.statistics())
+        return _json(handler.statistics(*_names(request)))
+
     async def metrics(request: Any) -> Any:
         return Response(handler.metrics.render(), media_type=handler.metrics.content_type)
 
@@ -154,8 +159,9 @@ def _routes(handler: Handler) -> list[Any]:
     infer, task = _endpoint(_infer(handler)), _endpoint(_task(handler))
     v = "/v2/models/{model}"
     vv = "/v2/models/{model}/versions/{version}"
-    # Starlette tries routes in order: inference first.
-    routes = [Route(v + "/infer", infer, methods=["POST"])]
+    # Starlette tries routes in order: inference first; /v2/models/stats before the {model} routes.
+    routes = [Route(v + "/infer", infer, methods=["POST"]),
+              Route("/v2/models/stats", _endpoint(statistics), methods=["GET"])]
     routes += [
         Route("/v2/health/live", _endpoint(live), methods=["GET"]),
         Route("/v2/health/ready", _endpoint(ready), methods=["GET"]),
@@ -170,6 +176,7 @@ def _routes(handler: Handler) -> list[Any]:
             Route(base, _endpoint(model_metadata), methods=["GET"]),
             Route(base + "/ready", _endpoint(model_ready), methods=["GET"]),
             Route(base + "/config", _endpoint(model_config), methods=["GET"]),
+            Route(base + "/stats", _endpoint(statistics), methods=["GET"]),
             *([Route(base + "/infer", infer, methods=["POST"])] if base == vv else []),
             Route(base + "/{task}", task, methods=["POST"]),
         ]

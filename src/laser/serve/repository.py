@@ -135,7 +135,7 @@ class ModelVersion:
     async def close(self) -> None:
         self.state = "UNAVAILABLE"
         if self.metrics:
-            self.metrics.forget(self.name, self.version)
+            self.metrics.forget(self.name, self.version, self.batcher.stats)
         await self.batcher.close()
         close = getattr(self.runner, "close", None)
         if close:
