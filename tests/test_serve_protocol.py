@@ -203,3 +203,53 @@ def test_statistics_count_requests_samples_and_batches_over_http_and_grpc(http, 
 
     grpc_stats = tg.InferenceServerClient(server.grpc_target).get_inference_statistics("digits-cnn", as_json=True)
     assert int(grpc_stats["model_stats"][0]["inference_count"]) == after["inference_count"]
+
+
+# -- streaming ----------------------------------------------------------------------------------------
+def test_model_stream_infer_answers_every_request_and_errors_in_band(server):
+    import queue
+
+    import tritonclient.grpc as tg
+
+    client = tg.InferenceServerClient(server.grpc_target)
+    answers: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    for k in range(6):
+        inp = tg.InferInput("input", [2, 1, 8, 8], "FP32")
+        inp.set_data_from_numpy(_x(2) + k)
+        client.async_stream_infer("digits-cnn", [inp], request_id=str(k))
+    bad = tg.InferInput("input", [1, 1, 8, 8], "FP64")
+    bad.set_data_from_numpy(np.zeros((1, 1, 8, 8)))
+    client.async_stream_infer("digits-cnn", [bad], request_id="bad")
+    got = [answers.get(timeout=30) for _ in range(7)]
+    client.stop_stream()  # returns: the server ends the stream once the client closes its side
+    results = {r.get_response().id: r.as_numpy("logits") for r, e in got if e is None}
+    assert sorted(results) == [str(k) for k in range(6)]
+    for k in range(6):  # echo backend: each output value is the mean of the sample's input
+        np.testing.assert_allclose(results[str(k)][:, 0], (_x(2) + k).reshape(2, -1).mean(1), rtol=1e-6)
+    errors = [str(e) for r, e in got if e is not None]
+    assert len(errors) == 1 and "expects FP32" in errors[0]
+
+
+def test_a_stream_message_that_does_not_decode_is_an_in_band_error(server):
+    import grpc
+
+    from laser.serve.proto import message
+
+    good = _grpc_request(1).SerializeToString()
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        call = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
+                                     response_deserializer=message("ModelStreamInferResponse").FromString)
+        answers = list(call(iter([b"\x0a\xff\xff\xff\xff\x0f", good]), timeout=30))
+    assert len(answers) == 2
+    assert sum("does not decode" in a.error_message for a in answers) == 1
+    assert sum(a.infer_response.model_name == "digits-cnn" and not a.error_message for a in answers) == 1
+
+
+def _grpc_request(n: int):
+    from laser.serve.proto import message
+
+    req = message("ModelInferRequest")(model_name="digits-cnn", id="r")
+    req.inputs.add(name="input", datatype="FP32", shape=[n, 1, 8, 8])
+    req.raw_input_contents.append(_x(n).tobytes())
+    return req

@@ -7,7 +7,8 @@ batch of 8 ImageNet images), and SO_REUSEPORT is off so a busy port fails loudly
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from laser.serve.handler import Handler
 from laser.serve.proto import RPCS, SERVICE, message
 
 PROTOCOL = "grpc"
+STREAM_INFLIGHT = 64  # requests of one ModelStreamInfer stream handled at once
 
 # Typed contents field per datatype, for requests that do not use raw_input_contents.
 CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
@@ -194,6 +196,58 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
             "RepositoryModelUnload": control("unload", "RepositoryModelUnloadResponse")}
 
 
+def stream_infer(handler: Handler) -> Callable[[AsyncIterator[bytes], Any], AsyncIterator[Any]]:
+    """ModelStreamInfer: each request of the stream runs through the Handler as soon as it arrives (up to
+    STREAM_INFLIGHT at once; reading pauses beyond), each answer is sent when ready, matched by ``id``. A
+    request that fails is answered in the stream with ``error_message``; the stream itself goes on."""
+    Request, Answer = message("ModelInferRequest"), message("ModelStreamInferResponse")
+    limits = handler.limits
+
+    async def run(requests: AsyncIterator[bytes], ctx: Any) -> AsyncIterator[Any]:
+        answers: asyncio.Queue = asyncio.Queue()
+        slots = asyncio.Semaphore(STREAM_INFLIGHT)
+        tasks: set[asyncio.Task] = set()
+
+        async def one(data: bytes) -> None:
+            got: list[Any] = []
+
+            def parse() -> InferRequest:
+                got.append(decode(Request, data))
+                return request_from_proto(got[0], limits, ctx.time_remaining())
+            try:
+                resp = await handler.infer(PROTOCOL, parse)
+                answers.put_nowait(Answer(infer_response=response_to_proto(resp)))
+            except ServeError as err:
+                answers.put_nowait(Answer(error_message=str(err), infer_response=message("ModelInferResponse")(
+                    id=got[0].id if got else "", model_name=got[0].model_name if got else "")))
+            finally:
+                slots.release()
+
+        async def read() -> None:
+            try:
+                async for data in requests:
+                    await slots.acquire()
+                    task = asyncio.ensure_future(one(data))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                while tasks:
+                    await asyncio.wait(set(tasks))
+            finally:
+                answers.put_nowait(None)  # the client closed its side and every answer is queued
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+            reader.result()  # a broken stream ends the call with its error
+        finally:
+            reader.cancel()
+            for task in list(tasks):
+                task.cancel()
+
+    return run
+
+
 async def start_server(handler: Handler, host: str, port: int, token: str | None = None) -> tuple[Any, int]:
     """A started grpc.aio server on ``host:port`` (0: a free port) and the port it bound."""
     grpc = require("grpc", "serve", "grpcio")
@@ -202,13 +256,16 @@ async def start_server(handler: Handler, host: str, port: int, token: str | None
                                       ("grpc.max_receive_message_length", size), ("grpc.so_reuseport", 0)])
     token_bytes = token.encode() if token else None
 
+    async def authenticate(ctx: Any) -> None:
+        if token_bytes is not None:
+            auth = str(dict(ctx.invocation_metadata() or ()).get("authorization", ""))
+            if not bearer_ok(auth.encode(), token_bytes):
+                await ctx.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token; send "
+                                                                 "metadata 'authorization: Bearer <token>'")
+
     def wrap(fn: Callable[[Any, Any], Awaitable[Any]], req_type: Any) -> Callable[[bytes, Any], Awaitable[Any]]:
         async def call(data: bytes, ctx: Any) -> Any:
-            if token_bytes is not None:
-                auth = str(dict(ctx.invocation_metadata() or ()).get("authorization", ""))
-                if not bearer_ok(auth.encode(), token_bytes):
-                    await ctx.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token; send "
-                                                                     "metadata 'authorization: Bearer <token>'")
+            await authenticate(ctx)
             try:
                 return await fn(decode(req_type, data), ctx)
             except Exception as exc:
@@ -224,6 +281,15 @@ async def start_server(handler: Handler, host: str, port: int, token: str | None
         # The message is decoded inside the call, so that one that does not parse is INVALID_ARGUMENT.
         handlers[name] = grpc.unary_unary_rpc_method_handler(
             wrap(fn, req_type), request_deserializer=None, response_serializer=resp_type.SerializeToString)
+    streaming = stream_infer(handler)
+
+    async def stream(requests: AsyncIterator[bytes], ctx: Any) -> AsyncIterator[Any]:
+        await authenticate(ctx)
+        async for answer in streaming(requests, ctx):
+            yield answer
+
+    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+        stream, request_deserializer=None, response_serializer=message("ModelStreamInferResponse").SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
