@@ -253,3 +253,72 @@ def _grpc_request(n: int):
     req.inputs.add(name="input", datatype="FP32", shape=[n, 1, 8, 8])
     req.raw_input_contents.append(_x(n).tobytes())
     return req
+
+
+# -- BYTES tensors --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def text_server(tmp_path_factory):
+    """An ONNX model with a string input: a word -> id table, and the text passed through as a string output."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    import laser
+
+    nodes = [helper.make_node("LabelEncoder", ["text"], ["label"], domain="ai.onnx.ml", keys_strings=["cat", "dog"],
+                              values_int64s=[0, 1], default_int64=-1),
+             helper.make_node("Identity", ["text"], ["echo"])]
+    graph = helper.make_graph(nodes, "words", [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+                               helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("words") / "words.onnx"
+    onnx.save(model, str(path))
+    with Server([laser.load(path)], http_port=0, grpc_port=0, socket_port=None, backend="onnxruntime",
+                max_batch_size=4) as s:
+        yield s
+
+
+def test_bytes_tensors_travel_over_json_binary_and_grpc(text_server):
+    import tritonclient.grpc as tg
+    import tritonclient.http as th
+
+    words = np.array([b"dog", b"cat", "émeu".encode()], dtype=object)
+    client = th.InferenceServerClient(text_server.http_url.removeprefix("http://"))
+    assert client.get_model_metadata("words")["inputs"][0]["datatype"] == "BYTES"
+    assert client.get_model_config("words")["input"][0]["data_type"] == "TYPE_STRING"
+    for binary in (True, False):
+        inp = th.InferInput("text", [3], "BYTES")
+        inp.set_data_from_numpy(words, binary_data=binary)
+        out = client.infer("words", [inp], outputs=[th.InferRequestedOutput("label", binary_data=binary),
+                                                   th.InferRequestedOutput("echo", binary_data=binary)])
+        assert out.as_numpy("label").tolist() == [1, 0, -1]
+        assert [w if isinstance(w, bytes) else w.encode() for w in out.as_numpy("echo")] == list(words)
+    g = tg.InferenceServerClient(text_server.grpc_target)
+    inp = tg.InferInput("text", [3], "BYTES")
+    inp.set_data_from_numpy(words)
+    out = g.infer("words", [inp])
+    assert out.as_numpy("label").tolist() == [1, 0, -1] and list(out.as_numpy("echo")) == list(words)
+    with httpx.Client(base_url=text_server.http_url) as c:
+        r = c.post("/v2/models/words/infer", json={"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                                                               "data": ["cat", "emu"]}]})
+        assert {o["name"]: o["data"] for o in r.json()["outputs"]} == {"label": [0, -1], "echo": ["cat", "emu"]}
+
+
+@pytest.mark.parametrize("raw, text", [
+    (b"\x03\x00\x00\x00cat\x09\x00\x00\x00dog", "declares 9 bytes"),
+    (b"\x03\x00\x00\x00cat\x03\x00", "truncated"),
+    (b"\x03\x00\x00\x00cat", "needs 2 BYTES elements"),
+    (b"\x03\x00\x00\x00cat\x03\x00\x00\x00dogXX", "trailing"),
+])
+def test_lying_bytes_element_lengths_are_400(text_server, raw, text):
+    header = json.dumps({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    with httpx.Client(base_url=text_server.http_url) as c:
+        r = c.post("/v2/models/words/infer", content=header + raw,
+                   headers={"Inference-Header-Content-Length": str(len(header))})
+        assert r.status_code == 400 and text in r.json()["error"], r.text
+        bad = c.post("/v2/models/words/infer", json={"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                                                 "data": [5]}]})
+        assert bad.status_code == 400 and "must be strings" in bad.json()["error"]

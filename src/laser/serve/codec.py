@@ -33,8 +33,10 @@ VERSION = re.compile(r"^[1-9][0-9]{0,17}$")  # model versions: positive integers
 
 
 def datatype_of(dtype: np.dtype | str) -> str:
-    """OIP datatype name of a numpy dtype (or of a spec dtype name such as 'float32')."""
-    dt = np.dtype(dtype)
+    """OIP datatype name of a numpy dtype (or of a spec dtype name such as 'float32' or 'string')."""
+    from laser.spec import DTYPES as SPEC_DTYPES
+
+    dt = np.dtype(SPEC_DTYPES[dtype]) if isinstance(dtype, str) and dtype in SPEC_DTYPES else np.dtype(dtype)
     if dt.kind in "SOU":
         return "BYTES"
     try:
@@ -245,7 +247,10 @@ def sequence_of(sid: Any, start: bool, end: bool) -> SequenceFlags | None:
 
 # -- tensors --------------------------------------------------------------------------------------
 def to_array(t: InputTensor, limits: Limits) -> np.ndarray:
-    """The numpy array of an input, after checking its bytes / values against shape and datatype."""
+    """The numpy array of an input, after checking its bytes / values against shape and datatype.
+    BYTES inputs become object arrays of ``bytes`` (JSON strings are UTF-8 encoded)."""
+    if t.datatype == "BYTES":
+        return bytes_array(t)
     if t.datatype not in DATATYPES:
         raise ServeError(400, f"input {t.name!r}: datatype {t.datatype} is not supported for model inputs")
     dt = DATATYPES[t.datatype]
@@ -269,6 +274,47 @@ def to_array(t: InputTensor, limits: Limits) -> np.ndarray:
     if arr.size != count:
         raise ServeError(400, f"input {t.name!r}: shape {list(t.shape)} needs {count} values, got {arr.size}")
     return np.ascontiguousarray(arr.astype(dt, copy=False).reshape(t.shape))
+
+
+def bytes_array(t: InputTensor) -> np.ndarray:
+    """A BYTES input as an object array of ``bytes``: from 4-byte-length-prefixed raw data (every length
+    checked against what is left), JSON strings (flat or nested) or gRPC ``bytes_contents``."""
+    count = math.prod(t.shape)
+    items: list[bytes] = []
+    if t.raw is not None:
+        raw, pos = memoryview(t.raw), 0
+        while pos < len(raw) and len(items) < count:
+            if pos + 4 > len(raw):
+                raise ServeError(400, f"input {t.name!r}: BYTES element {len(items)} has a truncated 4-byte length")
+            (n,) = struct.unpack_from("<I", raw, pos)
+            if pos + 4 + n > len(raw):
+                raise ServeError(400, f"input {t.name!r}: BYTES element {len(items)} declares {n} bytes but only "
+                                      f"{len(raw) - pos - 4} remain")
+            items.append(bytes(raw[pos + 4:pos + 4 + n]))
+            pos += 4 + n
+        if len(items) != count or pos != len(raw):
+            raise ServeError(400, f"input {t.name!r}: shape {list(t.shape)} needs {count} BYTES elements; the data "
+                                  f"holds {len(items)}{' and trailing bytes' if pos != len(raw) else ''}")
+    else:
+        stack = [t.data]
+        while stack:  # flatten nested lists, keeping row-major order
+            item = stack.pop()
+            if isinstance(item, (list, tuple, np.ndarray)):
+                stack.extend(reversed(list(item)))
+            elif isinstance(item, str):
+                items.append(item.encode())
+            elif isinstance(item, bytes):
+                items.append(item)
+            else:
+                raise ServeError(400, f"input {t.name!r}: BYTES data must be strings, got {type(item).__name__}")
+            if len(items) > count:
+                break
+        if len(items) != count:
+            raise ServeError(400, f"input {t.name!r}: shape {list(t.shape)} needs {count} strings, got "
+                                  f"{len(items)}{'+' if stack else ''}")
+    arr = np.empty(count, dtype=object)
+    arr[:] = items
+    return arr.reshape(t.shape)
 
 
 def raw_bytes(out: OutputTensor) -> bytes:

@@ -38,7 +38,7 @@ STREAM_INFLIGHT = 64  # requests of one ModelStreamInfer stream handled at once
 CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
-            "FP64": "fp64_contents"}
+            "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 
 
 def _param(p: Any) -> Any:
@@ -59,7 +59,9 @@ def request_from_proto(msg: Any, limits: Limits, time_remaining: float | None) -
         if raw:
             inputs.append(InputTensor(t.name, t.datatype, shape, raw=raw[i]))
         elif t.datatype in CONTENTS:
-            inputs.append(InputTensor(t.name, t.datatype, shape, data=np.asarray(getattr(t.contents, CONTENTS[t.datatype]))))
+            values = getattr(t.contents, CONTENTS[t.datatype])
+            inputs.append(InputTensor(t.name, t.datatype, shape,
+                                      data=list(values) if t.datatype == "BYTES" else np.asarray(values)))
         else:
             raise ServeError(400, f"input {t.name!r}: datatype {t.datatype[:20]!r} must be sent in raw_input_contents")
     params = {k: _param(v) for k, v in msg.parameters.items()}
