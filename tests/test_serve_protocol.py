@@ -322,3 +322,85 @@ def test_lying_bytes_element_lengths_are_400(text_server, raw, text):
         bad = c.post("/v2/models/words/infer", json={"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
                                                                  "data": [5]}]})
         assert bad.status_code == 400 and "must be strings" in bad.json()["error"]
+
+
+# -- system shared memory -------------------------------------------------------------------------------
+@pytest.fixture
+def regions():
+    import uuid
+
+    import tritonclient.utils.shared_memory as shm
+
+    made = []
+
+    def make(size: int):
+        key = f"/laser_test_{uuid.uuid4().hex[:12]}"
+        made.append(shm.create_shared_memory_region(key[1:], key, size))
+        return key, made[-1]
+
+    yield make
+    for handle in made:
+        shm.destroy_shared_memory_region(handle)
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_system_shared_memory_carries_inputs_and_outputs(server, regions, transport):
+    import tritonclient.grpc as tg
+    import tritonclient.http as th
+    import tritonclient.utils.shared_memory as shm
+
+    mod, target = (th, server.http_url.removeprefix("http://")) if transport == "http" else (tg, server.grpc_target)
+    client = mod.InferenceServerClient(target)
+    x = _x(2)
+    in_key, in_handle = regions(x.nbytes + 64)
+    out_key, out_handle = regions(2 * 10 * 4)
+    shm.set_shared_memory_region(in_handle, [x], offset=64)
+    client.register_system_shared_memory("in", in_key, x.nbytes, offset=64)
+    client.register_system_shared_memory("out", out_key, 80)
+    try:
+        inp = mod.InferInput("input", [2, 1, 8, 8], "FP32")
+        inp.set_shared_memory("in", x.nbytes)
+        out = mod.InferRequestedOutput("logits")
+        out.set_shared_memory("out", 80)
+        client.infer("digits-cnn", [inp], outputs=[out])
+        got = shm.get_contents_as_numpy(out_handle, np.float32, [2, 10])
+        np.testing.assert_allclose(got[:, 0], x.reshape(2, -1).mean(1), rtol=1e-6)  # echo: the input's mean
+        status = client.get_system_shared_memory_status(**({"as_json": True} if transport == "grpc" else {}))
+        names = {r["name"] for r in status} if transport == "http" else set(status["regions"])
+        assert {"in", "out"} <= names
+        small = mod.InferRequestedOutput("logits")
+        small.set_shared_memory("out", 40)  # the output needs 80 bytes
+        with pytest.raises(Exception, match="needs 80 bytes"):
+            client.infer("digits-cnn", [inp], outputs=[small])
+        beyond = mod.InferInput("input", [2, 1, 8, 8], "FP32")
+        beyond.set_shared_memory("in", x.nbytes, offset=8)  # runs past the registered window
+        with pytest.raises(Exception, match="exceeds"):
+            client.infer("digits-cnn", [beyond])
+    finally:
+        client.unregister_system_shared_memory()
+    with pytest.raises(Exception, match="no shared memory region 'in'"):
+        client.infer("digits-cnn", [inp])
+
+
+def test_bad_shared_memory_registrations_are_refused(http, regions):
+    key, _ = regions(128)
+    for region, body, status, text in [
+        ("a", {"key": key, "offset": 64, "byte_size": 128}, 400, "exceeds the 128 bytes"),
+        ("a", {"key": "/../etc/passwd", "byte_size": 8}, 400, "must name a file"),
+        ("a", {"key": "/laser_no_such_key", "byte_size": 8}, 400, "cannot open"),
+        ("a", {"key": key, "byte_size": "8"}, 400, "byte_size"),
+        ("a", {"key": key}, 400, "byte_size"),
+    ]:
+        r = http.post(f"/v2/systemsharedmemory/region/{region}/register", json=body)
+        assert r.status_code == status and text in r.json()["error"], (body, r.text)
+    assert http.post("/v2/systemsharedmemory/region/ok/register", json={"key": key, "byte_size": 128}).status_code == 200
+    r = http.post("/v2/systemsharedmemory/region/ok/register", json={"key": key, "byte_size": 128})
+    assert r.status_code == 400 and "already registered" in r.json()["error"]
+    assert http.get("/v2/systemsharedmemory/region/nope/status").status_code == 404
+    assert http.post("/v2/systemsharedmemory/region/ok/unregister").status_code == 200
+    assert http.get("/v2/systemsharedmemory/status").json() == []
+    r = http.post("/v2/cudasharedmemory/region/g/register", json={"raw_handle": {"b64": "AAAA"}, "device_id": 0,
+                                                                   "byte_size": 8})
+    assert r.status_code == 400 and "not supported on this server" in r.json()["error"]
+    assert "system_shared_memory" in http.get("/v2").json()["extensions"]
+    assert "cuda_shared_memory" not in http.get("/v2").json()["extensions"]

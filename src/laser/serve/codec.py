@@ -141,6 +141,7 @@ class OutputTensor:
     shape: tuple[int, ...]
     array: np.ndarray
     binary: bool = False
+    shm: ShmRef | None = None  # written into this shared-memory window (byte_size: the bytes written)
 
 
 @dataclass
@@ -340,7 +341,10 @@ def response_to_json(resp: InferResponse) -> tuple[bytes, list[bytes]]:
     outputs, chunks = [], []
     for out in resp.outputs:
         entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": list(out.shape)}
-        if out.binary:
+        if out.shm is not None:
+            entry["parameters"] = {"shared_memory_region": out.shm.region, "shared_memory_offset": out.shm.offset,
+                                   "shared_memory_byte_size": out.shm.byte_size}
+        elif out.binary:
             raw = raw_bytes(out)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)

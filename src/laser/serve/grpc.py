@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from laser.errors import require
+from laser.serve import schema
 from laser.serve.codec import (
     InferRequest,
     InferResponse,
@@ -21,15 +22,18 @@ from laser.serve.codec import (
     Limits,
     RequestedOutput,
     bearer_ok,
+    check_name,
     model_version,
     parse_shape,
     raw_bytes,
     sequence_of,
+    shm_ref,
 )
 from laser.serve.control import load_override, unload_params
 from laser.serve.errors import GRPC_CODES, ServeError, as_serve_error
 from laser.serve.handler import Handler
 from laser.serve.proto import RPCS, SERVICE, message
+from laser.serve.shm import cuda_refused
 
 PROTOCOL = "grpc"
 STREAM_INFLIGHT = 64  # requests of one ModelStreamInfer stream handled at once
@@ -46,47 +50,48 @@ def _param(p: Any) -> Any:
     return getattr(p, which) if which else None
 
 
+def _params(field: Any) -> dict[str, Any]:
+    return {k: _param(v) for k, v in field.items()}
+
+
 def request_from_proto(msg: Any, limits: Limits, time_remaining: float | None) -> InferRequest:
+    """An InferRequest from a ModelInferRequest; parameters are checked by the same schema as JSON's."""
     model, version = model_version(msg.model_name, msg.model_version)
-    if len(msg.inputs) > limits.max_inputs:
-        raise ServeError(413, f"{len(msg.inputs)} inputs in one request; at most {limits.max_inputs} are accepted")
-    raw = msg.raw_input_contents
-    if raw and len(raw) != len(msg.inputs):
-        raise ServeError(400, f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs")
+    if len(msg.inputs) > limits.max_inputs or len(msg.outputs) > limits.max_inputs:
+        raise ServeError(413, f"{len(msg.inputs)} inputs / {len(msg.outputs)} outputs in one request; at most "
+                              f"{limits.max_inputs} of each are accepted")
+    iparams = [schema.parse(schema.InputParams, _params(t.parameters), f"input {t.name[:40]!r}") for t in msg.inputs]
+    raw = list(msg.raw_input_contents)
+    in_body = sum(p.shared_memory_region is None for p in iparams)
+    if raw and len(raw) != in_body:
+        raise ServeError(400, f"raw_input_contents has {len(raw)} entries for {in_body} inputs sent in the message")
     inputs = []
-    for i, t in enumerate(msg.inputs):
+    for t, p in zip(msg.inputs, iparams):
         shape = parse_shape(list(t.shape), t.name, limits)
-        if raw:
-            inputs.append(InputTensor(t.name, t.datatype, shape, raw=raw[i]))
+        if p.shared_memory_region is not None:
+            inputs.append(InputTensor(t.name, t.datatype, shape, shm=shm_ref(p, f"input {t.name!r}")))
+        elif raw:
+            inputs.append(InputTensor(t.name, t.datatype, shape, raw=raw.pop(0)))
         elif t.datatype in CONTENTS:
             values = getattr(t.contents, CONTENTS[t.datatype])
             inputs.append(InputTensor(t.name, t.datatype, shape,
                                       data=list(values) if t.datatype == "BYTES" else np.asarray(values)))
         else:
             raise ServeError(400, f"input {t.name!r}: datatype {t.datatype[:20]!r} must be sent in raw_input_contents")
-    params = {k: _param(v) for k, v in msg.parameters.items()}
-    timeout = params.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
-        raise ServeError(400, f"parameter 'timeout' must be an integer number of microseconds, got {timeout!r}")
-    seq = {k: params.get(k) for k in ("sequence_id", "sequence_start", "sequence_end")}
-    for flag in ("sequence_start", "sequence_end"):
-        if seq[flag] is not None and not isinstance(seq[flag], bool):
-            raise ServeError(400, f"parameter {flag!r} must be a bool_param, got {seq[flag]!r}")
+    rp = schema.parse(schema.RequestParams, _params(msg.parameters), "the request parameters")
+    timeout = rp.timeout
     if time_remaining is not None:  # the gRPC deadline is a timeout too
         timeout = min(timeout or 1 << 62, max(1, int(time_remaining * 1e6)))
     outputs = None
     if msg.outputs:
         outputs = []
-        if len(msg.outputs) > limits.max_inputs:
-            raise ServeError(400, f"{len(msg.outputs)} requested outputs; at most {limits.max_inputs} are accepted")
         for o in msg.outputs:
-            k = _param(o.parameters["classification"]) if "classification" in o.parameters else 0
-            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-                raise ServeError(400, f"output {o.name!r}: classification must be an integer >= 0")
-            outputs.append(RequestedOutput(o.name, True, k))
+            op = schema.parse(schema.OutputParams, _params(o.parameters), f"output {o.name[:40]!r}")
+            outputs.append(RequestedOutput(o.name, True, op.classification,
+                                           shm_ref(op, f"output {o.name!r}") if op.shared_memory_region else None))
     return InferRequest(model=model, version=version, id=msg.id, inputs=inputs, outputs=outputs,
                         timeout_us=timeout, binary_output=True,
-                        sequence=sequence_of(seq["sequence_id"], bool(seq["sequence_start"]), bool(seq["sequence_end"])))
+                        sequence=sequence_of(rp.sequence_id, rp.sequence_start, rp.sequence_end))
 
 
 def response_to_proto(resp: InferResponse) -> Any:
@@ -95,7 +100,13 @@ def response_to_proto(resp: InferResponse) -> Any:
         t = msg.outputs.add()
         t.name, t.datatype = out.name, out.datatype
         t.shape.extend(out.shape)
-        msg.raw_output_contents.append(raw_bytes(out))
+        if out.shm is not None:  # written into shared memory; an empty entry keeps the indexes aligned
+            t.parameters["shared_memory_region"].string_param = out.shm.region
+            t.parameters["shared_memory_offset"].int64_param = out.shm.offset
+            t.parameters["shared_memory_byte_size"].int64_param = out.shm.byte_size
+            msg.raw_output_contents.append(b"")
+        else:
+            msg.raw_output_contents.append(raw_bytes(out))
     return msg
 
 
@@ -171,6 +182,26 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
         name, version = model_version(req.name, req.version) if req.name else ("", req.version)
         return json_format.ParseDict(handler.statistics(name, version), M("ModelStatisticsResponse")())
 
+    async def shm_status(req: Any, ctx: Any) -> Any:
+        resp = M("SystemSharedMemoryStatusResponse")()
+        for row in handler.shm.status(req.name and check_name("shared memory region name", req.name)):
+            resp.regions[row["name"]].CopyFrom(M("SystemSharedMemoryStatusResponse").RegionStatus(**row))
+        return resp
+
+    async def shm_register(req: Any, ctx: Any) -> Any:
+        handler.shm.register(req.name, req.key, req.offset, req.byte_size)
+        return M("SystemSharedMemoryRegisterResponse")()
+
+    async def shm_unregister(req: Any, ctx: Any) -> Any:
+        handler.shm.unregister(req.name and check_name("shared memory region name", req.name))
+        return M("SystemSharedMemoryUnregisterResponse")()
+
+    async def cuda_status(req: Any, ctx: Any) -> Any:
+        return M("CudaSharedMemoryStatusResponse")()  # none can be registered here
+
+    async def cuda_refuse(req: Any, ctx: Any) -> Any:
+        raise cuda_refused()
+
     async def repository_index(req: Any, ctx: Any) -> Any:
         resp = M("RepositoryIndexResponse")()
         for row in handler.repository.index(ready=req.ready):
@@ -194,6 +225,9 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
     return {"ServerLive": server_live, "ServerReady": server_ready, "ModelReady": model_ready,
             "ServerMetadata": server_metadata, "ModelMetadata": model_metadata, "ModelInfer": model_infer,
             "ModelConfig": model_config, "RepositoryIndex": repository_index, "ModelStatistics": model_statistics,
+            "SystemSharedMemoryStatus": shm_status, "SystemSharedMemoryRegister": shm_register,
+            "SystemSharedMemoryUnregister": shm_unregister, "CudaSharedMemoryStatus": cuda_status,
+            "CudaSharedMemoryRegister": cuda_refuse, "CudaSharedMemoryUnregister": cuda_refuse,
             "RepositoryModelLoad": control("load", "RepositoryModelLoadResponse"),
             "RepositoryModelUnload": control("unload", "RepositoryModelUnloadResponse")}
 

@@ -25,19 +25,22 @@ from laser.serve.codec import (
     Limits,
     OutputTensor,
     RequestedOutput,
+    ShmRef,
     classification,
     datatype_of,
+    raw_bytes,
     to_array,
 )
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.metrics import Metrics
 from laser.serve.repository import ModelSettings, ModelVersion, Repository, parse_policy
+from laser.serve.shm import SharedMemory
 from laser.serve.tasks import TASKS, deadline
 
 log = logging.getLogger("laser.serve")
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics",
-              "laser_tasks"]
+              "system_shared_memory", "laser_tasks"]
 
 
 class Handler:
@@ -50,6 +53,7 @@ class Handler:
         self.name = name
         self.draining = False
         self.load = load or repository.load_now or Load()  # the count the batchers read
+        self.shm = SharedMemory()  # registered system shared-memory regions
         self._idle: asyncio.Event | None = None
 
     @property
@@ -179,8 +183,6 @@ class Handler:
                 raise ServeError(400, f"model {mv.name!r} has no output {out.name!r}; outputs: {sorted(known)}")
             if out.name in seen:
                 raise ServeError(400, f"output {out.name!r} is requested twice; name each output once")
-            if out.shm is not None:
-                raise ServeError(400, f"output {out.name!r}: shared memory is not supported on this server")
             seen.add(out.name)
         results = await mv.batcher.submit(feeds, n, deadline(req.timeout_us))
         outputs = []
@@ -189,7 +191,12 @@ class Handler:
             binary = req.binary_output if out.binary is None else out.binary
             if out.classification:
                 arr = classification(arr, out.classification, mv.artifact.labels)
-            outputs.append(OutputTensor(out.name, datatype_of(arr.dtype), tuple(arr.shape), arr, binary))
+            tensor = OutputTensor(out.name, datatype_of(arr.dtype), tuple(arr.shape), arr, binary)
+            if out.shm is not None:  # into the client's shared memory instead of the response
+                data = raw_bytes(tensor)
+                self.shm.write(out.shm, data, f"output {out.name!r}")
+                tensor.shm = ShmRef(out.shm.region, out.shm.offset, len(data))
+            outputs.append(tensor)
         return InferResponse(mv.name, mv.version, outputs, id=req.id)
 
     def _feeds(self, mv: ModelVersion, req: InferRequest) -> tuple[dict[str, np.ndarray], int]:
@@ -202,8 +209,7 @@ class Handler:
             if t.name in feeds:
                 raise ServeError(400, f"input {t.name!r} is given twice")
             if t.shm is not None:
-                raise ServeError(400, f"input {t.name!r}: shared memory is not supported on this server; send "
-                                      "the tensor in the request")
+                t.raw = self.shm.read(t.shm, f"input {t.name!r}")
             want = datatype_of(spec.dtype)
             if t.datatype != want:
                 raise ServeError(400, f"input {t.name!r} is {t.datatype}, model {mv.name!r} expects {want}")

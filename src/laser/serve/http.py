@@ -18,6 +18,7 @@ from laser.serve import schema
 from laser.serve.codec import (
     Limits,
     bearer_ok,
+    check_name,
     model_version,
     parse_json,
     request_from_json,
@@ -26,6 +27,7 @@ from laser.serve.codec import (
 from laser.serve.control import load_override, unload_params
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.handler import Handler
+from laser.serve.shm import cuda_refused
 
 HEADER_LENGTH = "inference-header-content-length"
 PROTOCOL = "http"
@@ -86,6 +88,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memo
                               f"[0, {len(body)}] (the body length)")
     n = int(header_length)
     return view[:n], view[n:]
+
+
+def _region(request: Any) -> str:
+    region = request.path_params.get("region", "")
+    return check_name("shared memory region name", region) if region else ""
 
 
 def _names(request: Any) -> tuple[str, str]:
@@ -156,6 +163,24 @@ def _routes(handler: Handler) -> list[Any]:
         body = await _body(request, schema.IndexBody, "the repository index request", handler.limits)
         return _json(handler.repository.index(ready=body.ready))
 
+    async def shm_status(request: Any) -> Any:
+        return _json(handler.shm.status(_region(request)))
+
+    async def shm_register(request: Any) -> Any:
+        body = await _body(request, schema.RegisterBody, "the shared memory registration", handler.limits)
+        handler.shm.register(_region(request), body.key, body.offset, body.byte_size)
+        return _json({})
+
+    async def shm_unregister(request: Any) -> Any:
+        handler.shm.unregister(_region(request))
+        return _json({})
+
+    async def cuda_status(request: Any) -> Any:
+        return _json([])  # none can be registered here
+
+    async def cuda_refuse(request: Any) -> Any:
+        raise cuda_refused()
+
     infer, task = _endpoint(_infer(handler)), _endpoint(_task(handler))
     v = "/v2/models/{model}"
     vv = "/v2/models/{model}/versions/{version}"
@@ -171,6 +196,14 @@ def _routes(handler: Handler) -> list[Any]:
         Route("/v2/repository/models/{model}/load", _endpoint(_control(handler, "load")), methods=["POST"]),
         Route("/v2/repository/models/{model}/unload", _endpoint(_control(handler, "unload")), methods=["POST"]),
     ]
+    for base in ("/v2/systemsharedmemory", "/v2/systemsharedmemory/region/{region}"):
+        routes += [Route(base + "/status", _endpoint(shm_status), methods=["GET"]),
+                   Route(base + "/unregister", _endpoint(shm_unregister), methods=["POST"])]
+    routes.append(Route("/v2/systemsharedmemory/region/{region}/register", _endpoint(shm_register), methods=["POST"]))
+    for base in ("/v2/cudasharedmemory", "/v2/cudasharedmemory/region/{region}"):
+        routes += [Route(base + "/status", _endpoint(cuda_status), methods=["GET"]),
+                   Route(base + "/unregister", _endpoint(cuda_refuse), methods=["POST"])]
+    routes.append(Route("/v2/cudasharedmemory/region/{region}/register", _endpoint(cuda_refuse), methods=["POST"]))
     for base in (v, vv):
         routes += [
             Route(base, _endpoint(model_metadata), methods=["GET"]),
