@@ -15,7 +15,8 @@ from typing import Any
 from laser.serve.errors import ServeError
 
 # Triton model-configuration fields a load override may set, and what each becomes.
-CONFIG_FIELDS = ("name", "backend", "max_batch_size", "dynamic_batching", "version_policy")
+CONFIG_FIELDS = ("name", "backend", "max_batch_size", "dynamic_batching", "version_policy", "sequence_batching")
+SEQUENCE_FIELDS = ("max_sequence_idle_microseconds", "oldest", "state")
 DYNAMIC_FIELDS = ("preferred_batch_size", "max_queue_delay_microseconds")
 
 
@@ -71,6 +72,38 @@ def settings_from_config(model: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
             out["max_queue_delay_ms"] = us / 1000
     if "version_policy" in cfg:
         out["version_policy"] = _policy(_typed(cfg["version_policy"], dict, "version_policy"))
+    if "sequence_batching" in cfg:
+        out.update(_sequence(_typed(cfg["sequence_batching"], dict, "sequence_batching")))
+    return out
+
+
+def _sequence(sb: Mapping[str, Any]) -> dict[str, Any]:
+    """Triton's sequence_batching block: the oldest strategy, idle timeout, implicit state pairs."""
+    bad = sorted(set(sb) - set(SEQUENCE_FIELDS))
+    if bad:
+        raise ServeError(400, f"sequence_batching field(s) {bad[:4]} are not supported (laser runs the 'oldest' "
+                              f"strategy with implicit state); supported: {list(SEQUENCE_FIELDS)}")
+    out: dict[str, Any] = {}
+    if "max_sequence_idle_microseconds" in sb:
+        us = _typed(sb["max_sequence_idle_microseconds"], int, "sequence_batching.max_sequence_idle_microseconds")
+        out["sequence_idle_s"] = us / 1e6
+    if "oldest" in sb:
+        oldest = _typed(sb["oldest"], dict, "sequence_batching.oldest")
+        if set(oldest) - {"max_candidate_sequences"}:
+            raise ServeError(400, "sequence_batching.oldest supports only max_candidate_sequences")
+        if "max_candidate_sequences" in oldest:
+            out["max_sequences"] = _typed(oldest["max_candidate_sequences"], int, "oldest.max_candidate_sequences")
+    pairs = []
+    for st in _typed(sb.get("state", []), list, "sequence_batching.state"):
+        st = _typed(st, dict, "sequence_batching.state[]")
+        if set(st) != {"input_name", "output_name"}:
+            raise ServeError(400, "each sequence_batching.state entry takes input_name and output_name only (the "
+                                  "data type and dims come from the model)")
+        pairs.append((_typed(st["input_name"], str, "state.input_name"), _typed(st["output_name"], str,
+                                                                               "state.output_name")))
+    if not pairs:
+        raise ServeError(400, "sequence_batching needs a 'state' list naming each state input and output")
+    out["sequence_state"] = tuple(pairs)
     return out
 
 

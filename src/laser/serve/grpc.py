@@ -139,6 +139,13 @@ def _config_to_proto(cfg: dict[str, Any]) -> Any:
         db = cfg["dynamic_batching"]
         c.dynamic_batching.preferred_batch_size.extend(db["preferred_batch_size"])
         c.dynamic_batching.max_queue_delay_microseconds = db["max_queue_delay_microseconds"]
+    if "sequence_batching" in cfg:
+        sb = cfg["sequence_batching"]
+        c.sequence_batching.max_sequence_idle_microseconds = sb["max_sequence_idle_microseconds"]
+        c.sequence_batching.oldest.max_candidate_sequences = sb["oldest"]["max_candidate_sequences"]
+        for st in sb["state"]:
+            c.sequence_batching.state.add(input_name=st["input_name"], output_name=st["output_name"],
+                                          data_type=dtypes[st["data_type"]].number, dims=st["dims"])
     for key, value in cfg.get("parameters", {}).items():
         c.parameters[key].string_value = value["string_value"]
     return c
@@ -182,26 +189,6 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
         name, version = model_version(req.name, req.version) if req.name else ("", req.version)
         return json_format.ParseDict(handler.statistics(name, version), M("ModelStatisticsResponse")())
 
-    async def shm_status(req: Any, ctx: Any) -> Any:
-        resp = M("SystemSharedMemoryStatusResponse")()
-        for row in handler.shm.status(req.name and check_name("shared memory region name", req.name)):
-            resp.regions[row["name"]].CopyFrom(M("SystemSharedMemoryStatusResponse").RegionStatus(**row))
-        return resp
-
-    async def shm_register(req: Any, ctx: Any) -> Any:
-        handler.shm.register(req.name, req.key, req.offset, req.byte_size)
-        return M("SystemSharedMemoryRegisterResponse")()
-
-    async def shm_unregister(req: Any, ctx: Any) -> Any:
-        handler.shm.unregister(req.name and check_name("shared memory region name", req.name))
-        return M("SystemSharedMemoryUnregisterResponse")()
-
-    async def cuda_status(req: Any, ctx: Any) -> Any:
-        return M("CudaSharedMemoryStatusResponse")()  # none can be registered here
-
-    async def cuda_refuse(req: Any, ctx: Any) -> Any:
-        raise cuda_refused()
-
     async def repository_index(req: Any, ctx: Any) -> Any:
         resp = M("RepositoryIndexResponse")()
         for row in handler.repository.index(ready=req.ready):
@@ -225,11 +212,38 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
     return {"ServerLive": server_live, "ServerReady": server_ready, "ModelReady": model_ready,
             "ServerMetadata": server_metadata, "ModelMetadata": model_metadata, "ModelInfer": model_infer,
             "ModelConfig": model_config, "RepositoryIndex": repository_index, "ModelStatistics": model_statistics,
-            "SystemSharedMemoryStatus": shm_status, "SystemSharedMemoryRegister": shm_register,
-            "SystemSharedMemoryUnregister": shm_unregister, "CudaSharedMemoryStatus": cuda_status,
-            "CudaSharedMemoryRegister": cuda_refuse, "CudaSharedMemoryUnregister": cuda_refuse,
+            **_shm_servicer(handler),
             "RepositoryModelLoad": control("load", "RepositoryModelLoadResponse"),
             "RepositoryModelUnload": control("unload", "RepositoryModelUnloadResponse")}
+
+
+def _shm_servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]]:
+    """The system (and refused CUDA) shared-memory RPCs."""
+    M = message
+
+    async def shm_status(req: Any, ctx: Any) -> Any:
+        resp = M("SystemSharedMemoryStatusResponse")()
+        for row in handler.shm.status(req.name and check_name("shared memory region name", req.name)):
+            resp.regions[row["name"]].CopyFrom(M("SystemSharedMemoryStatusResponse").RegionStatus(**row))
+        return resp
+
+    async def shm_register(req: Any, ctx: Any) -> Any:
+        handler.shm.register(req.name, req.key, req.offset, req.byte_size)
+        return M("SystemSharedMemoryRegisterResponse")()
+
+    async def shm_unregister(req: Any, ctx: Any) -> Any:
+        handler.shm.unregister(req.name and check_name("shared memory region name", req.name))
+        return M("SystemSharedMemoryUnregisterResponse")()
+
+    async def cuda_status(req: Any, ctx: Any) -> Any:
+        return M("CudaSharedMemoryStatusResponse")()  # none can be registered here
+
+    async def cuda_refuse(req: Any, ctx: Any) -> Any:
+        raise cuda_refused()
+
+    return {"SystemSharedMemoryStatus": shm_status, "SystemSharedMemoryRegister": shm_register,
+            "SystemSharedMemoryUnregister": shm_unregister, "CudaSharedMemoryStatus": cuda_status,
+            "CudaSharedMemoryRegister": cuda_refuse, "CudaSharedMemoryUnregister": cuda_refuse}
 
 
 def stream_infer(handler: Handler) -> Callable[[AsyncIterator[bytes], Any], AsyncIterator[Any]]:

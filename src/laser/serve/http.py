@@ -163,6 +163,38 @@ def _routes(handler: Handler) -> list[Any]:
         body = await _body(request, schema.IndexBody, "the repository index request", handler.limits)
         return _json(handler.repository.index(ready=body.ready))
 
+    infer, task = _endpoint(_infer(handler)), _endpoint(_task(handler))
+    v = "/v2/models/{model}"
+    vv = "/v2/models/{model}/versions/{version}"
+    # Starlette tries routes in order: inference first; /v2/models/stats before the {model} routes.
+    routes = [Route(v + "/infer", infer, methods=["POST"]),
+              Route("/v2/models/stats", _endpoint(statistics), methods=["GET"])]
+    routes += [
+        Route("/v2/health/live", _endpoint(live), methods=["GET"]),
+        Route("/v2/health/ready", _endpoint(ready), methods=["GET"]),
+        Route("/v2", _endpoint(server_metadata), methods=["GET"]),
+        Route("/metrics", _endpoint(metrics), methods=["GET"]),
+        Route("/v2/repository/index", _endpoint(repository_index), methods=["GET", "POST"]),
+        Route("/v2/repository/models/{model}/load", _endpoint(_control(handler, "load")), methods=["POST"]),
+        Route("/v2/repository/models/{model}/unload", _endpoint(_control(handler, "unload")), methods=["POST"]),
+    ]
+    routes += _shm_routes(handler)
+    for base in (v, vv):
+        routes += [
+            Route(base, _endpoint(model_metadata), methods=["GET"]),
+            Route(base + "/ready", _endpoint(model_ready), methods=["GET"]),
+            Route(base + "/config", _endpoint(model_config), methods=["GET"]),
+            Route(base + "/stats", _endpoint(statistics), methods=["GET"]),
+            *([Route(base + "/infer", infer, methods=["POST"])] if base == vv else []),
+            Route(base + "/{task}", task, methods=["POST"]),
+        ]
+    return routes
+
+
+def _shm_routes(handler: Handler) -> list[Any]:
+    """The system shared-memory extension's routes, and the CUDA ones (refused: no GPU path)."""
+    from starlette.routing import Route
+
     async def shm_status(request: Any) -> Any:
         return _json(handler.shm.status(_region(request)))
 
@@ -181,21 +213,7 @@ def _routes(handler: Handler) -> list[Any]:
     async def cuda_refuse(request: Any) -> Any:
         raise cuda_refused()
 
-    infer, task = _endpoint(_infer(handler)), _endpoint(_task(handler))
-    v = "/v2/models/{model}"
-    vv = "/v2/models/{model}/versions/{version}"
-    # Starlette tries routes in order: inference first; /v2/models/stats before the {model} routes.
-    routes = [Route(v + "/infer", infer, methods=["POST"]),
-              Route("/v2/models/stats", _endpoint(statistics), methods=["GET"])]
-    routes += [
-        Route("/v2/health/live", _endpoint(live), methods=["GET"]),
-        Route("/v2/health/ready", _endpoint(ready), methods=["GET"]),
-        Route("/v2", _endpoint(server_metadata), methods=["GET"]),
-        Route("/metrics", _endpoint(metrics), methods=["GET"]),
-        Route("/v2/repository/index", _endpoint(repository_index), methods=["GET", "POST"]),
-        Route("/v2/repository/models/{model}/load", _endpoint(_control(handler, "load")), methods=["POST"]),
-        Route("/v2/repository/models/{model}/unload", _endpoint(_control(handler, "unload")), methods=["POST"]),
-    ]
+    routes: list[Any] = []
     for base in ("/v2/systemsharedmemory", "/v2/systemsharedmemory/region/{region}"):
         routes += [Route(base + "/status", _endpoint(shm_status), methods=["GET"]),
                    Route(base + "/unregister", _endpoint(shm_unregister), methods=["POST"])]
@@ -204,15 +222,6 @@ def _routes(handler: Handler) -> list[Any]:
         routes += [Route(base + "/status", _endpoint(cuda_status), methods=["GET"]),
                    Route(base + "/unregister", _endpoint(cuda_refuse), methods=["POST"])]
     routes.append(Route("/v2/cudasharedmemory/region/{region}/register", _endpoint(cuda_refuse), methods=["POST"]))
-    for base in (v, vv):
-        routes += [
-            Route(base, _endpoint(model_metadata), methods=["GET"]),
-            Route(base + "/ready", _endpoint(model_ready), methods=["GET"]),
-            Route(base + "/config", _endpoint(model_config), methods=["GET"]),
-            Route(base + "/stats", _endpoint(statistics), methods=["GET"]),
-            *([Route(base + "/infer", infer, methods=["POST"])] if base == vv else []),
-            Route(base + "/{task}", task, methods=["POST"]),
-        ]
     return routes
 
 

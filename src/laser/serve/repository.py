@@ -30,6 +30,7 @@ from laser.serve.batching import Batcher, Execution, Load, _check_batch
 from laser.serve.codec import NAME, VERSION
 from laser.serve.errors import ServeError, public_message
 from laser.serve.metrics import Metrics
+from laser.serve.sequence import Sequences
 
 log = logging.getLogger("laser.serve")
 
@@ -49,9 +50,23 @@ class ModelSettings:
     version_policy: str = "latest"  # latest | latest:N | all | specific:1,3
     warmup: bool = True
     threads: int | None = None  # runner intra-op threads (default: all cores)
+    # Sequence (stateful) models: state input -> the output that updates it, kept per sequence on the server.
+    sequence_state: Any = ()  # {"h_in": "h_out"} or (("h_in", "h_out"),)
+    max_sequences: int = 64  # sequences in progress at once; beyond: 503
+    sequence_idle_s: float = 60.0  # a sequence idle this long is dropped
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))
+        state = self.sequence_state
+        pairs = tuple(state.items()) if isinstance(state, Mapping) else tuple(tuple(p) for p in state)
+        if any(len(p) != 2 or not all(isinstance(n, str) for n in p) for p in pairs):
+            raise ConfigError(f"sequence_state must map state input names to output names, got {state!r}; try "
+                              "{'h_in': 'h_out'}")
+        object.__setattr__(self, "sequence_state", pairs)
+        if not isinstance(self.max_sequences, int) or self.max_sequences < 1:
+            raise ConfigError(f"max_sequences must be an integer >= 1, got {self.max_sequences!r}; try 64")
+        if not 0 < float(self.sequence_idle_s) <= 86_400:
+            raise ConfigError(f"sequence_idle_s must be in (0, 86400], got {self.sequence_idle_s!r}; try 60")
         if not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be an integer >= 1, got {self.max_batch_size!r}; try 8")
         if not 0 <= float(self.max_queue_delay_ms) <= 10_000:
@@ -125,6 +140,9 @@ class ModelVersion:
                                batched=self.batchable, metrics=metrics, load=load, execution=self.execution)
         if metrics:
             metrics.execution.labels(name, version, self.execution.strategy).set(1)
+        self.sequences = None if not settings.sequence_state else Sequences(
+            artifact.spec, dict(settings.sequence_state), max_sequences=settings.max_sequences,
+            idle_s=settings.sequence_idle_s, batched=self.batchable)
         self.state = "READY"
         self.pipeline: Any = None  # the task pipeline of /pipeline requests, built on first use
 
