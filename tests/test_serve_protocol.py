@@ -404,3 +404,29 @@ def test_bad_shared_memory_registrations_are_refused(http, regions):
     assert r.status_code == 400 and "not supported on this server" in r.json()["error"]
     assert "system_shared_memory" in http.get("/v2").json()["extensions"]
     assert "cuda_shared_memory" not in http.get("/v2").json()["extensions"]
+
+
+# -- raw binary bodies --------------------------------------------------------------------------------
+def test_a_raw_body_sizes_the_one_variable_dim_from_its_byte_count(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    import laser
+
+    node = helper.make_node("ReduceMean", ["signal"], ["level"], axes=[1], keepdims=1)
+    graph = helper.make_graph([node], "level", [helper.make_tensor_value_info("signal", TensorProto.FLOAT,
+                                                                             ["batch", "samples"])],
+                              [helper.make_tensor_value_info("level", TensorProto.FLOAT, ["batch", 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "level.onnx"))
+    signal = np.arange(10, dtype=np.float32)
+    with Server([laser.load(tmp_path / "level.onnx")], http_port=0, grpc_port=None, socket_port=None,
+                backend="onnxruntime", max_batch_size=2) as s, httpx.Client(base_url=s.http_url) as c:
+        r = c.post("/v2/models/level/infer", content=signal.tobytes(), headers={"Inference-Header-Content-Length": "0"})
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == [pytest.approx(4.5)]
+        bad = c.post("/v2/models/level/infer", content=signal.tobytes()[:-1],
+                     headers={"Inference-Header-Content-Length": "0"})
+        assert bad.status_code == 400 and "whole number" in bad.json()["error"]

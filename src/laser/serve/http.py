@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -334,18 +335,29 @@ async def _watch_disconnect(receive: Callable[[], Awaitable[dict]], task: asynci
 
 
 def raw_input_request(handler: Handler, model: str, version: str, nbytes: int) -> dict[str, Any]:
-    """Inference-Header-Content-Length: 0 — the body is the raw data of the model's single input."""
+    """Inference-Header-Content-Length: 0 — the body is the raw data of the model's single input, batch 1;
+    one variable dim besides the batch takes its size from the byte count, as in Triton."""
+    from laser.serve.codec import DATATYPES, datatype_of
+
     mv = handler.repository.get(model, version)
     if len(mv.spec.inputs) != 1:
         raise ServeError(400, f"a raw body needs a single-input model; {model!r} has {len(mv.spec.inputs)} inputs")
     t = mv.spec.inputs[0]
-    try:
-        shape = t.concrete_shape(batch=1)
-    except Exception:
-        raise ServeError(400, f"input {t.name!r} has dynamic dims besides the batch; send a JSON header") from None
-    from laser.serve.codec import datatype_of
-
-    return {"inputs": [{"name": t.name, "datatype": datatype_of(t.dtype), "shape": list(shape),
+    datatype = datatype_of(t.dtype)
+    if datatype not in DATATYPES:
+        raise ServeError(400, f"a raw body cannot carry {datatype} input {t.name!r}; send a JSON header")
+    shape = [1 if i == 0 and mv.batchable else d for i, d in enumerate(t.shape)]
+    free = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+    if len(free) > 1:
+        raise ServeError(400, f"input {t.name!r} has {len(free)} variable dims besides the batch; a raw body can "
+                              "size one; send a JSON header with the shape")
+    if free:
+        per = DATATYPES[datatype].itemsize * math.prod(d for d in shape if isinstance(d, int))
+        if per == 0 or nbytes % per:
+            raise ServeError(400, f"a raw body of {nbytes} bytes is not a whole number of {t.describe()} "
+                                  f"{datatype} rows ({per} bytes each)")
+        shape[free[0]] = nbytes // per
+    return {"inputs": [{"name": t.name, "datatype": datatype, "shape": shape,
                         "parameters": {"binary_data_size": nbytes}}]}
 
 
