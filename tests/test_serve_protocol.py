@@ -430,3 +430,11 @@ def test_a_raw_body_sizes_the_one_variable_dim_from_its_byte_count(tmp_path):
         bad = c.post("/v2/models/level/infer", content=signal.tobytes()[:-1],
                      headers={"Inference-Header-Content-Length": "0"})
         assert bad.status_code == 400 and "whole number" in bad.json()["error"]
+
+
+def test_an_image_model_config_gives_its_input_format_as_triton_writes_it(http, server):
+    import tritonclient.grpc as tg
+
+    assert http.get("/v2/models/digits-cnn/config").json()["input"][0]["format"] == "FORMAT_NCHW"
+    config = tg.InferenceServerClient(server.grpc_target).get_model_config("digits-cnn", as_json=True)["config"]
+    assert config["input"][0]["format"] == "FORMAT_NCHW" and config["input"][0]["dims"] == ["1", "8", "8"]

@@ -124,8 +124,10 @@ def _config_to_proto(cfg: dict[str, Any]) -> Any:
     c = message("ModelConfig")(name=cfg["name"], platform=cfg["platform"], backend=cfg["backend"],
                                max_batch_size=cfg["max_batch_size"])
     dtypes = message("ModelInput").DESCRIPTOR.fields_by_name["data_type"].enum_type.values_by_name
+    formats = message("ModelInput").Format
     for t in cfg["input"]:
-        c.input.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"])
+        c.input.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"],
+                    format=formats.Value(t.get("format", "FORMAT_NONE")))
     for t in cfg["output"]:
         c.output.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"])
     policy = cfg["version_policy"]

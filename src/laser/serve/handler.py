@@ -106,6 +106,9 @@ class Handler:
             "version_policy": policy, "max_batch_size": mv.max_batch_size,
             "input": [tensor(t) for t in _inputs(mv)], "output": [tensor(t) for t in _outputs(mv)],
         }
+        if mv.artifact.preprocessing.get("type") == "image" and len(config["input"]) == 1 and \
+                len(config["input"][0]["dims"]) == 3:
+            config["input"][0]["format"] = "FORMAT_NCHW"  # image preprocessing gives (C, H, W) per sample
         execution = mv.execution
         config["parameters"] = {"laser_execution": {"string_value": execution.strategy},
                                 "laser_batch1_call_ms": {"string_value": "" if execution.call_ms is None
