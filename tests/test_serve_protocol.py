@@ -402,6 +402,8 @@ def test_bad_shared_memory_registrations_are_refused(http, regions):
     r = http.post("/v2/cudasharedmemory/region/g/register", json={"raw_handle": {"b64": "AAAA"}, "device_id": 0,
                                                                    "byte_size": 8})
     assert r.status_code == 400 and "not supported on this server" in r.json()["error"]
+    assert http.post("/v2/cudasharedmemory/unregister").status_code == 200  # clients clear regions first
+    assert http.get("/v2/cudasharedmemory/status").json() == []
     assert "system_shared_memory" in http.get("/v2").json()["extensions"]
     assert "cuda_shared_memory" not in http.get("/v2").json()["extensions"]
 

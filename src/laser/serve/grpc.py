@@ -243,9 +243,12 @@ def _shm_servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[
     async def cuda_refuse(req: Any, ctx: Any) -> Any:
         raise cuda_refused()
 
+    async def cuda_unregister(req: Any, ctx: Any) -> Any:
+        return M("CudaSharedMemoryUnregisterResponse")()  # none can be registered, so none is left
+
     return {"SystemSharedMemoryStatus": shm_status, "SystemSharedMemoryRegister": shm_register,
             "SystemSharedMemoryUnregister": shm_unregister, "CudaSharedMemoryStatus": cuda_status,
-            "CudaSharedMemoryRegister": cuda_refuse, "CudaSharedMemoryUnregister": cuda_refuse}
+            "CudaSharedMemoryRegister": cuda_refuse, "CudaSharedMemoryUnregister": cuda_unregister}
 
 
 def stream_infer(handler: Handler) -> Callable[[AsyncIterator[bytes], Any], AsyncIterator[Any]]:

@@ -211,6 +211,9 @@ def _shm_routes(handler: Handler) -> list[Any]:
     async def cuda_status(request: Any) -> Any:
         return _json([])  # none can be registered here
 
+    async def cuda_unregister(request: Any) -> Any:
+        return _json({})  # none can be registered, so none is left (clients clear regions before starting)
+
     async def cuda_refuse(request: Any) -> Any:
         raise cuda_refused()
 
@@ -221,7 +224,7 @@ def _shm_routes(handler: Handler) -> list[Any]:
     routes.append(Route("/v2/systemsharedmemory/region/{region}/register", _endpoint(shm_register), methods=["POST"]))
     for base in ("/v2/cudasharedmemory", "/v2/cudasharedmemory/region/{region}"):
         routes += [Route(base + "/status", _endpoint(cuda_status), methods=["GET"]),
-                   Route(base + "/unregister", _endpoint(cuda_refuse), methods=["POST"])]
+                   Route(base + "/unregister", _endpoint(cuda_unregister), methods=["POST"])]
     routes.append(Route("/v2/cudasharedmemory/region/{region}/register", _endpoint(cuda_refuse), methods=["POST"]))
     return routes
 

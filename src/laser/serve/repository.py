@@ -438,7 +438,7 @@ class Repository:
         entry = self._entries.get(name)
         if entry is None:
             shown = ", ".join(self.names()[:20])
-            raise ServeError(404, f"unknown model {name!r}; this server serves: {shown}")
+            raise ServeError(404, f"Request for unknown model: {name!r} is not found; this server serves: {shown}")
         return entry
 
     def get(self, name: str, version: str = "") -> ModelVersion:
