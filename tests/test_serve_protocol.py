@@ -440,3 +440,18 @@ def test_an_image_model_config_gives_its_input_format_as_triton_writes_it(http, 
     assert http.get("/v2/models/digits-cnn/config").json()["input"][0]["format"] == "FORMAT_NCHW"
     config = tg.InferenceServerClient(server.grpc_target).get_model_config("digits-cnn", as_json=True)["config"]
     assert config["input"][0]["format"] == "FORMAT_NCHW" and config["input"][0]["dims"] == ["1", "8", "8"]
+
+
+def test_accept_encoding_gzip_is_honoured_on_answers(http, server):
+    import tritonclient.http as th
+
+    r = http.get("/v2/models/digits-cnn/config", headers={"Accept-Encoding": "gzip"})
+    assert r.headers.get("content-encoding") == "gzip" and r.json()["name"] == "digits-cnn"  # httpx inflates it
+    plain = http.get("/v2/models/digits-cnn/config", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json() == r.json()
+    client = th.InferenceServerClient(server.http_url.removeprefix("http://"))
+    inp = th.InferInput("input", [4, 1, 8, 8], "FP32")
+    inp.set_data_from_numpy(_x(4))
+    out = client.infer("digits-cnn", [inp], outputs=[th.InferRequestedOutput("logits", binary_data=False)],
+                       response_compression_algorithm="gzip")
+    np.testing.assert_allclose(out.as_numpy("logits")[:, 0], _x(4).reshape(4, -1).mean(1), rtol=1e-6)

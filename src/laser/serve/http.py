@@ -34,6 +34,7 @@ HEADER_LENGTH = "inference-header-content-length"
 PROTOCOL = "http"
 _LARGE_JSON = 1 << 20  # bytes: parse bigger JSON bodies in a worker thread, off the event loop
 WATCH_AFTER_S = 0.005
+GZIP_MIN_BYTES = 256
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
@@ -104,9 +105,14 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None) 
     """The ASGI app. ``token``: require ``Authorization: Bearer <token>`` (health routes stay open)."""
     require("starlette", "serve")
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.gzip import GZipMiddleware
 
+    # Accept-Encoding: gzip is honoured for answers past GZIP_MIN_BYTES (a client that does not ask gets
+    # the bytes as they are; laser's own HttpClient asks for identity: tensors compress poorly).
     app = Starlette(routes=_routes(handler), exception_handlers={404: _not_found, 405: _not_found},
-                    lifespan=lifespan)
+                    lifespan=lifespan, middleware=[Middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES,
+                                                              compresslevel=6)])
     return _Guard(app, token) if token else app
 
 
