@@ -12,6 +12,9 @@
    Targets: laser HTTP >= 0.9 x plain FastAPI; socket >= 2 x laser HTTP.
 3. Dynamic batching on vs off at c=32, ResNet-18 FP32 on ONNX Runtime, binary tensors over HTTP.
    Target: >= 1.8 x.
+4. System shared memory vs binary HTTP for a 1 MiB FP32 tensor (a mean over 262144 values on ONNX
+   Runtime), c=1 and 4: the same server, the input read from a registered /dev/shm region instead of
+   the body.
 
 Weights are random (no downloads here); BatchNorm statistics are re-estimated on one random batch so
 activations have a realistic scale. Each server runs in its own process; the servers of a part are up
@@ -348,6 +351,56 @@ def part3(work: Path, a: argparse.Namespace, results: dict[str, Any]) -> None:
     results["dynamic_batching"] = out
 
 
+def part4(work: Path, a: argparse.Namespace, results: dict[str, Any]) -> None:
+    import onnx
+    import tritonclient.utils.shared_memory as shm
+    from onnx import TensorProto, helper
+
+    import laser
+    from laser.serve.client import request_json
+    from laser.serve.perf import http_request, http_sender
+
+    n = 1 << 18  # FP32 values: 1 MiB
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["signal"], ["level"], axes=[1], keepdims=1)], "level",
+                              [helper.make_tensor_value_info("signal", TensorProto.FLOAT, ["batch", n])],
+                              [helper.make_tensor_value_info("level", TensorProto.FLOAT, ["batch", 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(work / "level.onnx"))
+    bundle = laser.load(work / "level.onnx", name="level").save(work / "level")
+    x = np.random.default_rng(0).standard_normal((1, n)).astype(np.float32)
+    head, chunks = request_json({"signal": x}, None, True, None)
+    shm_body = json.dumps({"inputs": [{"name": "signal", "shape": [1, n], "datatype": "FP32", "parameters": {
+        "shared_memory_region": "signal", "shared_memory_byte_size": x.nbytes}}]}).encode()
+    print("\n[4] system shared memory vs binary HTTP, one (1, 262144) FP32 tensor (1 MiB) per request, ONNX Runtime")
+    port, key = free_port(), f"/laser_bench_{os.getpid()}"
+    handle = shm.create_shared_memory_region("bench", key, x.nbytes)
+    try:
+        shm.set_shared_memory_region(handle, [x])
+        cmd = laser_serve([f"level={bundle.location}"], port, "--no-grpc", "--no-socket", "--backend", "onnxruntime")
+        with process(cmd, f"http://127.0.0.1:{port}/v2/health/ready"):
+            httpx.post(f"http://127.0.0.1:{port}/v2/systemsharedmemory/region/signal/register",
+                       json={"key": key, "byte_size": x.nbytes}).raise_for_status()
+            path = "/v2/models/level/infer"
+            targets = {
+                "http_binary_1MiB": http_sender("127.0.0.1", port, http_request(
+                    "127.0.0.1", port, path, b"".join([head, *chunks]), {"Inference-Header-Content-Length": str(len(head))})),
+                "http_shm_1MiB": http_sender("127.0.0.1", port, http_request(
+                    "127.0.0.1", port, path, shm_body, {"Content-Type": "application/json"})),
+            }
+            out: dict[str, Any] = compare(targets, (1, 4), a)
+    finally:
+        shm.destroy_shared_memory_region(handle)
+    for name, rs in out.items():
+        for r in rs:
+            print(row(name, r))
+    out["ratios"] = {f"c{r['concurrency']}": s["throughput_rps"] / max(r["throughput_rps"], 1e-9)
+                     for r, s in zip(out["http_binary_1MiB"], out["http_shm_1MiB"])}
+    for level, ratio in out["ratios"].items():
+        print(f"    {level}: shared memory / binary HTTP throughput {ratio:.2f} x")
+    results["shared_memory"] = out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per level")
@@ -364,7 +417,7 @@ def main() -> None:
           "(above the CPU count: other processes share the cores, expect noise)")
     with tempfile.TemporaryDirectory(prefix="laser-bench-serve-") as tmp:
         work = Path(tmp)
-        for n, fn in ((1, part1), (2, part2), (3, part3)):
+        for n, fn in ((1, part1), (2, part2), (3, part3), (4, part4)):
             if n in parts:
                 fn(work, a, results)
     results["loadavg_1min_after"] = os.getloadavg()[0]

@@ -92,7 +92,8 @@ def _guess_task(spec: ModelSpec) -> str:
     return "classification" if len(spec.outputs) == 1 and len(out.shape) == 2 else "generic"
 
 
-ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 3: "int8", 2: "uint8", 9: "bool"}
+ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 3: "int8", 2: "uint8", 9: "bool",
+               8: "string"}
 
 
 def import_onnx(path: Path, *, name: str | None = None, task: str | None = None) -> Artifact:

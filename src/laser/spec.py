@@ -26,6 +26,7 @@ DTYPES = {
     "int8": np.int8,
     "uint8": np.uint8,
     "bool": np.bool_,
+    "string": np.object_,  # an object array of bytes (UTF-8 text): the BYTES datatype when served
 }
 
 
@@ -164,6 +165,9 @@ class ModelSpec:
                 arr = rng.standard_normal(shape).astype(t.np_dtype)
             elif t.np_dtype.kind == "b":
                 arr = np.ones(shape, dtype=bool)
+            elif t.np_dtype.kind == "O":
+                arr = np.array([f"example {i}".encode() for i in range(int(np.prod(shape)))] or [b""],
+                               dtype=object)[:int(np.prod(shape))].reshape(shape)
             else:
                 low, high = t.value_range or (0, 2)
                 arr = rng.integers(int(low), int(high), size=shape).astype(t.np_dtype)

@@ -150,8 +150,11 @@ class OnnxRuntimeRunner(Runner):
                                    "CUDAExecutionProvider instead")
 
     def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.session.run(self.output_names, dict(inputs))
-        return dict(zip(self.output_names, values))
+        # String tensors: laser passes object arrays of UTF-8 bytes; ORT reads only str elements (bytes
+        # elements silently read as no match), and answers str.
+        feeds = {k: _as_text(v) if v.dtype.kind == "O" else v for k, v in inputs.items()}
+        values = self.session.run(self.output_names, feeds)
+        return {k: _as_bytes(v) if v.dtype.kind == "O" else v for k, v in zip(self.output_names, values)}
 
     def describe(self) -> dict[str, object]:
         dropped = [p for p in self._asked if p not in self.providers]
@@ -163,6 +166,14 @@ class OnnxRuntimeRunner(Runner):
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
+
+
+def _as_text(a: np.ndarray) -> np.ndarray:
+    return np.vectorize(lambda b: b.decode() if isinstance(b, bytes) else b, otypes=[object])(a) if a.size else a
+
+
+def _as_bytes(a: np.ndarray) -> np.ndarray:
+    return np.vectorize(lambda t: t.encode() if isinstance(t, str) else t, otypes=[object])(a) if a.size else a
 
 
 def _device_id(asked: Sequence[Any]) -> int:

@@ -131,6 +131,7 @@ class Batcher:
         m = metrics
         self._m = None if m is None else (m.queue_seconds.labels(model, version), m.compute_seconds.labels(model, version),
                                           m.batch_size.labels(model, version), m.queue_depth.labels(model, version))
+        self.stats = None if m is None else m.new_stats(model, version)  # Triton's statistics extension
 
     # -- producer side ------------------------------------------------------------------------
     @property
@@ -242,7 +243,14 @@ class Batcher:
         try:
             if self._m:
                 self._m[0].observe(0.0)
-            return self._finish(*self._timed(_concat([feeds])), n)
+            t0 = time.perf_counter()
+            joined = _concat([feeds])
+            outputs, seconds = self._timed(joined)
+            outputs = self._finish(outputs, seconds, n)
+            if self.stats:
+                self.stats.queued(0.0)
+                self.stats.executed(n, 1, time.perf_counter() - t0 - seconds, seconds, 0.0)
+            return outputs
         except ServeError:
             raise
         except Exception as exc:
@@ -268,7 +276,12 @@ class Batcher:
             for it in live:
                 self._m[0].observe(start - it.enqueued)
             self._m[3].set(len(self._queue))
+        if self.stats:
+            for it in live:
+                self.stats.queued(start - it.enqueued)
+        t0 = time.perf_counter()
         feeds = _concat([it.feeds for it in live])
+        input_s = time.perf_counter() - t0
         size = sum(it.n for it in live)
         try:
             if self.execution.inline_for(size):
@@ -276,6 +289,7 @@ class Batcher:
             else:
                 timed = await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, feeds)
             outputs = self._finish(*timed, size)
+            infer_s = timed[1]
         except Exception as exc:
             if len(live) > 1:  # isolate the request that broke the batch: run each alone
                 for it in live:
@@ -285,15 +299,18 @@ class Batcher:
             if not live[0].future.done():
                 live[0].future.set_exception(err)
             return
+        t1 = time.perf_counter()
         if not self.batched:
             if not live[0].future.done():
                 live[0].future.set_result(outputs)
-            return
-        offset = 0
-        for it in live:
-            if not it.future.done():
-                it.future.set_result({k: v[offset:offset + it.n] for k, v in outputs.items()})
-            offset += it.n
+        else:
+            offset = 0
+            for it in live:
+                if not it.future.done():
+                    it.future.set_result({k: v[offset:offset + it.n] for k, v in outputs.items()})
+                offset += it.n
+        if self.stats:
+            self.stats.executed(size, len(live), input_s, infer_s, time.perf_counter() - t1)
 
     def _timed(self, feeds: Arrays) -> tuple[Arrays, float]:
         t0 = time.perf_counter()

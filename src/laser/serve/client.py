@@ -77,7 +77,7 @@ def decode_outputs(header: Mapping[str, Any], data: bytes | memoryview) -> dict[
 class HttpClient:
     def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout_s: float = 30.0):
         httpx = require("httpx", "serve")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {"Accept-Encoding": "identity", **({"Authorization": f"Bearer {token}"} if token else {})}
         self._c = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, headers=headers)
 
     def _get(self, path: str) -> Any:

@@ -11,13 +11,14 @@ import json
 import math
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from laser.errors import ConfigError
+from laser.serve import schema
 from laser.serve.errors import ServeError
 
 # OIP datatype -> numpy dtype (little-endian on the wire). BYTES is handled apart; BF16 has no numpy type.
@@ -32,8 +33,10 @@ VERSION = re.compile(r"^[1-9][0-9]{0,17}$")  # model versions: positive integers
 
 
 def datatype_of(dtype: np.dtype | str) -> str:
-    """OIP datatype name of a numpy dtype (or of a spec dtype name such as 'float32')."""
-    dt = np.dtype(dtype)
+    """OIP datatype name of a numpy dtype (or of a spec dtype name such as 'float32' or 'string')."""
+    from laser.spec import DTYPES as SPEC_DTYPES
+
+    dt = np.dtype(SPEC_DTYPES[dtype]) if isinstance(dtype, str) and dtype in SPEC_DTYPES else np.dtype(dtype)
     if dt.kind in "SOU":
         return "BYTES"
     try:
@@ -83,6 +86,24 @@ class Limits:
                 raise ConfigError(f"Limits.{name} must be >= 1, got {getattr(self, name)}")
 
 
+@dataclass(frozen=True)
+class ShmRef:
+    """Where a tensor lives in a registered system shared-memory region."""
+
+    region: str
+    offset: int
+    byte_size: int
+
+
+@dataclass(frozen=True)
+class SequenceFlags:
+    """A request's place in a sequence (stateful models): correlation id, start and end flags."""
+
+    id: int | str
+    start: bool
+    end: bool
+
+
 @dataclass
 class InputTensor:
     name: str
@@ -90,6 +111,7 @@ class InputTensor:
     shape: tuple[int, ...]
     raw: bytes | memoryview | None = None  # little-endian, row-major
     data: Any = None  # JSON data (nested or flat) or a typed array (gRPC contents)
+    shm: ShmRef | None = None  # the raw data lives in a shared-memory region
 
 
 @dataclass
@@ -97,6 +119,7 @@ class RequestedOutput:
     name: str
     binary: bool | None = None  # None: the request-level default
     classification: int = 0  # > 0: top-k "score:index:label" strings instead of the tensor
+    shm: ShmRef | None = None  # write the output into a shared-memory region instead of the response
 
 
 @dataclass
@@ -108,6 +131,7 @@ class InferRequest:
     outputs: list[RequestedOutput] | None = None
     timeout_us: int | None = None
     binary_output: bool = False
+    sequence: SequenceFlags | None = None
 
 
 @dataclass
@@ -117,6 +141,7 @@ class OutputTensor:
     shape: tuple[int, ...]
     array: np.ndarray
     binary: bool = False
+    shm: ShmRef | None = None  # written into this shared-memory window (byte_size: the bytes written)
 
 
 @dataclass
@@ -152,20 +177,14 @@ def _int(value: Any, what: str, low: int = 0) -> int:
     return value
 
 
-def _params(obj: Mapping[str, Any], what: str) -> Mapping[str, Any]:
-    params = obj.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise ServeError(400, f"{what} 'parameters' must be a JSON object")
-    return params
-
-
 def parse_shape(shape: Any, name: str, limits: Limits) -> tuple[int, ...]:
     if not isinstance(shape, (list, tuple)) or len(shape) > limits.max_rank:
         raise ServeError(400, f"input {name!r}: 'shape' must be a list of at most {limits.max_rank} integers")
     return tuple(_int(d, f"input {name!r} shape dims") for d in shape)
 
 
-def request_from_json(obj: Any, binary: memoryview, model: str, version: str, limits: Limits) -> InferRequest:
+def request_from_json(obj: Any, binary: memoryview, model: str, version: str, limits: Limits,
+                      body: type[schema.InferBody] = schema.InferBody) -> InferRequest:
     """An InferRequest from the parsed JSON header; ``binary`` is what followed the header."""
     if not isinstance(obj, dict):
         raise ServeError(400, "the request must be a JSON object with an 'inputs' list")
@@ -174,58 +193,65 @@ def request_from_json(obj: Any, binary: memoryview, model: str, version: str, li
         raise ServeError(400, "the request needs a non-empty 'inputs' list")
     if len(inputs) > limits.max_inputs:
         raise ServeError(413, f"{len(inputs)} inputs in one request; at most {limits.max_inputs} are accepted")
-    params = _params(obj, "request")
-    rid = obj.get("id", "")
-    if not isinstance(rid, str):
-        rid = str(rid)[:128]
+    outs = obj.get("outputs")
+    if isinstance(outs, list) and len(outs) > limits.max_inputs:
+        raise ServeError(400, f"'outputs' must be a list of at most {limits.max_inputs} objects")
+    req = schema.parse(body, obj, "the inference request")
     offset, tensors = 0, []
-    for inp in inputs:
-        if not isinstance(inp, dict) or not isinstance(inp.get("name"), str):
-            raise ServeError(400, "each input must be an object with a 'name', 'datatype', 'shape' and data")
-        name = inp["name"]
-        datatype = inp.get("datatype")
+    for inp in req.inputs:
+        name, datatype, p = inp.name, inp.datatype, inp.parameters
         if datatype not in DATATYPES and datatype != "BYTES":
-            raise ServeError(400, f"input {name!r}: unknown datatype {repr(datatype)[:20]}; use one of "
+            raise ServeError(400, f"input {name!r}: unknown datatype {datatype[:20]!r}; use one of "
                                   f"{[*DATATYPES, 'BYTES']}")
-        shape = parse_shape(inp.get("shape"), name, limits)
-        iparams = _params(inp, f"input {name!r}")
-        if "binary_data_size" in iparams:
-            size = _int(iparams["binary_data_size"], f"input {name!r} binary_data_size")
+        shape = parse_shape(inp.shape, name, limits)
+        given = [k for k, v in (("data", inp.data is not None), ("binary_data_size", p.binary_data_size is not None),
+                                ("shared_memory_region", p.shared_memory_region is not None)) if v]
+        if len(given) != 1:
+            raise ServeError(400, f"input {name!r} needs exactly one of 'data', parameters.binary_data_size or "
+                                  f"parameters.shared_memory_region; got {given or 'none'}")
+        if p.binary_data_size is not None:
+            size = p.binary_data_size
             if offset + size > len(binary):
                 raise ServeError(400, f"input {name!r} declares binary_data_size {size} but only "
                                       f"{len(binary) - offset} bytes remain after the JSON header")
             tensors.append(InputTensor(name, datatype, shape, raw=binary[offset:offset + size]))
             offset += size
-        elif "data" in inp:
-            tensors.append(InputTensor(name, datatype, shape, data=inp["data"]))
+        elif p.shared_memory_region is not None:
+            tensors.append(InputTensor(name, datatype, shape, shm=shm_ref(p, f"input {name!r}")))
         else:
-            raise ServeError(400, f"input {name!r} has neither 'data' nor parameters.binary_data_size")
+            tensors.append(InputTensor(name, datatype, shape, data=inp.data))
     if offset != len(binary):
         raise ServeError(400, f"{len(binary)} bytes of binary data follow the JSON header but the inputs "
                               f"declare {offset}; check Inference-Header-Content-Length and binary_data_size")
-    outputs = None
-    if obj.get("outputs") is not None:
-        if not isinstance(obj["outputs"], list) or len(obj["outputs"]) > limits.max_inputs:
-            raise ServeError(400, f"'outputs' must be a list of at most {limits.max_inputs} objects")
-        outputs = []
-        for out in obj["outputs"]:
-            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
-                raise ServeError(400, "each requested output must be an object with a 'name'")
-            op = _params(out, f"output {out['name']!r}")
-            binary_flag = op.get("binary_data")
-            outputs.append(RequestedOutput(out["name"], None if binary_flag is None else bool(binary_flag),
-                                           _int(op.get("classification", 0), "classification")))
-    timeout = params.get("timeout")
-    return InferRequest(
-        model=model, version=version, id=rid, inputs=tensors, outputs=outputs,
-        timeout_us=None if timeout is None else _int(timeout, "parameter 'timeout' (microseconds)"),
-        binary_output=bool(params.get("binary_data_output", False)),
-    )
+    outputs = None if req.outputs is None else [
+        RequestedOutput(o.name, o.parameters.binary_data, o.parameters.classification,
+                        shm_ref(o.parameters, f"output {o.name!r}") if o.parameters.shared_memory_region else None)
+        for o in req.outputs]
+    rp = req.parameters
+    return InferRequest(model=model, version=version, id=str(req.id)[:128], inputs=tensors, outputs=outputs,
+                        timeout_us=rp.timeout, binary_output=rp.binary_data_output,
+                        sequence=sequence_of(rp.sequence_id, rp.sequence_start, rp.sequence_end))
+
+
+def shm_ref(p: schema.SharedMemoryRef, what: str) -> ShmRef:
+    if p.shared_memory_byte_size is None:
+        raise ServeError(400, f"{what}: parameters.shared_memory_region needs shared_memory_byte_size")
+    return ShmRef(str(p.shared_memory_region), p.shared_memory_offset, p.shared_memory_byte_size)
+
+
+def sequence_of(sid: Any, start: bool, end: bool) -> SequenceFlags | None:
+    """The sequence flags of a request (None when it names no sequence: id 0 or "" and no flags)."""
+    if sid in (None, 0, "") and not start and not end:
+        return None
+    return SequenceFlags(sid if sid is not None else 0, bool(start), bool(end))
 
 
 # -- tensors --------------------------------------------------------------------------------------
 def to_array(t: InputTensor, limits: Limits) -> np.ndarray:
-    """The numpy array of an input, after checking its bytes / values against shape and datatype."""
+    """The numpy array of an input, after checking its bytes / values against shape and datatype.
+    BYTES inputs become object arrays of ``bytes`` (JSON strings are UTF-8 encoded)."""
+    if t.datatype == "BYTES":
+        return bytes_array(t)
     if t.datatype not in DATATYPES:
         raise ServeError(400, f"input {t.name!r}: datatype {t.datatype} is not supported for model inputs")
     dt = DATATYPES[t.datatype]
@@ -251,6 +277,47 @@ def to_array(t: InputTensor, limits: Limits) -> np.ndarray:
     return np.ascontiguousarray(arr.astype(dt, copy=False).reshape(t.shape))
 
 
+def bytes_array(t: InputTensor) -> np.ndarray:
+    """A BYTES input as an object array of ``bytes``: from 4-byte-length-prefixed raw data (every length
+    checked against what is left), JSON strings (flat or nested) or gRPC ``bytes_contents``."""
+    count = math.prod(t.shape)
+    items: list[bytes] = []
+    if t.raw is not None:
+        raw, pos = memoryview(t.raw), 0
+        while pos < len(raw) and len(items) < count:
+            if pos + 4 > len(raw):
+                raise ServeError(400, f"input {t.name!r}: BYTES element {len(items)} has a truncated 4-byte length")
+            (n,) = struct.unpack_from("<I", raw, pos)
+            if pos + 4 + n > len(raw):
+                raise ServeError(400, f"input {t.name!r}: BYTES element {len(items)} declares {n} bytes but only "
+                                      f"{len(raw) - pos - 4} remain")
+            items.append(bytes(raw[pos + 4:pos + 4 + n]))
+            pos += 4 + n
+        if len(items) != count or pos != len(raw):
+            raise ServeError(400, f"input {t.name!r}: shape {list(t.shape)} needs {count} BYTES elements; the data "
+                                  f"holds {len(items)}{' and trailing bytes' if pos != len(raw) else ''}")
+    else:
+        stack = [t.data]
+        while stack:  # flatten nested lists, keeping row-major order
+            item = stack.pop()
+            if isinstance(item, (list, tuple, np.ndarray)):
+                stack.extend(reversed(list(item)))
+            elif isinstance(item, str):
+                items.append(item.encode())
+            elif isinstance(item, bytes):
+                items.append(item)
+            else:
+                raise ServeError(400, f"input {t.name!r}: BYTES data must be strings, got {type(item).__name__}")
+            if len(items) > count:
+                break
+        if len(items) != count:
+            raise ServeError(400, f"input {t.name!r}: shape {list(t.shape)} needs {count} strings, got "
+                                  f"{len(items)}{'+' if stack else ''}")
+    arr = np.empty(count, dtype=object)
+    arr[:] = items
+    return arr.reshape(t.shape)
+
+
 def raw_bytes(out: OutputTensor) -> bytes:
     """Wire bytes of an output: little-endian row-major, BYTES as 4-byte length + bytes per element."""
     if out.datatype == "BYTES":
@@ -274,7 +341,10 @@ def response_to_json(resp: InferResponse) -> tuple[bytes, list[bytes]]:
     outputs, chunks = [], []
     for out in resp.outputs:
         entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": list(out.shape)}
-        if out.binary:
+        if out.shm is not None:
+            entry["parameters"] = {"shared_memory_region": out.shm.region, "shared_memory_offset": out.shm.offset,
+                                   "shared_memory_byte_size": out.shm.byte_size}
+        elif out.binary:
             raw = raw_bytes(out)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)

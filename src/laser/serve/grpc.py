@@ -7,12 +7,14 @@ batch of 8 ImageNet images), and SO_REUSEPORT is off so a busy port fails loudly
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
 
 from laser.errors import require
+from laser.serve import schema
 from laser.serve.codec import (
     InferRequest,
     InferResponse,
@@ -20,21 +22,27 @@ from laser.serve.codec import (
     Limits,
     RequestedOutput,
     bearer_ok,
+    check_name,
     model_version,
     parse_shape,
     raw_bytes,
+    sequence_of,
+    shm_ref,
 )
+from laser.serve.control import load_override, unload_params
 from laser.serve.errors import GRPC_CODES, ServeError, as_serve_error
 from laser.serve.handler import Handler
 from laser.serve.proto import RPCS, SERVICE, message
+from laser.serve.shm import cuda_refused
 
 PROTOCOL = "grpc"
+STREAM_INFLIGHT = 64  # requests of one ModelStreamInfer stream handled at once
 
 # Typed contents field per datatype, for requests that do not use raw_input_contents.
 CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
-            "FP64": "fp64_contents"}
+            "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 
 
 def _param(p: Any) -> Any:
@@ -42,38 +50,48 @@ def _param(p: Any) -> Any:
     return getattr(p, which) if which else None
 
 
+def _params(field: Any) -> dict[str, Any]:
+    return {k: _param(v) for k, v in field.items()}
+
+
 def request_from_proto(msg: Any, limits: Limits, time_remaining: float | None) -> InferRequest:
+    """An InferRequest from a ModelInferRequest; parameters are checked by the same schema as JSON's."""
     model, version = model_version(msg.model_name, msg.model_version)
-    if len(msg.inputs) > limits.max_inputs:
-        raise ServeError(413, f"{len(msg.inputs)} inputs in one request; at most {limits.max_inputs} are accepted")
-    raw = msg.raw_input_contents
-    if raw and len(raw) != len(msg.inputs):
-        raise ServeError(400, f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs")
+    if len(msg.inputs) > limits.max_inputs or len(msg.outputs) > limits.max_inputs:
+        raise ServeError(413, f"{len(msg.inputs)} inputs / {len(msg.outputs)} outputs in one request; at most "
+                              f"{limits.max_inputs} of each are accepted")
+    iparams = [schema.parse(schema.InputParams, _params(t.parameters), f"input {t.name[:40]!r}") for t in msg.inputs]
+    raw = list(msg.raw_input_contents)
+    in_body = sum(p.shared_memory_region is None for p in iparams)
+    if raw and len(raw) != in_body:
+        raise ServeError(400, f"raw_input_contents has {len(raw)} entries for {in_body} inputs sent in the message")
     inputs = []
-    for i, t in enumerate(msg.inputs):
+    for t, p in zip(msg.inputs, iparams):
         shape = parse_shape(list(t.shape), t.name, limits)
-        if raw:
-            inputs.append(InputTensor(t.name, t.datatype, shape, raw=raw[i]))
+        if p.shared_memory_region is not None:
+            inputs.append(InputTensor(t.name, t.datatype, shape, shm=shm_ref(p, f"input {t.name!r}")))
+        elif raw:
+            inputs.append(InputTensor(t.name, t.datatype, shape, raw=raw.pop(0)))
         elif t.datatype in CONTENTS:
-            inputs.append(InputTensor(t.name, t.datatype, shape, data=np.asarray(getattr(t.contents, CONTENTS[t.datatype]))))
+            values = getattr(t.contents, CONTENTS[t.datatype])
+            inputs.append(InputTensor(t.name, t.datatype, shape,
+                                      data=list(values) if t.datatype == "BYTES" else np.asarray(values)))
         else:
             raise ServeError(400, f"input {t.name!r}: datatype {t.datatype[:20]!r} must be sent in raw_input_contents")
-    params = {k: _param(v) for k, v in msg.parameters.items()}
-    timeout = params.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
-        raise ServeError(400, f"parameter 'timeout' must be an integer number of microseconds, got {timeout!r}")
+    rp = schema.parse(schema.RequestParams, _params(msg.parameters), "the request parameters")
+    timeout = rp.timeout
     if time_remaining is not None:  # the gRPC deadline is a timeout too
         timeout = min(timeout or 1 << 62, max(1, int(time_remaining * 1e6)))
     outputs = None
     if msg.outputs:
         outputs = []
         for o in msg.outputs:
-            k = _param(o.parameters["classification"]) if "classification" in o.parameters else 0
-            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-                raise ServeError(400, f"output {o.name!r}: classification must be an integer >= 0")
-            outputs.append(RequestedOutput(o.name, True, k))
+            op = schema.parse(schema.OutputParams, _params(o.parameters), f"output {o.name[:40]!r}")
+            outputs.append(RequestedOutput(o.name, True, op.classification,
+                                           shm_ref(op, f"output {o.name!r}") if op.shared_memory_region else None))
     return InferRequest(model=model, version=version, id=msg.id, inputs=inputs, outputs=outputs,
-                        timeout_us=timeout, binary_output=True)
+                        timeout_us=timeout, binary_output=True,
+                        sequence=sequence_of(rp.sequence_id, rp.sequence_start, rp.sequence_end))
 
 
 def response_to_proto(resp: InferResponse) -> Any:
@@ -82,16 +100,34 @@ def response_to_proto(resp: InferResponse) -> Any:
         t = msg.outputs.add()
         t.name, t.datatype = out.name, out.datatype
         t.shape.extend(out.shape)
-        msg.raw_output_contents.append(raw_bytes(out))
+        if out.shm is not None:  # written into shared memory; an empty entry keeps the indexes aligned
+            t.parameters["shared_memory_region"].string_param = out.shm.region
+            t.parameters["shared_memory_offset"].int64_param = out.shm.offset
+            t.parameters["shared_memory_byte_size"].int64_param = out.shm.byte_size
+            msg.raw_output_contents.append(b"")
+        else:
+            msg.raw_output_contents.append(raw_bytes(out))
     return msg
+
+
+def decode(req_type: Any, data: bytes) -> Any:
+    """A request message from its wire bytes; bytes that do not parse as ``req_type`` are a 400."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        return req_type.FromString(data)
+    except (DecodeError, ValueError, TypeError) as exc:
+        raise ServeError(400, f"the message does not decode as {req_type.DESCRIPTOR.name}: {str(exc)[:80]}") from None
 
 
 def _config_to_proto(cfg: dict[str, Any]) -> Any:
     c = message("ModelConfig")(name=cfg["name"], platform=cfg["platform"], backend=cfg["backend"],
                                max_batch_size=cfg["max_batch_size"])
     dtypes = message("ModelInput").DESCRIPTOR.fields_by_name["data_type"].enum_type.values_by_name
+    formats = message("ModelInput").Format
     for t in cfg["input"]:
-        c.input.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"])
+        c.input.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"],
+                    format=formats.Value(t.get("format", "FORMAT_NONE")))
     for t in cfg["output"]:
         c.output.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"])
     policy = cfg["version_policy"]
@@ -105,6 +141,13 @@ def _config_to_proto(cfg: dict[str, Any]) -> Any:
         db = cfg["dynamic_batching"]
         c.dynamic_batching.preferred_batch_size.extend(db["preferred_batch_size"])
         c.dynamic_batching.max_queue_delay_microseconds = db["max_queue_delay_microseconds"]
+    if "sequence_batching" in cfg:
+        sb = cfg["sequence_batching"]
+        c.sequence_batching.max_sequence_idle_microseconds = sb["max_sequence_idle_microseconds"]
+        c.sequence_batching.oldest.max_candidate_sequences = sb["oldest"]["max_candidate_sequences"]
+        for st in sb["state"]:
+            c.sequence_batching.state.add(input_name=st["input_name"], output_name=st["output_name"],
+                                          data_type=dtypes[st["data_type"]].number, dims=st["dims"])
     for key, value in cfg.get("parameters", {}).items():
         c.parameters[key].string_value = value["string_value"]
     return c
@@ -112,6 +155,8 @@ def _config_to_proto(cfg: dict[str, Any]) -> Any:
 
 def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]]:
     """RPC name -> coroutine(request message, context) -> response message."""
+    from google.protobuf import json_format
+
     M = message
     limits = handler.limits
 
@@ -142,26 +187,120 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
     async def model_config(req: Any, ctx: Any) -> Any:
         return M("ModelConfigResponse")(config=_config_to_proto(handler.model_config(*model_version(req.name, req.version))))
 
+    async def model_statistics(req: Any, ctx: Any) -> Any:
+        name, version = model_version(req.name, req.version) if req.name else ("", req.version)
+        return json_format.ParseDict(handler.statistics(name, version), M("ModelStatisticsResponse")())
+
     async def repository_index(req: Any, ctx: Any) -> Any:
         resp = M("RepositoryIndexResponse")()
-        for row in handler.repository.index():
-            if not req.ready or row["state"] == "READY":
-                resp.models.add(**row)
+        for row in handler.repository.index(ready=req.ready):
+            resp.models.add(**row)
         return resp
 
     def control(action: str, response: str) -> Callable[[Any, Any], Awaitable[Any]]:
         async def run(req: Any, ctx: Any) -> Any:
             if not handler.model_control:
                 raise ServeError(403, "model control is disabled; start the server with --model-control")
-            await getattr(handler.repository, action)(model_version(req.model_name, "")[0])
+            model = model_version(req.model_name, "")[0]
+            params = {k: _param(v) for k, v in req.parameters.items()}
+            if action == "load":
+                await handler.repository.load(model, load_override(model, params))
+            else:
+                unload_params(params)
+                await handler.repository.unload(model)
             return M(response)()
         return run
 
     return {"ServerLive": server_live, "ServerReady": server_ready, "ModelReady": model_ready,
             "ServerMetadata": server_metadata, "ModelMetadata": model_metadata, "ModelInfer": model_infer,
-            "ModelConfig": model_config, "RepositoryIndex": repository_index,
+            "ModelConfig": model_config, "RepositoryIndex": repository_index, "ModelStatistics": model_statistics,
+            **_shm_servicer(handler),
             "RepositoryModelLoad": control("load", "RepositoryModelLoadResponse"),
             "RepositoryModelUnload": control("unload", "RepositoryModelUnloadResponse")}
+
+
+def _shm_servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]]:
+    """The system (and refused CUDA) shared-memory RPCs."""
+    M = message
+
+    async def shm_status(req: Any, ctx: Any) -> Any:
+        resp = M("SystemSharedMemoryStatusResponse")()
+        for row in handler.shm.status(req.name and check_name("shared memory region name", req.name)):
+            resp.regions[row["name"]].CopyFrom(M("SystemSharedMemoryStatusResponse").RegionStatus(**row))
+        return resp
+
+    async def shm_register(req: Any, ctx: Any) -> Any:
+        handler.shm.register(req.name, req.key, req.offset, req.byte_size)
+        return M("SystemSharedMemoryRegisterResponse")()
+
+    async def shm_unregister(req: Any, ctx: Any) -> Any:
+        handler.shm.unregister(req.name and check_name("shared memory region name", req.name))
+        return M("SystemSharedMemoryUnregisterResponse")()
+
+    async def cuda_status(req: Any, ctx: Any) -> Any:
+        return M("CudaSharedMemoryStatusResponse")()  # none can be registered here
+
+    async def cuda_refuse(req: Any, ctx: Any) -> Any:
+        raise cuda_refused()
+
+    async def cuda_unregister(req: Any, ctx: Any) -> Any:
+        return M("CudaSharedMemoryUnregisterResponse")()  # none can be registered, so none is left
+
+    return {"SystemSharedMemoryStatus": shm_status, "SystemSharedMemoryRegister": shm_register,
+            "SystemSharedMemoryUnregister": shm_unregister, "CudaSharedMemoryStatus": cuda_status,
+            "CudaSharedMemoryRegister": cuda_refuse, "CudaSharedMemoryUnregister": cuda_unregister}
+
+
+def stream_infer(handler: Handler) -> Callable[[AsyncIterator[bytes], Any], AsyncIterator[Any]]:
+    """ModelStreamInfer: each request of the stream runs through the Handler as soon as it arrives (up to
+    STREAM_INFLIGHT at once; reading pauses beyond), each answer is sent when ready, matched by ``id``. A
+    request that fails is answered in the stream with ``error_message``; the stream itself goes on."""
+    Request, Answer = message("ModelInferRequest"), message("ModelStreamInferResponse")
+    limits = handler.limits
+
+    async def run(requests: AsyncIterator[bytes], ctx: Any) -> AsyncIterator[Any]:
+        answers: asyncio.Queue = asyncio.Queue()
+        slots = asyncio.Semaphore(STREAM_INFLIGHT)
+        tasks: set[asyncio.Task] = set()
+
+        async def one(data: bytes) -> None:
+            got: list[Any] = []
+
+            def parse() -> InferRequest:
+                got.append(decode(Request, data))
+                return request_from_proto(got[0], limits, ctx.time_remaining())
+            try:
+                resp = await handler.infer(PROTOCOL, parse)
+                answers.put_nowait(Answer(infer_response=response_to_proto(resp)))
+            except ServeError as err:
+                answers.put_nowait(Answer(error_message=str(err), infer_response=message("ModelInferResponse")(
+                    id=got[0].id if got else "", model_name=got[0].model_name if got else "")))
+            finally:
+                slots.release()
+
+        async def read() -> None:
+            try:
+                async for data in requests:
+                    await slots.acquire()
+                    task = asyncio.ensure_future(one(data))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                while tasks:
+                    await asyncio.wait(set(tasks))
+            finally:
+                answers.put_nowait(None)  # the client closed its side and every answer is queued
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+            reader.result()  # a broken stream ends the call with its error
+        finally:
+            reader.cancel()
+            for task in list(tasks):
+                task.cancel()
+
+    return run
 
 
 async def start_server(handler: Handler, host: str, port: int, token: str | None = None) -> tuple[Any, int]:
@@ -172,15 +311,18 @@ async def start_server(handler: Handler, host: str, port: int, token: str | None
                                       ("grpc.max_receive_message_length", size), ("grpc.so_reuseport", 0)])
     token_bytes = token.encode() if token else None
 
-    def wrap(fn: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
-        async def call(req: Any, ctx: Any) -> Any:
-            if token_bytes is not None:
-                auth = str(dict(ctx.invocation_metadata() or ()).get("authorization", ""))
-                if not bearer_ok(auth.encode(), token_bytes):
-                    await ctx.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token; send "
-                                                                     "metadata 'authorization: Bearer <token>'")
+    async def authenticate(ctx: Any) -> None:
+        if token_bytes is not None:
+            auth = str(dict(ctx.invocation_metadata() or ()).get("authorization", ""))
+            if not bearer_ok(auth.encode(), token_bytes):
+                await ctx.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token; send "
+                                                                 "metadata 'authorization: Bearer <token>'")
+
+    def wrap(fn: Callable[[Any, Any], Awaitable[Any]], req_type: Any) -> Callable[[bytes, Any], Awaitable[Any]]:
+        async def call(data: bytes, ctx: Any) -> Any:
+            await authenticate(ctx)
             try:
-                return await fn(req, ctx)
+                return await fn(decode(req_type, data), ctx)
             except Exception as exc:
                 err = as_serve_error(exc)
             code = getattr(grpc.StatusCode, GRPC_CODES.get(err.status, "INTERNAL"))
@@ -191,8 +333,18 @@ async def start_server(handler: Handler, host: str, port: int, token: str | None
     handlers = {}
     for name, fn in servicer(handler).items():
         req_type, resp_type = (message(m) for m in RPCS[name])
+        # The message is decoded inside the call, so that one that does not parse is INVALID_ARGUMENT.
         handlers[name] = grpc.unary_unary_rpc_method_handler(
-            wrap(fn), request_deserializer=req_type.FromString, response_serializer=resp_type.SerializeToString)
+            wrap(fn, req_type), request_deserializer=None, response_serializer=resp_type.SerializeToString)
+    streaming = stream_infer(handler)
+
+    async def stream(requests: AsyncIterator[bytes], ctx: Any) -> AsyncIterator[Any]:
+        await authenticate(ctx)
+        async for answer in streaming(requests, ctx):
+            yield answer
+
+    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+        stream, request_deserializer=None, response_serializer=message("ModelStreamInferResponse").SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

@@ -25,18 +25,22 @@ from laser.serve.codec import (
     Limits,
     OutputTensor,
     RequestedOutput,
+    ShmRef,
     classification,
     datatype_of,
+    raw_bytes,
     to_array,
 )
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.metrics import Metrics
 from laser.serve.repository import ModelSettings, ModelVersion, Repository, parse_policy
+from laser.serve.shm import SharedMemory
 from laser.serve.tasks import TASKS, deadline
 
 log = logging.getLogger("laser.serve")
 
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "laser_tasks"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics",
+              "system_shared_memory", "sequence", "laser_tasks"]
 
 
 class Handler:
@@ -49,6 +53,7 @@ class Handler:
         self.name = name
         self.draining = False
         self.load = load or repository.load_now or Load()  # the count the batchers read
+        self.shm = SharedMemory()  # registered system shared-memory regions
         self._idle: asyncio.Event | None = None
 
     @property
@@ -79,8 +84,8 @@ class Handler:
             "name": mv.name,
             "versions": [v.version for v in self.repository.versions(name)],
             "platform": f"laser_{mv.artifact.format}",
-            "inputs": [_tensor_meta(t) for t in mv.spec.inputs],
-            "outputs": [_tensor_meta(t) for t in mv.spec.outputs],
+            "inputs": [_tensor_meta(t) for t in _inputs(mv)],
+            "outputs": [_tensor_meta(t) for t in _outputs(mv)],
         }
 
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
@@ -99,8 +104,11 @@ class Handler:
         config: dict[str, Any] = {
             "name": mv.name, "platform": f"laser_{mv.artifact.format}", "backend": mv.backend,
             "version_policy": policy, "max_batch_size": mv.max_batch_size,
-            "input": [tensor(t) for t in mv.spec.inputs], "output": [tensor(t) for t in mv.spec.outputs],
+            "input": [tensor(t) for t in _inputs(mv)], "output": [tensor(t) for t in _outputs(mv)],
         }
+        if mv.artifact.preprocessing.get("type") == "image" and len(config["input"]) == 1 and \
+                len(config["input"][0]["dims"]) == 3:
+            config["input"][0]["format"] = "FORMAT_NCHW"  # image preprocessing gives (C, H, W) per sample
         execution = mv.execution
         config["parameters"] = {"laser_execution": {"string_value": execution.strategy},
                                 "laser_batch1_call_ms": {"string_value": "" if execution.call_ms is None
@@ -109,7 +117,20 @@ class Handler:
         if mv.batcher.dynamic:
             config["dynamic_batching"] = {"preferred_batch_size": list(s.preferred_batch_sizes),
                                           "max_queue_delay_microseconds": int(s.max_queue_delay_ms * 1000)}
+        if mv.sequences is not None:
+            config["sequence_batching"] = mv.sequences.config(
+                lambda dtype: datatype_of(dtype).replace("BYTES", "STRING"), mv.spec, skip)
         return config
+
+    def statistics(self, name: str = "", version: str = "") -> dict[str, Any]:
+        """Triton's statistics extension: every loaded version of every model, of one model, or one version."""
+        if not name and version:
+            raise ServeError(400, "statistics for a version need the model name too")
+        if version:
+            versions = [self.repository.get(name, version)]
+        else:
+            versions = [mv for n in ([name] if name else self.repository.names()) for mv in self.repository.versions(n)]
+        return {"model_stats": [self.metrics.statistics(mv.name, mv.version) for mv in versions]}
 
     # -- the request lifecycle ----------------------------------------------------------------
     async def infer(self, protocol: str, request: InferRequest | Callable[[], Any]) -> InferResponse:
@@ -156,24 +177,40 @@ class Handler:
             req = await req
         mv = self.repository.get(req.model, req.version)
         labels[:] = [mv.name, mv.version]
+        if req.sequence is not None and mv.sequences is None:
+            raise ServeError(400, f"model {mv.name!r} is not a sequence (stateful) model: its config has no "
+                                  "sequence_batching; drop sequence_id, sequence_start and sequence_end")
         feeds, n = self._feeds(mv, req)
-        wanted = req.outputs or [RequestedOutput(name) for name in mv.spec.output_names]
-        known = set(mv.spec.output_names)
+        known = [t.name for t in _outputs(mv)]
+        wanted = req.outputs or [RequestedOutput(name) for name in known]
+        seen: set[str] = set()
         for out in wanted:
             if out.name not in known:
                 raise ServeError(400, f"model {mv.name!r} has no output {out.name!r}; outputs: {sorted(known)}")
-        results = await mv.batcher.submit(feeds, n, deadline(req.timeout_us))
+            if out.name in seen:
+                raise ServeError(400, f"output {out.name!r} is requested twice; name each output once")
+            seen.add(out.name)
+        due = deadline(req.timeout_us)
+        if mv.sequences is not None:
+            results = await mv.sequences.run(req.sequence, feeds, lambda f: mv.batcher.submit(f, n, due))
+        else:
+            results = await mv.batcher.submit(feeds, n, due)
         outputs = []
         for out in wanted:
             arr = results[out.name]
             binary = req.binary_output if out.binary is None else out.binary
             if out.classification:
                 arr = classification(arr, out.classification, mv.artifact.labels)
-            outputs.append(OutputTensor(out.name, datatype_of(arr.dtype), tuple(arr.shape), arr, binary))
+            tensor = OutputTensor(out.name, datatype_of(arr.dtype), tuple(arr.shape), arr, binary)
+            if out.shm is not None:  # into the client's shared memory instead of the response
+                data = raw_bytes(tensor)
+                self.shm.write(out.shm, data, f"output {out.name!r}")
+                tensor.shm = ShmRef(out.shm.region, out.shm.offset, len(data))
+            outputs.append(tensor)
         return InferResponse(mv.name, mv.version, outputs, id=req.id)
 
     def _feeds(self, mv: ModelVersion, req: InferRequest) -> tuple[dict[str, np.ndarray], int]:
-        specs = {t.name: t for t in mv.spec.inputs}
+        specs = {t.name: t for t in _inputs(mv)}  # a sequence model's state inputs come from the server
         feeds: dict[str, np.ndarray] = {}
         for t in req.inputs:
             spec = specs.get(t.name)
@@ -181,11 +218,14 @@ class Handler:
                 raise ServeError(400, f"model {mv.name!r} has no input {t.name!r}; inputs: {list(specs)}")
             if t.name in feeds:
                 raise ServeError(400, f"input {t.name!r} is given twice")
+            if t.shm is not None:
+                t.raw = self.shm.read(t.shm, f"input {t.name!r}")
             want = datatype_of(spec.dtype)
             if t.datatype != want:
                 raise ServeError(400, f"input {t.name!r} is {t.datatype}, model {mv.name!r} expects {want}")
             feeds[t.name] = to_array(t, self.limits)
-        mv.spec.check_inputs(feeds)  # names complete, ranks, fixed dims, shared dim names (InputError -> 400)
+        # names complete, ranks, fixed dims, shared dim names (InputError -> 400)
+        mv.spec.check_inputs(mv.sequences.check(feeds) if mv.sequences is not None else feeds)
         if not mv.batchable:
             return feeds, 1
         n = int(next(iter(feeds.values())).shape[0])
@@ -231,6 +271,17 @@ def compose(models: Sequence[Any], settings: ModelSettings, *, limits: Limits | 
     metrics, load = Metrics(), Load()
     repository = Repository(list(models), settings, metrics=metrics, load=load)
     return Handler(repository, metrics=metrics, limits=limits, model_control=model_control, load=load)
+
+
+def _inputs(mv: ModelVersion) -> list[Any]:
+    """The inputs a client sends: a sequence model's state inputs are fed by the server."""
+    hidden = mv.sequences.state_inputs if mv.sequences is not None else set()
+    return [t for t in mv.spec.inputs if t.name not in hidden]
+
+
+def _outputs(mv: ModelVersion) -> list[Any]:
+    hidden = mv.sequences.state_outputs if mv.sequences is not None else set()
+    return [t for t in mv.spec.outputs if t.name not in hidden]
 
 
 def _tensor_meta(t: Any) -> dict[str, Any]:

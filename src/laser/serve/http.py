@@ -9,26 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from laser.errors import require
+from laser.serve import schema
 from laser.serve.codec import (
     Limits,
     bearer_ok,
+    check_name,
     model_version,
     parse_json,
     request_from_json,
     response_to_json,
 )
+from laser.serve.control import load_override, unload_params
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.handler import Handler
+from laser.serve.shm import cuda_refused
 
 HEADER_LENGTH = "inference-header-content-length"
 PROTOCOL = "http"
 _LARGE_JSON = 1 << 20  # bytes: parse bigger JSON bodies in a worker thread, off the event loop
 WATCH_AFTER_S = 0.005
+GZIP_MIN_BYTES = 256
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
@@ -86,6 +92,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memo
     return view[:n], view[n:]
 
 
+def _region(request: Any) -> str:
+    region = request.path_params.get("region", "")
+    return check_name("shared memory region name", region) if region else ""
+
+
 def _names(request: Any) -> tuple[str, str]:
     return model_version(request.path_params["model"], request.path_params.get("version", ""))
 
@@ -95,10 +106,15 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None, 
     ``web``: a ``laser.serve.web.WebPages``, whose routes serve each model's browser page under /web/."""
     require("starlette", "serve")
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.gzip import GZipMiddleware
 
+    # Accept-Encoding: gzip is honoured for answers past GZIP_MIN_BYTES (a client that does not ask gets
+    # the bytes as they are; laser's own HttpClient asks for identity: tensors compress poorly).
     routes = _routes(handler) + (web.routes(_endpoint) if web is not None else [])
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found},
-                    lifespan=lifespan)
+                    lifespan=lifespan, middleware=[Middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES,
+                                                              compresslevel=6)])
     return _Guard(app, token) if token else app
 
 
@@ -144,17 +160,24 @@ def _routes(handler: Handler) -> list[Any]:
     async def model_config(request: Any) -> Any:
         return _json(handler.model_config(*_names(request)))
 
+    async def statistics(request: Any) -> Any:
+        if "model" not in request.path_params:
+            return _json(handler.statistics())
+        return _json(handler.statistics(*_names(request)))
+
     async def metrics(request: Any) -> Any:
         return Response(handler.metrics.render(), media_type=handler.metrics.content_type)
 
     async def repository_index(request: Any) -> Any:
-        return _json(handler.repository.index())
+        body = await _body(request, schema.IndexBody, "the repository index request", handler.limits)
+        return _json(handler.repository.index(ready=body.ready))
 
     infer, task = _endpoint(_infer(handler)), _endpoint(_task(handler))
     v = "/v2/models/{model}"
     vv = "/v2/models/{model}/versions/{version}"
-    # Starlette tries routes in order: inference first.
-    routes = [Route(v + "/infer", infer, methods=["POST"])]
+    # Starlette tries routes in order: inference first; /v2/models/stats before the {model} routes.
+    routes = [Route(v + "/infer", infer, methods=["POST"]),
+              Route("/v2/models/stats", _endpoint(statistics), methods=["GET"])]
     routes += [
         Route("/v2/health/live", _endpoint(live), methods=["GET"]),
         Route("/v2/health/ready", _endpoint(ready), methods=["GET"]),
@@ -164,14 +187,53 @@ def _routes(handler: Handler) -> list[Any]:
         Route("/v2/repository/models/{model}/load", _endpoint(_control(handler, "load")), methods=["POST"]),
         Route("/v2/repository/models/{model}/unload", _endpoint(_control(handler, "unload")), methods=["POST"]),
     ]
+    routes += _shm_routes(handler)
     for base in (v, vv):
         routes += [
             Route(base, _endpoint(model_metadata), methods=["GET"]),
             Route(base + "/ready", _endpoint(model_ready), methods=["GET"]),
             Route(base + "/config", _endpoint(model_config), methods=["GET"]),
+            Route(base + "/stats", _endpoint(statistics), methods=["GET"]),
             *([Route(base + "/infer", infer, methods=["POST"])] if base == vv else []),
             Route(base + "/{task}", task, methods=["POST"]),
         ]
+    return routes
+
+
+def _shm_routes(handler: Handler) -> list[Any]:
+    """The system shared-memory extension's routes, and the CUDA ones (refused: no GPU path)."""
+    from starlette.routing import Route
+
+    async def shm_status(request: Any) -> Any:
+        return _json(handler.shm.status(_region(request)))
+
+    async def shm_register(request: Any) -> Any:
+        body = await _body(request, schema.RegisterBody, "the shared memory registration", handler.limits)
+        handler.shm.register(_region(request), body.key, body.offset, body.byte_size)
+        return _json({})
+
+    async def shm_unregister(request: Any) -> Any:
+        handler.shm.unregister(_region(request))
+        return _json({})
+
+    async def cuda_status(request: Any) -> Any:
+        return _json([])  # none can be registered here
+
+    async def cuda_unregister(request: Any) -> Any:
+        return _json({})  # none can be registered, so none is left (clients clear regions before starting)
+
+    async def cuda_refuse(request: Any) -> Any:
+        raise cuda_refused()
+
+    routes: list[Any] = []
+    for base in ("/v2/systemsharedmemory", "/v2/systemsharedmemory/region/{region}"):
+        routes += [Route(base + "/status", _endpoint(shm_status), methods=["GET"]),
+                   Route(base + "/unregister", _endpoint(shm_unregister), methods=["POST"])]
+    routes.append(Route("/v2/systemsharedmemory/region/{region}/register", _endpoint(shm_register), methods=["POST"]))
+    for base in ("/v2/cudasharedmemory", "/v2/cudasharedmemory/region/{region}"):
+        routes += [Route(base + "/status", _endpoint(cuda_status), methods=["GET"]),
+                   Route(base + "/unregister", _endpoint(cuda_unregister), methods=["POST"])]
+    routes.append(Route("/v2/cudasharedmemory/region/{region}/register", _endpoint(cuda_refuse), methods=["POST"]))
     return routes
 
 
@@ -260,9 +322,20 @@ def _control(handler: Handler, action: str) -> Callable[[Any], Awaitable[Any]]:
             raise ServeError(403, "model control is disabled; start the server with --model-control "
                                   "(laser.serve(..., model_control=True)) to load and unload models")
         model, _ = _names(request)
-        await getattr(handler.repository, action)(model)
+        body = await _body(request, schema.LoadBody, f"the {action} request", handler.limits)
+        if action == "load":
+            await handler.repository.load(model, load_override(model, body.parameters))
+        else:
+            unload_params(body.parameters)
+            await handler.repository.unload(model)
         return _json({})
     return run
+
+
+async def _body(request: Any, model: type[schema.M], what: str, limits: Limits) -> schema.M:
+    """A small JSON control body (empty: all defaults), validated whole."""
+    raw = await read_body(request, limits)
+    return schema.parse(model, parse_json(raw, limits) if raw.strip() else {}, what)
 
 
 async def _watch_disconnect(receive: Callable[[], Awaitable[dict]], task: asyncio.Task | None) -> None:
@@ -273,18 +346,29 @@ async def _watch_disconnect(receive: Callable[[], Awaitable[dict]], task: asynci
 
 
 def raw_input_request(handler: Handler, model: str, version: str, nbytes: int) -> dict[str, Any]:
-    """Inference-Header-Content-Length: 0 — the body is the raw data of the model's single input."""
+    """Inference-Header-Content-Length: 0 — the body is the raw data of the model's single input, batch 1;
+    one variable dim besides the batch takes its size from the byte count, as in Triton."""
+    from laser.serve.codec import DATATYPES, datatype_of
+
     mv = handler.repository.get(model, version)
     if len(mv.spec.inputs) != 1:
         raise ServeError(400, f"a raw body needs a single-input model; {model!r} has {len(mv.spec.inputs)} inputs")
     t = mv.spec.inputs[0]
-    try:
-        shape = t.concrete_shape(batch=1)
-    except Exception:
-        raise ServeError(400, f"input {t.name!r} has dynamic dims besides the batch; send a JSON header") from None
-    from laser.serve.codec import datatype_of
-
-    return {"inputs": [{"name": t.name, "datatype": datatype_of(t.dtype), "shape": list(shape),
+    datatype = datatype_of(t.dtype)
+    if datatype not in DATATYPES:
+        raise ServeError(400, f"a raw body cannot carry {datatype} input {t.name!r}; send a JSON header")
+    shape = [1 if i == 0 and mv.batchable else d for i, d in enumerate(t.shape)]
+    free = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+    if len(free) > 1:
+        raise ServeError(400, f"input {t.name!r} has {len(free)} variable dims besides the batch; a raw body can "
+                              "size one; send a JSON header with the shape")
+    if free:
+        per = DATATYPES[datatype].itemsize * math.prod(d for d in shape if isinstance(d, int))
+        if per == 0 or nbytes % per:
+            raise ServeError(400, f"a raw body of {nbytes} bytes is not a whole number of {t.describe()} "
+                                  f"{datatype} rows ({per} bytes each)")
+        shape[free[0]] = nbytes // per
+    return {"inputs": [{"name": t.name, "datatype": datatype, "shape": shape,
                         "parameters": {"binary_data_size": nbytes}}]}
 
 

@@ -7,6 +7,8 @@ for unknown models are counted under model=""), outcomes come from a fixed list.
 from __future__ import annotations
 
 import contextlib
+import time
+from typing import Any
 
 from laser.errors import require
 
@@ -44,13 +46,29 @@ class Metrics:
                                   "at load from a measured batch-1 call: inline (event loop) or thread.",
                                   ["model", "version", "strategy"], registry=r)
         self._generate = pc.generate_latest
+        self._stats: dict[tuple[str, str], ModelStats] = {}
+
+    def new_stats(self, model: str, version: str) -> ModelStats:
+        """A fresh statistics record for a model version being loaded (a reload starts from zero, as in
+        Triton); it is the one reported until that version is unloaded."""
+        self._stats[(model, version)] = stats = ModelStats()
+        return stats
+
+    def statistics(self, model: str, version: str) -> dict[str, Any]:
+        return self._stats.get((model, version), ModelStats()).to_dict(model, version)
 
     def observe_request(self, model: str, version: str, protocol: str, outcome: str, seconds: float) -> None:
         self.requests.labels(model, version, protocol, outcome).inc()
         self.request_seconds.labels(model, protocol).observe(seconds)
+        stats = self._stats.get((model, version))
+        if stats is not None:
+            stats.request(outcome == "success", seconds)
 
-    def forget(self, model: str, version: str) -> None:
-        """Drop the per-version series of an unloaded version (keeps the registry bounded)."""
+    def forget(self, model: str, version: str, stats: ModelStats | None = None) -> None:
+        """Drop the per-version series of an unloaded version (keeps the registry bounded); its statistics
+        record goes unless a reload of the same version has replaced it already."""
+        if stats is not None and self._stats.get((model, version)) is stats:
+            del self._stats[(model, version)]
         for metric in (self.queue_seconds, self.compute_seconds, self.batch_size, self.queue_depth):
             with contextlib.suppress(KeyError):
                 metric.remove(model, version)
@@ -61,3 +79,58 @@ class Metrics:
 
     def render(self) -> bytes:
         return self._generate(self.registry)
+
+
+class ModelStats:
+    """Triton's statistics extension for one model version: counts and cumulative nanoseconds.
+
+    Per request: success / fail (time inside the server), queue, and the compute_input / compute_infer /
+    compute_output time of the batch it ran in; per batch size: the same three per execution.
+    compute_input is joining the requests' tensors into the batch, compute_infer the model call,
+    compute_output slicing each request's rows out of the batch outputs."""
+
+    KEYS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+    def __init__(self) -> None:
+        self.totals = {k: [0, 0] for k in self.KEYS}  # [count, ns]
+        self.batches: dict[int, list[list[int]]] = {}  # batch size -> [[count, ns]] x (input, infer, output)
+        self.inference_count = 0  # samples run successfully
+        self.execution_count = 0  # model executions (batches)
+        self.last_inference = 0  # ms since the epoch
+
+    def _add(self, key: str, seconds: float, count: int = 1) -> None:
+        t = self.totals[key]
+        t[0] += count
+        t[1] += int(seconds * 1e9) * count
+
+    def request(self, ok: bool, seconds: float) -> None:
+        self._add("success" if ok else "fail", seconds)
+
+    def queued(self, seconds: float) -> None:
+        self._add("queue", seconds)
+
+    def executed(self, size: int, requests: int, input_s: float, infer_s: float, output_s: float) -> None:
+        """One successful model execution of ``size`` samples for ``requests`` requests."""
+        self.inference_count += size
+        self.execution_count += 1
+        self.last_inference = int(time.time() * 1000)
+        rows = self.batches.setdefault(size, [[0, 0], [0, 0], [0, 0]])
+        for i, (key, seconds) in enumerate(zip(self.KEYS[3:], (input_s, infer_s, output_s))):
+            self._add(key, seconds, requests)
+            rows[i][0] += 1
+            rows[i][1] += int(seconds * 1e9)
+
+    def to_dict(self, model: str, version: str) -> dict[str, Any]:
+        def duration(pair: list[int]) -> dict[str, int]:
+            return {"count": pair[0], "ns": pair[1]}
+
+        zero = {"count": 0, "ns": 0}
+        return {
+            "name": model, "version": version, "last_inference": self.last_inference,
+            "inference_count": self.inference_count, "execution_count": self.execution_count,
+            "inference_stats": {**{k: duration(v) for k, v in self.totals.items()}, "cache_hit": zero,
+                                "cache_miss": zero},
+            "batch_stats": [{"batch_size": size, "compute_input": duration(r[0]), "compute_infer": duration(r[1]),
+                             "compute_output": duration(r[2])} for size, r in sorted(self.batches.items())],
+            "memory_usage": [],
+        }

@@ -30,6 +30,7 @@ from laser.serve.batching import Batcher, Execution, Load, _check_batch
 from laser.serve.codec import NAME, VERSION
 from laser.serve.errors import ServeError, public_message
 from laser.serve.metrics import Metrics
+from laser.serve.sequence import Sequences
 
 log = logging.getLogger("laser.serve")
 
@@ -49,9 +50,23 @@ class ModelSettings:
     version_policy: str = "latest"  # latest | latest:N | all | specific:1,3
     warmup: bool = True
     threads: int | None = None  # runner intra-op threads (default: all cores)
+    # Sequence (stateful) models: state input -> the output that updates it, kept per sequence on the server.
+    sequence_state: Any = ()  # {"h_in": "h_out"} or (("h_in", "h_out"),)
+    max_sequences: int = 64  # sequences in progress at once; beyond: 503
+    sequence_idle_s: float = 60.0  # a sequence idle this long is dropped
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))
+        state = self.sequence_state
+        pairs = tuple(state.items()) if isinstance(state, Mapping) else tuple(tuple(p) for p in state)
+        if any(len(p) != 2 or not all(isinstance(n, str) for n in p) for p in pairs):
+            raise ConfigError(f"sequence_state must map state input names to output names, got {state!r}; try "
+                              "{'h_in': 'h_out'}")
+        object.__setattr__(self, "sequence_state", pairs)
+        if not isinstance(self.max_sequences, int) or self.max_sequences < 1:
+            raise ConfigError(f"max_sequences must be an integer >= 1, got {self.max_sequences!r}; try 64")
+        if not 0 < float(self.sequence_idle_s) <= 86_400:
+            raise ConfigError(f"sequence_idle_s must be in (0, 86400], got {self.sequence_idle_s!r}; try 60")
         if not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be an integer >= 1, got {self.max_batch_size!r}; try 8")
         if not 0 <= float(self.max_queue_delay_ms) <= 10_000:
@@ -125,6 +140,9 @@ class ModelVersion:
                                batched=self.batchable, metrics=metrics, load=load, execution=self.execution)
         if metrics:
             metrics.execution.labels(name, version, self.execution.strategy).set(1)
+        self.sequences = None if not settings.sequence_state else Sequences(
+            artifact.spec, dict(settings.sequence_state), max_sequences=settings.max_sequences,
+            idle_s=settings.sequence_idle_s, batched=self.batchable)
         self.state = "READY"
         self.pipeline: Any = None  # the task pipeline of /pipeline requests, built on first use
 
@@ -135,7 +153,7 @@ class ModelVersion:
     async def close(self) -> None:
         self.state = "UNAVAILABLE"
         if self.metrics:
-            self.metrics.forget(self.name, self.version)
+            self.metrics.forget(self.name, self.version, self.batcher.stats)
         await self.batcher.close()
         close = getattr(self.runner, "close", None)
         if close:
@@ -201,22 +219,27 @@ class _Entry:
     error: str = ""
     loading: bool = False
     unloaded: bool = False
+    override: Mapping[str, Any] | None = None  # ModelSettings values of the last load request's config
 
     def scan(self, defaults: ModelSettings) -> dict[str, Path | Artifact | str]:
-        """Versions to serve now, by the version policy (reads config.json of a model directory)."""
+        """Versions to serve now, by the version policy (reads config.json of a model directory, then
+        applies the configuration override of the last load request)."""
+        self.settings = defaults
+        if self.kind == "dir":
+            cfg = self.location / SETTINGS_FILE
+            if cfg.is_file():
+                try:
+                    values = json.loads(cfg.read_text())
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} is not valid JSON ({exc})") from None
+                if not isinstance(values, dict):
+                    raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} must hold a JSON object")
+                self.settings = defaults.override(values, f"{SETTINGS_FILE} of model {self.name!r}")
+        if self.override:
+            self.settings = self.settings.override(self.override, f"the load request's config of {self.name!r}")
         if self.kind != "dir":
             return {"1": self.location}
         root: Path = self.location
-        cfg = root / SETTINGS_FILE
-        self.settings = defaults
-        if cfg.is_file():
-            try:
-                values = json.loads(cfg.read_text())
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} is not valid JSON ({exc})") from None
-            if not isinstance(values, dict):
-                raise ConfigError(f"{SETTINGS_FILE} of model {self.name!r} must hold a JSON object")
-            self.settings = defaults.override(values, f"{SETTINGS_FILE} of model {self.name!r}")
         found = [d.name for d in root.iterdir() if d.is_dir() and VERSION.match(d.name)] if root.is_dir() else []
         if not found:
             raise ArtifactError(f"model {self.name!r} has no version directories (1/, 2/, ...)")
@@ -369,18 +392,26 @@ class Repository:
         await mv.close()
 
     # -- control plane --------------------------------------------------------------------------
-    async def load(self, name: str) -> None:
-        """(Re)load a model from disk: a known one, or a new directory under a repository root."""
+    async def load(self, name: str, override: Mapping[str, Any] | None = None) -> None:
+        """(Re)load a model from disk: a known one, or a new directory under a repository root. ``override``:
+        ModelSettings values that replace the model's settings from now on (validated first: a bad one
+        changes nothing). A load that fails is an error even when the previous version keeps serving."""
         if name not in self._entries:
             self._discover()
         entry = self._entries.get(name)
         if entry is None:
             raise ServeError(404, f"no model {name!r} in the repository")
+        previous = entry.override
+        if override is not None:
+            entry.settings.override(override, f"the load request's config of {name!r}")  # ConfigError -> 400
+            entry.override = dict(override)
         entry.unloaded = False
         await self._sync(entry, force=True)
-        if not entry.versions:
-            reasons = "; ".join(r for _, r in entry.failed.values()) or entry.error
-            raise ServeError(400, f"model {name!r} failed to load: {reasons}")
+        if entry.error or entry.failed or not entry.versions:
+            entry.override = previous
+            reasons = "; ".join(r for _, r in entry.failed.values()) or entry.error or "no version loaded"
+            kept = " (the previous version keeps serving)" if entry.versions else ""
+            raise ServeError(400, f"model {name!r} failed to load: {reasons}{kept}")
 
     async def unload(self, name: str) -> None:
         entry = self._entries.get(name)
@@ -407,7 +438,7 @@ class Repository:
         entry = self._entries.get(name)
         if entry is None:
             shown = ", ".join(self.names()[:20])
-            raise ServeError(404, f"unknown model {name!r}; this server serves: {shown}")
+            raise ServeError(404, f"Request for unknown model: {name!r} is not found; this server serves: {shown}")
         return entry
 
     def get(self, name: str, version: str = "") -> ModelVersion:
@@ -429,8 +460,8 @@ class Repository:
         reasons = "; ".join(r for _, r in entry.failed.values()) or entry.error or "no version loaded"
         raise ServeError(503, f"model {name!r} is not available: {reasons}")
 
-    def index(self) -> list[dict[str, str]]:
-        """Triton's repository index: every model/version with state and reason."""
+    def index(self, ready: bool = False) -> list[dict[str, str]]:
+        """Triton's repository index: every model/version with state and reason (``ready``: READY ones only)."""
         rows = []
         for name in self.names():
             entry = self._entries[name]
@@ -444,7 +475,7 @@ class Repository:
                 reason = f"reload failed, previous files keep serving: {failed[1]}" if mv and failed else (
                     failed[1] if failed else "")
                 rows.append({"name": name, "version": v, "state": mv.state if mv else "FAILED", "reason": reason})
-        return rows
+        return [r for r in rows if r["state"] == "READY"] if ready else rows
 
 
 def _manifest_name(path: Path) -> str:

@@ -149,6 +149,7 @@ class Server:
             with contextlib.suppress(Exception):
                 await close()
         await self.repository.close()
+        self.handler.shm.close()
         log.info("stopped", extra={"event": "stopped"})
 
     async def serve_async(self) -> None:

@@ -30,6 +30,7 @@ import logging
 import struct
 from typing import Any
 
+from laser.serve import schema
 from laser.serve.codec import model_version, parse_json, request_from_json, response_to_json
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.handler import Handler
@@ -126,37 +127,38 @@ class _Connection(asyncio.Protocol):
 
     async def _handle(self, header: bytes, payload: bytes) -> tuple[bytes, list[bytes]]:
         handler, limits = self.handler, self.handler.limits
-        op = None
         obj: Any = None
 
         def decode() -> Any:
             nonlocal obj
-            obj = parse_json(header, limits)
+            obj = parse_json(header, limits) if obj is None else obj
             if not isinstance(obj, dict):
                 raise ServeError(400, "the frame header must be a JSON object")
             model, version = model_version(obj.get("model_name"), obj.get("model_version"))
-            req = request_from_json(obj, memoryview(payload), model, version, limits)
+            req = request_from_json(obj, memoryview(payload), model, version, limits, schema.SocketBody)
             if "binary_data_output" not in (obj.get("parameters") or {}):
                 req.binary_output = True  # raw outputs unless JSON data is asked for
             return req
 
         if b'"op"' in header:
             obj = parse_json(header, limits)
-            op = obj.get("op") if isinstance(obj, dict) else None
-        if op in (None, "infer"):
+        if not isinstance(obj, dict) or "op" not in obj or obj["op"] == "infer":
+            if isinstance(obj, dict):
+                obj.pop("op", None)
             resp = await handler.infer(PROTOCOL, decode)
             head, chunks = response_to_json(resp)
             return head, chunks
-        if op == "live":
+        op = schema.parse(schema.SocketOp, obj, "the frame header")
+        if op.op == "live":
             return json.dumps({"live": True}).encode(), []
-        if op == "ready":
-            ready = handler.model_ready(*model_version(obj.get("model_name"), obj.get("model_version"))) \
-                if obj.get("model_name") else handler.ready
+        if op.op == "ready":
+            ready = handler.model_ready(*model_version(op.model_name, op.model_version)) if op.model_name \
+                else handler.ready
             return json.dumps({"ready": ready}).encode(), []
-        if op == "metadata":
-            meta = handler.model_metadata(*model_version(obj.get("model_name"), obj.get("model_version")))
+        if op.op == "metadata":
+            meta = handler.model_metadata(*model_version(op.model_name, op.model_version))
             return json.dumps(meta).encode(), []
-        raise ServeError(400, f"unknown op {str(op)[:20]!r}; use infer, metadata, ready or live")
+        raise ServeError(400, f"unknown op {op.op[:20]!r}; use infer, metadata, ready or live")
 
     def _fail(self, rid: int, err: ServeError) -> None:
         """An error frame, then close: the stream cannot be re-synchronised after a bad frame."""

@@ -38,9 +38,12 @@ def message(name: str) -> Any:
     return messages()[f"inference.{name}"]
 
 
-# RPC name -> (request message, response message), as in the service definition.
+# Unary RPC name -> (request message, response message), as in the service definition. The one streaming
+# RPC, ModelStreamInfer, takes ModelInferRequest and answers ModelStreamInferResponse.
 RPCS = {
     name: (name + "Request", name + "Response")
     for name in ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
-                 "ModelConfig", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
+                 "ModelConfig", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "ModelStatistics",
+                 "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+                 "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister")
 }
