@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from laser.artifact import MANIFEST, Artifact
-from laser.errors import ArtifactError, ConfigError
+from laser.errors import ArtifactError, ConfigError, NotFoundError
 from laser.serve.batching import Batcher, _check_batch
 from laser.serve.codec import NAME
 from laser.serve.errors import ServeError, public_message
@@ -50,6 +50,8 @@ class ModelSettings:
     version_policy: str = "latest"  # latest | latest:N | all | specific:1,3
     warmup: bool = True
     threads: int | None = None  # runner intra-op threads (default: all cores)
+    weights: str | None = None  # a catalog name's or factory's weights file (as laser.load's weights=)
+    random_weights: bool = False  # a catalog name or factory with random weights (structure-only work)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))
@@ -168,7 +170,7 @@ def load_version(name: str, version: str, location: Path | Artifact | str, setti
     else:
         from laser.loader import load
 
-        art = load(location)
+        art = load(location, weights=settings.weights, random_weights=settings.random_weights)
     options = {"threads": settings.threads} if settings.threads else {}
     backend: Callable[..., Any] | str = settings.backend
     runner = backend(art, **options) if callable(backend) else run(art, backend=backend, **options)
@@ -264,6 +266,10 @@ class Repository:
             self._discover()
         else:
             text = str(source)
+            if not path.exists() and ("/" in text or "\\" in text or text.startswith(".")):  # a path, not a catalog name
+                raise NotFoundError(f"{text} does not exist (no bundle, model directory or repository there); a "
+                                    "repository holds <repo>/<model>/<version>/ bundles, e.g. "
+                                    f"`laser export digits-cnn --to onnx -o {text.rstrip('/')}/digits-cnn/1`")
             self._add(name or re.sub(r"[^A-Za-z0-9_.\-]", "_", Path(text.rpartition(":")[2]).stem or text), "source",
                       text)
 
