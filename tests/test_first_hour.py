@@ -141,3 +141,23 @@ def test_old_spellings_still_parse_into_the_shared_options(argv, dest, value):
     from laser.cli.main import parser
 
     assert getattr(parser().parse_args(argv), dest) == value
+
+
+def test_the_doctor_section_groups_identical_findings():
+    from types import SimpleNamespace as NS
+
+    from laser.optimize.html import _doctor
+
+    same = {"check": "accuracy-drop", "cause": "the child is less accurate than the budget allows",
+            "evidence": "drop 3 pts", "fix": "keep the sensitive layers in float"}
+    outcomes = [NS(name=f"c{i}", parent="none · onnx · onnxruntime", speedup_vs_parent=None,
+                   diagnosis={"findings": [same]}) for i in range(6)]
+    gap = [{"check": "backend-gap", "cause": f"the same artifact is {r}x slower on openvino", "evidence": "e",
+            "fix": "ship it on onnxruntime"} for r in (3, 12)]
+    outcomes += [NS(name=f"g{i}", parent="p", speedup_vs_parent=0.5, diagnosis={"findings": [f]})
+                 for i, f in enumerate(gap)]
+    page = _doctor(NS(outcomes=outcomes))
+    assert page.count("class='finding'") == 2
+    assert "6 candidates: the child is less accurate than the budget allows" in page
+    assert "2 candidates: backend gap" in page and "3x slower" in page and "12x slower" in page
+    assert page.count("fix: keep the sensitive layers in float") == 1
