@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from laser.artifact import MANIFEST, Artifact
-from laser.errors import ArtifactError, ConfigError, NotFoundError
+from laser.errors import ArtifactError, ConfigError, LaserError, NotFoundError
 from laser.serve.batching import Batcher, _check_batch
 from laser.serve.codec import NAME
 from laser.serve.errors import ServeError, public_message
@@ -217,7 +217,7 @@ class _Entry:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc) if isinstance(exc, (ConfigError, ArtifactError, ServeError)) else f"{type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, (LaserError, ServeError)) else f"{type(exc).__name__}: {exc}"
     return public_message(text)[:500]
 
 

@@ -158,7 +158,11 @@ class Server:
             stopped = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait([stopped, self._tasks[0]], return_when=asyncio.FIRST_COMPLETED)
             if not stopped.done():
-                self._check_serving()
+                try:
+                    self._check_serving()
+                except ConfigError:
+                    stopped.cancel()
+                    raise
             await stopped
             log.info("signal received: draining for up to %.1f s", self.grace_s, extra={"event": "signal"})
         finally:
