@@ -165,6 +165,7 @@ def test_readme_tour_quick_lines_run_as_written(tour_env, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # trains, prunes, distils and runs `laser optimize` four times
 def test_readme_tour_runs_end_to_end(tour_env, capsys):
     lines = tour_lines()
     assert len(walk(lines, tour_env, capsys)) == len(lines)
