@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+import laser
 from laser.cli.main import main
 
 
@@ -47,4 +48,6 @@ def test_train_writes_a_bundle_and_tensorboard_logs(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "train", "digits-cnn", "-o", str(tmp_path / "m"), "--epochs", "2", "--json")
     d = json.loads(out)
     assert code == 0 and (tmp_path / "m" / "laser.json").is_file()
-    assert d["test_top1"] > 0.5 and any((tmp_path / "runs" / "digits-cnn").iterdir())
+    assert d["test_top1"] > 0.5 and any((tmp_path / "m" / "tensorboard").iterdir())  # one run per -o
+    assert laser.load(tmp_path / "m").name == "digits-cnn"  # the logs beside the files keep the bundle valid
+    assert not [p for p in tmp_path.iterdir() if p.name != "m"]  # nothing left beside it

@@ -61,7 +61,10 @@ def test_run_resnet18_with_random_weights_prints_labels(capsys, cache, img):
     lines = out.strip().splitlines()
     labels = set(CATALOG["resnet18"].all_labels())
     assert code == 0 and lines[0].startswith("resnet18 (classification")
-    assert len(lines) == 3 + 3 and all(any(lab in ln for lab in labels) for ln in lines[3:])  # title, header, rule
+    assert lines[1].startswith("random weights — labels are meaningless")  # not a real answer
+    assert len(lines) == 4 + 3 and all(any(lab in ln for lab in labels) for ln in lines[4:])  # title, note, header, rule
+    code, out, _ = run_cli(capsys, "hub", "run", "resnet18", "--random-weights", "--input", str(img), "--json")
+    assert code == 0 and json.loads(out)["random_weights"] is True
 
 
 def test_run_json_and_output_files_for_segmentation(capsys, cache, img, tmp_path):

@@ -154,3 +154,13 @@ def test_repeated_names_are_told_apart_by_their_last_step_then_by_position():
     _unique_labels(entries)
     assert [Report.label(e) for e in entries] == ["m@torch#1", "m+export@onnxruntime", "m+quantize@onnxruntime",
                                                   "m@torch#4"]
+
+
+def test_a_single_artifact_page_has_no_one_dot_pareto_plot(report, tmp_path):
+    from laser.measure.plots import write_plots
+
+    d = report.to_dict()
+    d["artifacts"] = d["artifacts"][:1]
+    files = write_plots(Report.from_json(json.dumps(d)), tmp_path)
+    assert "pareto.png" not in files and "latency.png" in files
+    assert "pareto.png" in write_plots(report, tmp_path / "two")  # two artifacts: a trade-off to plot

@@ -78,6 +78,9 @@ class Step:
                    versions=d.get("versions", {}), time=d.get("time", ""))
 
 
+TRAINING_OPS = ("train", "distill", "qat", "finetune")  # steps after which random weights are learned ones
+
+
 @dataclass(frozen=True)
 class Manifest:
     name: str
@@ -98,9 +101,21 @@ class Manifest:
         object.__setattr__(self, "labels", tuple(self.labels))
         object.__setattr__(self, "lineage", tuple(self.lineage))
 
+    @property
+    def random_weights(self) -> bool:
+        """Loaded with ``random_weights=True`` and never trained since (outputs are meaningless)."""
+        random = False
+        for s in self.lineage:
+            if s.op == "load":
+                random = s.params.get("weights") == "random"
+            elif s.op in TRAINING_OPS or s.results.get("epochs_run") or s.params.get("finetune_epochs"):
+                random = False
+        return random
+
     def to_dict(self) -> dict[str, Any]:
+        flagged = {"random_weights": True} if self.random_weights else {}  # read back from the lineage
         return {
-            "schema_version": self.schema_version,
+            "schema_version": self.schema_version, **flagged,
             "name": self.name,
             "task": self.task,
             "format": self.format,
@@ -163,6 +178,7 @@ class Artifact:
     lineage = property(lambda self: self.manifest.lineage)
     metrics = property(lambda self: self.manifest.metrics)
     preprocessing = property(lambda self: self.manifest.preprocessing)
+    random_weights = property(lambda self: self.manifest.random_weights)
 
     def __repr__(self) -> str:
         where = f" at {self.location}" if self.location else " (unsaved)"

@@ -41,6 +41,9 @@ def load(source: str | os.PathLike[str], *, weights: str | os.PathLike[str] | No
     if path.exists():
         raise ConfigError(f"cannot tell what {path} is; give a bundle directory, a .onnx file, a TorchScript "
                           ".pt file, or 'package.module:factory' with weights=")
+    if "/" in text or os.sep in text or text.startswith("."):  # a path, not a catalog name
+        raise NotFoundError(f"{text} does not exist (no file or directory at that path); check the path, or "
+                            "give a catalog name (see `laser hub list`)")
     from laser import hub
 
     return hub.load(text, weights=weights, random_weights=random_weights)
@@ -77,8 +80,13 @@ def spec_from_module(module: Any, input_shape: tuple[int, ...] | None, what: str
     if not input_shape:
         raise ConfigError(f"cannot tell the input shape of {what}; pass input_shape=(C, H, W) "
                           "(per sample, without the batch dim) or spec=ModelSpec(...)")
-    with torch.inference_mode():
-        out = module(torch.zeros((2, *input_shape)))
+    try:
+        with torch.inference_mode():
+            out = module(torch.zeros((2, *input_shape)))
+    except Exception as exc:  # the module's own shape checks raise RuntimeError, ValueError, ...
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{what} does not run on inputs of per-sample shape {tuple(input_shape)} ({first}); "
+                          "pass the shape it expects, e.g. input_shape=(3, 224, 224)") from None
     outs = out if isinstance(out, (tuple, list)) else [out]
     names = ["logits"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))]
     return ModelSpec(

@@ -99,3 +99,28 @@ def top_k(logits: np.ndarray, labels: Sequence[str], k: int = 5) -> list[list[di
         out.append([{"index": int(i), "label": labels[i] if i < len(labels) else str(int(i)),
                      "score": float(row[i])} for i in idx])
     return out
+
+
+def read_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The arrays of a .npz file (by name) or a .npy file (as ``{"": array}``), never unpickled; a file
+    numpy cannot read (not a zip, truncated, object arrays) gets one clear InputError."""
+    import zipfile
+
+    file = Path(path)
+    try:
+        if file.suffix.lower() == ".npy":
+            return {"": np.load(file, allow_pickle=False)}
+        with np.load(file, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise InputError(f"{file} holds one array, not a .npz archive; name it .npy, or save it with "
+                                 "np.savez(path, input=array)")
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        if isinstance(exc, OSError) and not file.is_file():
+            raise InputError(f"{file} does not exist") from None
+        what = "a .npy array" if file.suffix.lower() == ".npy" else "a .npz archive"
+        why = str(exc).splitlines()[0][:120] if str(exc) else "truncated"
+        if "pickled" in why:  # numpy's answer to bytes that are neither a zip archive nor a .npy header
+            why = "neither a zip archive nor a .npy header; laser never unpickles"
+        raise InputError(f"{file} is not {what} numpy can read ({why}); write it with "
+                         "np.savez(path, input=array) (or np.save for .npy)") from None

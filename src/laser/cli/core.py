@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from laser.cli.common import add_model_args, load_model
+from laser.cli.common import add_backend, add_batch_size, add_json, add_model_args, load_model
 from laser.cli.output import emit_json, human_bytes, human_count, percent, table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="spec, parameters, MACs/FLOPs, file sizes and lineage of a model")
     add_model_args(p)
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("eval", help="accuracy of a model on a dataset's test split")
     add_model_args(p)
     p.add_argument("--data", default="digits", help="dataset name (default: digits)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--backend", default="auto", help="runtime backend (default: auto)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_backend(p)
+    add_json(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train", help="train a catalog model from scratch (seeded)")
@@ -30,10 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="digits")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch-size", type=int, default=32)
+    add_batch_size(p, 32, "training batch size")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--logdir", help="TensorBoard log directory (default: OUTPUT/../runs/MODEL)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--logdir", help="TensorBoard log directory (default: OUTPUT/tensorboard, written there once the "
+                                    "bundle is saved; give --logdir to watch a run live)")
+    add_json(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -103,31 +107,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     from laser import data as datasets
     from laser import hub
     from laser.architecture import build_architecture
-    from laser.artifact import Step
     from laser.compress.train import TrainConfig, evaluate_top1, fit
 
     card = hub.card(args.model)
     torch.manual_seed(args.seed)  # initial weights are part of what the seed fixes
     module = build_architecture(card.architecture)
     out = Path(args.output)
-    logdir = args.logdir or str(out.parent / "runs" / args.model)
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, logdir=logdir)
-    result = fit(module, datasets.load(args.data, "train"), datasets.load(args.data, "val"), config)
-    test_top1 = evaluate_top1(module, datasets.load(args.data, "test"))
-    step = Step("train", params={"data": args.data, "epochs": args.epochs, "lr": args.lr,
-                                 "batch_size": args.batch_size, "seed": args.seed},
-                results={"best_val_top1": result.best_val_top1, "best_epoch": result.best_epoch,
-                         "epochs_run": result.epochs_run, "test_top1": test_top1})
-    from laser.artifact import Artifact
-
-    art = Artifact.from_module(module, name=card.name, task=card.task, spec=card.spec,
-                               architecture=card.architecture, preprocessing=card.preprocessing,
-                               labels=card.labels, step=step).save(out)
+    # TensorBoard logs: one run per output directory, kept inside it (beside the bundle's files). The bundle
+    # is swapped in whole, so the logs are written beside it first and moved in once it is saved.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = None if args.logdir else Path(tempfile.mkdtemp(prefix=f".{out.name}.tensorboard-", dir=out.parent))
+    try:
+        config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                             logdir=args.logdir or str(staging))
+        result = fit(module, datasets.load(args.data, "train"), datasets.load(args.data, "val"), config)
+        test_top1 = evaluate_top1(module, datasets.load(args.data, "test"))
+        art = _save_trained(module, card, args, result, test_top1, out)
+        logdir = args.logdir or str(out / "tensorboard")
+        if staging is not None:
+            os.rename(staging, logdir)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     summary = {"output": str(art.location), "test_top1": test_top1, "best_val_top1": result.best_val_top1,
                "epochs_run": result.epochs_run, "logdir": logdir}
     if args.json:
         emit_json(summary)
     else:
         print(f"trained {card.name}: test top-1 {percent(test_top1)} (best val {percent(result.best_val_top1 or 0)} "
-              f"at epoch {result.best_epoch}); bundle {art.location}; TensorBoard logs in {logdir}")
+              f"at epoch {result.best_epoch}); bundle {art.location}; TensorBoard logs in {logdir} "
+              f"(tensorboard --logdir {logdir})")
     return 0
+
+
+def _save_trained(module: Any, card: Any, args: argparse.Namespace, result: Any, test_top1: float, out: Path) -> Any:
+    from laser.artifact import Artifact, Step
+
+    step = Step("train", params={"data": args.data, "epochs": args.epochs, "lr": args.lr,
+                                 "batch_size": args.batch_size, "seed": args.seed},
+                results={"best_val_top1": result.best_val_top1, "best_epoch": result.best_epoch,
+                         "epochs_run": result.epochs_run, "test_top1": test_top1})
+    return Artifact.from_module(module, name=card.name, task=card.task, spec=card.spec,
+                               architecture=card.architecture, preprocessing=card.preprocessing,
+                               labels=card.labels, step=step).save(out)

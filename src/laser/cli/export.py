@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from laser.artifact import EXPORT_TARGETS
-from laser.cli.common import add_model_args, load_model
-from laser.cli.output import emit_json, table
+from laser.cli.common import add_backend, add_batch_size, add_json, add_model_args, add_threads, load_model
+from laser.cli.output import RANDOM_NOTE, emit_json, table
 from laser.errors import ConfigError, InputError, NotFoundError, ParityError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -31,17 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "that is faster in onnxruntime here (default: auto)")
     p.add_argument("--data", help="also validate on this dataset's test samples (e.g. digits)")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check (the manifest records it)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("run", help="run a model on an input file (.npy, .npz or an image) and print or save outputs")
     add_model_args(p)
     p.add_argument("--input", required=True, help=".npy (one input), .npz (arrays named as the inputs) or an image")
-    p.add_argument("--backend", default="auto", help="torch, torchscript, onnxruntime, openvino, echo or auto")
-    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    add_backend(p)
+    add_threads(p)
     p.add_argument("-o", "--output", help="write all outputs to this .npz file")
     p.add_argument("--top-k", type=int, default=5, help="classes to print for classifiers (default: 5)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("diff", help="per-layer divergence of an ONNX child from its parent (exit 1 if one diverges)")
@@ -49,9 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("child", help="the ONNX model to check: bundle or .onnx file")
     p.add_argument("--weights", help="weights for the parent when it is a catalog name or factory")
     p.add_argument("--data", help="use this dataset's first test samples instead of spec examples")
-    p.add_argument("--batch", type=int, default=1, help="samples to compare (default: 1)")
+    add_batch_size(p, 1, "samples to compare")
     p.add_argument("--all", action="store_true", help="list every layer, not only up to the first divergent one")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p)
     p.set_defaults(func=cmd_diff)
 
 
@@ -106,7 +106,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def read_inputs(path: str, art: Any) -> dict[str, np.ndarray]:
     """Runner feeds from a .npy/.npz file or an image, shaped and typed as the artifact's spec says."""
-    from laser.preprocess import image_to_array
+    from laser.preprocess import image_to_array, read_arrays
 
     file = Path(path)
     if not file.is_file():
@@ -122,10 +122,9 @@ def read_inputs(path: str, art: Any) -> dict[str, np.ndarray]:
         if len(spec.inputs) != 1:
             raise InputError(f"{art.name!r} takes {len(spec.inputs)} inputs {spec.input_names}; a .npy file holds "
                              "one. Pass a .npz file with one array per input name")
-        arrays = {spec.inputs[0].name: np.load(file, allow_pickle=False)}
+        arrays = {spec.inputs[0].name: read_arrays(file)[""]}
     elif suffix == ".npz":
-        with np.load(file, allow_pickle=False) as z:
-            found = dict(z.items())
+        found = read_arrays(file)
         if len(spec.inputs) == 1 and len(found) == 1:
             arrays = {spec.inputs[0].name: next(iter(found.values()))}
         else:
@@ -151,6 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from laser.preprocess import top_k
     from laser.runtime import run
 
+    if args.output and not args.output.endswith(".npz"):
+        raise ConfigError(f"-o {args.output}: outputs are written as one .npz file; name it "
+                          f"{Path(args.output).with_suffix('.npz')}")
     art = load_model(args)
     feeds = read_inputs(args.input, art)
     options = {"threads": args.threads} if args.threads else {}
@@ -158,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         outputs = runner(feeds)
         described = runner.describe()
         choice = getattr(runner, "choice", None)
-    result: dict[str, Any] = {"model": art.name, "backend": described, "outputs": {
+    result: dict[str, Any] = {"model": art.name, "random_weights": art.random_weights, "backend": described, "outputs": {
         n: {"shape": list(v.shape), "dtype": str(v.dtype)} for n, v in outputs.items()}}
     if choice:
         result["auto_choice"] = choice["reason"]
@@ -174,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         emit_json(result)
         return 0
     print(f"{art.name} on {described['backend']}" + (f" (auto: {choice['reason']})" if choice else ""))
+    if art.random_weights:
+        print(RANDOM_NOTE)
     if "top_k" in result:
         for i, row in enumerate(result["top_k"]):
             ranked = ", ".join(f"{r['label']} {100 * r['score']:.1f} %" for r in row)
@@ -190,11 +194,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from laser.export.diff import diff
     from laser.loader import load
 
-    if args.batch < 1:
-        raise ConfigError(f"--batch must be >= 1, got {args.batch}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     parent = load(args.parent, weights=args.weights)
     child = load(args.child)
-    result = diff(parent, child, data=args.data, batch=args.batch)
+    result = diff(parent, child, data=args.data, batch=args.batch_size)
     first = result["first_divergent"]
     if args.json:
         emit_json(result)

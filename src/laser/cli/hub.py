@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from laser.cli.output import emit_json, table
-from laser.errors import ConfigError
+from laser.cli.common import add_backend, add_json, add_weight_args
+from laser.cli.output import RANDOM_NOTE, emit_json, table
+from laser.errors import ConfigError, InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,12 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = hsub.add_parser("list", help="the catalog")
     p.add_argument("--task", help="only this task (classification, segmentation, detection, text-classification)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p)
     p.set_defaults(func=cmd_list)
 
     p = hsub.add_parser("info", help="one card: task, spec, preprocessing, labels, weights URL + sha256, license")
     p.add_argument("name")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_info)
 
     p = hsub.add_parser("run", help="run a model's task pipeline on an image or text file")
@@ -33,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="directory for the answer's files (mask, overlay, drawn boxes, JSON)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="detection: minimum score (default 0.5)")
     p.add_argument("--iou-threshold", type=float, default=0.5, help="detection: NMS IoU threshold (default 0.5)")
-    p.add_argument("--backend", default="auto", help="runtime backend (default: auto)")
-    p.add_argument("--json", action="store_true")
+    add_backend(p)
+    add_json(p)
     p.set_defaults(func=cmd_run)
 
     p = hsub.add_parser("bench", help="the model's LASER card measured on this machine")
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=1.0, help="time budget per latency run")
     p.add_argument("--no-peak", action="store_true", help="skip the FP32/INT8 peak micro-benchmarks")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_bench)
 
 
@@ -56,8 +57,7 @@ def _help(p: argparse.ArgumentParser) -> int:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="catalog name, or a bundle directory / .onnx file with a task")
-    p.add_argument("--weights", help="local weights file (or, for text models, a folder with vocab.txt)")
-    p.add_argument("--random-weights", action="store_true", help="random weights, for structure-only work")
+    add_weight_args(p)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -157,7 +157,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ConfigError(f"--input {path} does not exist; give an image file (or a text file for text models)")
     if isinstance(pipe, TextClassificationPipeline):
-        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise InputError(f"--input {path} is not UTF-8 text; {art.name} is a text model: give a text file "
+                             "with one text per line") from None
         if not texts:
             raise ConfigError(f"{path} holds no text; put one text per line")
         results = pipe.run_batch(texts, top_k=args.top_k)
@@ -166,8 +170,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             out.mkdir(parents=True, exist_ok=True)
             (out / f"{path.stem}.json").write_text(json.dumps({"results": results}, indent=2) + "\n")
         if args.json:
-            emit_json({"results": results})
+            emit_json({"results": results, "random_weights": art.random_weights})
         else:
+            if art.random_weights:
+                print(RANDOM_NOTE)
             for r in results:
                 print(f"{r['label']:<12} {r['score']:.3f}  {r['text']}")
         return 0
@@ -186,6 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_result(r: dict[str, Any]) -> None:
     print(f"{r['model']} ({r['task']}, {r['format']} on {r['backend']})")
+    if r.get("random_weights"):
+        print(RANDOM_NOTE)
     if r["task"] == "classification":
         print(table([(i + 1, t["label"], f"{100 * t['score']:.2f} %") for i, t in enumerate(r["top_k"])],
                     ("rank", "label", "probability")))

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from laser import __version__
+from laser.cli.common import check_output_path, cli_words
 from laser.errors import LaserError
 
 # One line per area of the CLI; a module's ``register(subparsers)`` adds its subcommands.
@@ -44,17 +45,38 @@ def main(argv: list[str] | None = None) -> int:
         p.print_help()
         return 2
     try:
+        check_output_path(args)
         return int(args.func(args) or 0)
     except LaserError as exc:
         if args.verbose:
             logging.exception("laser failed")
-        print(f"laser {args.command}: error: {exc}", file=sys.stderr)
+        print(f"laser {args.command}: error: {cli_words(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"laser {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the file system said no (a file where a directory should be, permissions, disk full)
+        if args.verbose:
+            logging.exception("laser failed")
+        print(f"laser {args.command}: error: {os_message(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug in laser: one line, the traceback with -v
+        if args.verbose:
+            logging.exception("laser failed")
+        print(f"laser {args.command}: internal error: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''} "
+              "(this is a bug in laser; run with -v for the traceback)", file=sys.stderr)
+        return 70
+
+
+def os_message(exc: OSError) -> str:
+    where = str(exc.filename or "")
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and where:
+        return f"{where} is a file where a directory is needed; choose another output path"
+    if isinstance(exc, PermissionError) and where:
+        return f"permission denied: {where}; choose a path you can write"
+    return f"{exc.strerror or exc}{': ' + where if where else ''}"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from laser.cli.common import add_json, add_threads
 from laser.cli.output import emit_json
 from laser.errors import ConfigError
 
@@ -43,13 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-sizes", default="1", help="batch sizes to sweep, e.g. 1,8,32 (first is reported)")
     p.add_argument("--repeats", type=int, default=3, help="independent latency runs; the median is reported")
     p.add_argument("--seconds", type=float, default=1.0, help="time budget per latency run (default: 1.0 s)")
-    p.add_argument("--threads", type=int, help="intra-op threads (default: all usable cores)")
+    add_threads(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (energy from NVML on CUDA devices)")
     p.add_argument("--reference", help="artifact for agreement figures and attacks (default: the first one)")
     p.add_argument("--robustness", action="store_true", help="also FGSM/PGD and corruptions (needs --data)")
     p.add_argument("--epsilons", default="0,0.007,0.03,0.1", help="ε values for FGSM/PGD, pixel units on [0, 1]")
     p.add_argument("--no-peak", action="store_true", help="skip the FP32/INT8 peak micro-benchmarks (~2 s)")
-    p.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")
+    add_json(p, "the report as one JSON object on stdout")
     p.add_argument("--report", metavar="DIR", help="write report.html, report.json and PNG plots to DIR")
     p.set_defaults(func=cmd_bench)
 

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from laser.cli.common import parse_shape
+from laser.cli.common import (
+    MODEL_HELP,
+    add_backend,
+    add_http_port,
+    add_json,
+    add_model_args,
+    add_threads,
+    load_model,
+)
 from laser.cli.output import emit_json
 from laser.errors import ConfigError
 
@@ -17,8 +25,7 @@ NO_CANDIDATE_MEETS_BUDGET = 3
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("optimize", help="try recipes × formats × backends, measure each on LASER, keep the best "
                        "that meets the budget (report.html, pareto.png, winner/)")
-    p.add_argument("model", nargs="?", default=None,
-                   help="catalog name, bundle, .onnx, TorchScript .pt or package.module:factory (default: digits-cnn)")
+    add_model_args(p, nargs="?", help=f"{MODEL_HELP} (default: digits-cnn)")
     p.add_argument("-o", "--output", required=True, help="output directory (report, winner, resumable cache)")
     p.add_argument("--data", default="default",
                    help="labelled dataset for accuracy (default: digits for the built-in model; 'none' = fidelity "
@@ -45,25 +52,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="ignore the cache of an earlier run in OUTPUT")
     p.add_argument("--robustness", action="store_true", help="also measure robustness (FGSM/PGD, corruptions)")
     p.add_argument("--quick", action="store_true", help="few latency iterations and short fine-tuning (smoke runs)")
-    p.add_argument("--threads", type=int, help="intra-op threads of every runner (default: all usable cores)")
-    p.add_argument("--random-weights", action="store_true", help="random weights, for structure-only work")
-    p.add_argument("--input-shape", help="per-sample input shape for a factory, e.g. 3,224,224")
+    add_threads(p)
     p.add_argument("--serve", action="store_true", help="start laser serve on the winner when done")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port for --serve (binds 127.0.0.1)")
+    add_http_port(p, 8000, "HTTP port for --serve")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="report.json's summary on stdout")
+    add_json(p, "report.json's summary on stdout")
     p.add_argument("--advise", action="store_true", help="also rank hardware for the winner (laser advise)")
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("doctor", help="why CHILD is not faster than PARENT (or less accurate): measured causes + fixes")
     p.add_argument("parent", help="the model before (catalog name, bundle, .onnx ...)")
     p.add_argument("child", help="the model after (bundle, .onnx ...)")
-    p.add_argument("--backend", help="backend the child runs on (default: the first for its format)")
+    add_backend(p, None, "backend the child runs on (default: the first for its format)")
     p.add_argument("--parent-backend", help="backend for the parent (default: --backend when it runs it)")
     p.add_argument("--data", help="labelled dataset to compare top-1 (e.g. digits)")
     p.add_argument("--max-accuracy-drop", type=float, help="allowed top-1 drop in percentage points (default 1 with --data)")
     p.add_argument("--quick", action="store_true", help="fewer iterations")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p)
     p.set_defaults(func=cmd_doctor)
 
 
@@ -73,10 +78,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     settings = (Settings.fast(robustness=args.robustness, threads=args.threads) if args.quick else
                 Settings(robustness=args.robustness, threads=args.threads))
     model: Any = args.model
-    if args.input_shape and model is not None:
-        from laser.loader import load
-
-        model = load(model, random_weights=args.random_weights, input_shape=parse_shape(args.input_shape))
+    if (args.input_shape or args.weights) and model is not None:
+        model = load_model(args)
+    elif args.weights:
+        raise ConfigError("--weights needs the model it belongs to: laser optimize MODEL --weights FILE -o OUT")
     data = None if str(args.data).lower() == "none" else args.data
     if args.inputs and data not in (None, "default"):
         raise ConfigError("--inputs are unlabelled samples for runs without labels; with --data the dataset's "
@@ -106,7 +111,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if result.interrupted:
         return 130
     if args.serve:
-        return _serve(result, out, args.port)
+        return _serve(result, out, args.http_port)
     return 0 if result.feasible else NO_CANDIDATE_MEETS_BUDGET
 
 

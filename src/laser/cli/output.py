@@ -10,7 +10,9 @@ from typing import Any
 from laser.artifact import json_safe
 from laser.text import human_bytes, human_count, percent, table
 
-__all__ = ["emit_json", "human_bytes", "human_count", "percent", "table"]
+__all__ = ["RANDOM_NOTE", "emit_json", "human_bytes", "human_count", "percent", "table"]
+
+RANDOM_NOTE = "random weights — labels are meaningless (structure-only work; pass --weights FILE for real answers)"
 
 
 def emit_json(obj: Mapping[str, Any]) -> None:

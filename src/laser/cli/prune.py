@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from laser.cli.common import add_model_args, load_model
+from laser.cli.common import add_backend, add_batch_size, add_json, add_model_args, add_threads, load_model
 from laser.cli.output import emit_json, human_count, percent, table
 from laser.errors import ConfigError
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "per-layer ratios giving the MACs of uniform --ratio where accuracy suffers least")
     p.add_argument("--plot", help="sensitivity PNG path (default: OUTPUT-sensitivity.png or sensitivity.png)")
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (default 1e-3)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p)
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("distill", help="train a student to match a teacher (Hinton KD, optional feature matching)")
@@ -48,23 +48,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--feature-layers", help="layers to match: name or student=teacher, comma-separated")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("search", help="per-layer widths meeting a latency budget on a backend, then prune + fine-tune")
     add_model_args(p)
     p.add_argument("--latency-budget", required=True, help="p50 budget, e.g. 2ms or 500us")
-    p.add_argument("--backend", default="onnxruntime", help="backend the budget holds on (default onnxruntime)")
+    add_backend(p, "onnxruntime", "backend the budget holds on")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
-    p.add_argument("--batch-size", type=int, default=1, help="batch size of the latency budget (default 1)")
+    add_batch_size(p, 1, "batch size of the latency budget")
     p.add_argument("--data", default="digits", help="labelled dataset (default digits)")
     p.add_argument("--ratios", default="0.2,0.4,0.6,0.8", help="channel ratios tried per layer group")
     p.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs after pruning (default 5)")
     p.add_argument("--no-distill", action="store_true", help="fine-tune with plain cross-entropy, no teacher")
     p.add_argument("--exporter", default="legacy", choices=("auto", "dynamo", "legacy"), help="ONNX exporter")
     p.add_argument("--margin", type=float, default=0.05, help="aim this fraction under the budget (default 0.05)")
-    p.add_argument("--threads", type=int, help="backend intra-op threads (default: all cores)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_threads(p)
+    add_json(p)
     p.set_defaults(func=cmd_search)
 
 

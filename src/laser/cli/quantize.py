@@ -7,7 +7,7 @@ import sys
 import warnings
 from typing import Any
 
-from laser.cli.common import add_model_args, load_model
+from laser.cli.common import add_json, add_model_args, load_model
 from laser.cli.output import emit_json, human_bytes, percent, table
 from laser.errors import ConfigError
 
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   "its train/val splits fine-tune; default digits)")
     p.add_argument("--epochs", type=int, default=3, help="qat: fine-tuning epochs (default 3)")
     p.add_argument("--lr", type=float, default=1e-4, help="qat: learning rate (default 1e-4)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p)
     p.set_defaults(func=cmd_quantize)
 
 

@@ -6,6 +6,16 @@ import argparse
 import os
 from typing import Any
 
+from laser.cli.common import (
+    add_backend,
+    add_batch_size,
+    add_http_port,
+    add_input_shape,
+    add_json,
+    add_threads,
+    add_weight_args,
+    alias,
+)
 from laser.cli.output import emit_json, table
 from laser.errors import ConfigError
 
@@ -26,14 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL_OR_REPOSITORY",
                    help="bundle dir, repository <repo>/<model>/<version>/, catalog name, .onnx, or NAME=SOURCE")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--socket-port", type=int, default=8002)
+    add_weight_args(p)
+    add_http_port(p, 8000, "HTTP port (0: a free one; pick free ports when 8000-8002 are taken)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: a free one; default: 8001)")
+    p.add_argument("--socket-port", type=int, default=8002, help="socket protocol port (0: a free one; default: 8002)")
     p.add_argument("--no-http", action="store_true")
     p.add_argument("--no-grpc", action="store_true")
     p.add_argument("--no-socket", action="store_true")
-    p.add_argument("--backend", default="auto", help="runtime backend (default auto; echo: no model, for tests)")
-    p.add_argument("--threads", type=int, help="runner intra-op threads (default: all cores)")
+    add_backend(p, help="runtime backend (echo: no model, for tests)")
+    add_threads(p)
     p.add_argument("--max-batch-size", type=int, default=8, help="samples per model execution (default 8)")
     p.add_argument("--max-queue-delay-ms", type=float, default=2.0,
                    help="how long the oldest request waits for a batch to fill (default 2 ms)")
@@ -45,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--poll-interval", type=float, default=0.0,
                    help="re-scan repositories every N seconds (0: never)")
     p.add_argument("--model-control", action="store_true",
-                   help="enable the repository load/unload endpoints (off by default)")
+                   help="enable the repository load/unload endpoints (off by default); the server may then start "
+                        "with no model loaded")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (prefer the LASER_SERVE_TOKEN env var: "
                                    "arguments are visible to other users in the process list)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body / frame (default 64 MiB)")
@@ -61,10 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", required=True)
     p.add_argument("--concurrency", default="1,8,32", help="levels, e.g. 1,8,32")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per level (after warm-up)")
-    p.add_argument("--warmup", type=float, default=2.0, help="discarded seconds per level")
-    p.add_argument("--batch", type=int, default=1, help="samples per request")
-    p.add_argument("--shape", help="per-sample sizes for dynamic dims, e.g. 3,224,224")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--warmup-seconds", type=float, default=2.0, help="discarded seconds per level (default 2)")
+    alias(p, "--warmup", "warmup_seconds", type=float)
+    add_batch_size(p, 1, "samples per request")
+    add_input_shape(p, "per-sample sizes for dynamic dims, e.g. 3,224,224")
+    add_json(p)
     p.set_defaults(func=cmd_perf)
 
 
@@ -82,7 +95,8 @@ def serve_options(args: argparse.Namespace) -> dict[str, Any]:
         preferred_batch_sizes=_ints(args.preferred_batch_sizes, "--preferred-batch-sizes")
         if args.preferred_batch_sizes else (),
         max_queue_size=args.max_queue_size, dynamic_batching=not args.no_batching, warmup=not args.no_warmup,
-        version_policy=args.version_policy, **({"web": True} if args.web else {}),
+        version_policy=args.version_policy, weights=args.weights, random_weights=args.random_weights,
+        **({"web": True} if args.web else {}),
     )
 
 
@@ -104,17 +118,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_perf(args: argparse.Namespace) -> int:
     from laser.serve.perf import perf
 
-    shape = _ints(args.shape, "--shape") if args.shape else None
+    shape = _ints(args.input_shape, "--input-shape") if args.input_shape else None
     levels = _ints(args.concurrency, "--concurrency")
-    results = perf(args.url, args.model, levels, args.duration, args.warmup, args.batch, shape)
+    results = perf(args.url, args.model, levels, args.duration, args.warmup_seconds, args.batch_size, shape)
     if args.json:
-        emit_json({"url": args.url, "model": args.model, "batch": args.batch,
+        emit_json({"url": args.url, "model": args.model, "batch": args.batch_size,
                    "method": "measured: client-side latency per request over the measured period, after warm-up",
                    "levels": [r.to_dict() for r in results]})
         return 0
     rows = [(r.concurrency, f"{r.throughput_rps:.1f}", f"{r.p50_ms:.2f}", f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}",
              r.requests, r.errors, "yes" if r.stable else "no") for r in results]
-    print(f"{args.model} at {args.url}, batch {args.batch}, {args.duration:g} s per level after {args.warmup:g} s "
+    print(f"{args.model} at {args.url}, batch {args.batch_size}, {args.duration:g} s per level after {args.warmup_seconds:g} s "
           "warm-up (measured, client-side)")
     print(table(rows, ("concurrency", "req/s", "p50 ms", "p90 ms", "p99 ms", "requests", "errors", "stable")))
     return 0

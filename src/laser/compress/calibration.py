@@ -30,6 +30,7 @@ import numpy as np
 
 from laser.data import Dataset
 from laser.errors import ConfigError, InputError, NotFoundError
+from laser.preprocess import read_arrays
 from laser.spec import ModelSpec
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -150,6 +151,24 @@ def _chunks(source: Any, spec: ModelSpec, pre: Mapping[str, Any], samples: int,
                       "folder, .npy paths or an iterable of input dicts")
 
 
+def check_source(source: Any) -> None:
+    """Refuse a calibration path that cannot work before any model is loaded or exported: a missing path,
+    or a file that is not .npy/.npz (a single image, a text file)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return
+    text = os.fspath(source)
+    path = Path(text)
+    if path.is_dir() or text == "random":
+        return
+    if path.is_file() and path.suffix.lower() not in ARRAY_SUFFIXES:
+        kind = "one image" if path.suffix.lower() in IMAGE_SUFFIXES else f"a {path.suffix or 'suffix-less'} file"
+        raise ConfigError(f"calibration={text!r} is {kind}; calibrate on a folder of images, .npy/.npz files, "
+                          "a dataset name such as 'digits', or 'random' (latency work only)")
+    if not path.exists() and (path.suffix.lower() in ARRAY_SUFFIXES or "/" in text or os.sep in text):
+        raise NotFoundError(f"calibration={text!r} does not exist; give a folder, .npy/.npz files, a dataset "
+                            "name such as 'digits', or 'random'")
+
+
 def _from_dataset(ds: Dataset, names: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
     for feeds, _ in ds.batches(list(names), MAX_BATCH):
         yield feeds
@@ -177,17 +196,14 @@ def _from_arrays(paths: Sequence[Path], names: Sequence[str]) -> Iterator[dict[s
     for p in paths:
         if not p.is_file():
             raise NotFoundError(f"calibration file {p} does not exist")
+        arrays = read_arrays(p)
         if p.suffix == ".npz":
-            with np.load(p) as z:
-                if len(names) == 1 and len(z.files) == 1:
-                    yield {names[0]: z[z.files[0]]}
-                else:
-                    yield {k: z[k] for k in z.files}
+            yield {names[0]: next(iter(arrays.values()))} if len(names) == 1 and len(arrays) == 1 else arrays
         else:
             if len(names) != 1:
                 raise ConfigError(f"{p} is one .npy array, but the model takes inputs {list(names)}; "
                                   "use .npz files with one array per input name")
-            yield {names[0]: np.load(p, allow_pickle=False)}
+            yield {names[0]: arrays[""]}
 
 
 def calibrate(model: Path, calib: CalibrationSet, method: str, cache: Path, progress: bool = True) -> Path:

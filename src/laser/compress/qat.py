@@ -200,6 +200,9 @@ class QAT(Stage):
     progress: bool = dataclasses.field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        from laser.compress.calibration import check_source
+
+        check_source(self.calibration)
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ConfigError(f"QAT(epochs={self.epochs!r}) must be an int >= 1, e.g. QAT(epochs=3)")
         if not self.lr > 0 or self.batch_size < 1 or self.samples < 1:

@@ -76,25 +76,6 @@ def preprocess(model: Path, dst: Path) -> tuple[Path, str | None]:
         return model, f"quant_pre_process failed ({type(exc).__name__}: {str(exc)[:120]}); quantized without it"
 
 
-# Debug text the torch exporter attaches to every node (Python stack traces, FX node dumps): ~10 % of a
-# small INT8 file and nothing a runtime reads. The module scopes (pkg.torch.onnx.name_scopes) are kept.
-DEBUG_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node", "pkg.torch.onnx.class_hierarchy")
-
-
-def strip_debug_metadata(path: Path) -> None:
-    onnx = require("onnx", "onnx")
-    if path.stat().st_size > 1 << 30:  # near protobuf's 2 GiB limit: leave big models as written
-        return
-    model = onnx.load(str(path))
-    for node in model.graph.node:
-        keep = [(p.key, p.value) for p in node.metadata_props if p.key not in DEBUG_METADATA]
-        if len(keep) != len(node.metadata_props):
-            del node.metadata_props[:]
-            for key, value in keep:
-                node.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
-
-
 @contextlib.contextmanager
 def quiet():
     """onnxruntime.quantization prints to stdout and logs at INFO/WARNING on the root logger: keep stdout

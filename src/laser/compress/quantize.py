@@ -41,7 +41,6 @@ from laser.compress.quant_graph import (
     fp16_quantizer,
     preprocess,
     quiet,
-    strip_debug_metadata,
 )
 from laser.errors import ConfigError, ExportError, require
 from laser.stages import Stage
@@ -114,8 +113,9 @@ class Quantize(Stage):
     progress: bool = dataclasses.field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from laser.compress.calibration import CALIBRATION_METHODS
+        from laser.compress.calibration import CALIBRATION_METHODS, check_source
 
+        check_source(self.calibration)
         if self.method not in METHODS:
             hint = " (quantization-aware training is laser.QAT / --method qat)" if self.method == "qat" else ""
             raise ConfigError(f"unknown quantization method {self.method!r}; use one of {METHODS}{hint}, "
@@ -186,6 +186,7 @@ class Quantize(Stage):
         notes = [pre_note] if pre_note else []
         results: dict[str, Any] = {"preprocess": pre_note or "onnxruntime quant_pre_process"}
         raw, info = self._quantizer(parent, src, work, notes)
+        from laser.export.onnx import strip_debug_metadata
 
         def quantizer(dst: Path, exclude: Sequence[str], only: Sequence[str] | None) -> None:
             raw(dst, exclude, only)

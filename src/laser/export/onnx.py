@@ -102,6 +102,7 @@ def export_onnx(module: Any, spec: ModelSpec, path: Path, *, exporter: str, opse
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError, InferenceError
         raise ExportError(f"the {exporter} exporter wrote a graph that onnx.checker rejects: {reason(exc)}") from exc
+    strip_debug_metadata(path)
     model = onnx.load(str(path), load_external_data=False)
     opset_used = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     notes = sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught
@@ -112,6 +113,40 @@ def export_onnx(module: Any, spec: ModelSpec, path: Path, *, exporter: str, opse
             "nodes": len(model.graph.node), "warnings": notes[:MAX_WARNINGS],
             "external_data": sorted({e.value for i in model.graph.initializer for e in i.external_data
                                      if e.key == "location"})}
+
+
+# Debug text the dynamo exporter attaches to every node: Python stack traces (absolute source paths of the
+# install, so the same export differed between two clones) and FX node dumps, ~10 % of a small file and
+# nothing a runtime reads. The module scopes (pkg.torch.onnx.name_scopes) are kept: laser diff reads them.
+DEBUG_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node", "pkg.torch.onnx.class_hierarchy")
+
+
+def strip_debug_metadata(path: Path) -> None:
+    """Drop DEBUG_METADATA from every node (graph, subgraphs, functions) of the ONNX file at ``path``."""
+    onnx = require("onnx", "onnx")
+    model = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
+    changed = False
+    for node in _nodes(model):
+        keep = [(p.key, p.value) for p in node.metadata_props if p.key not in DEBUG_METADATA]
+        if len(keep) != len(node.metadata_props):
+            changed = True
+            del node.metadata_props[:]
+            for key, value in keep:
+                node.metadata_props.add(key=key, value=value)
+    if changed:
+        onnx.save(model, str(path))
+
+
+def _nodes(model: Any) -> Iterator[Any]:
+    graphs = [model.graph]
+    nodes = [*(n for f in model.functions for n in f.node)]
+    while graphs:
+        g = graphs.pop()
+        for n in g.node:
+            nodes.append(n)
+            for a in n.attribute:
+                graphs.extend([a.g] if a.HasField("g") else a.graphs)
+    yield from nodes
 
 
 @contextlib.contextmanager

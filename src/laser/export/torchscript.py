@@ -9,6 +9,8 @@ the archive (``laser.loader.TS_SPEC_FILE``) so ``laser.load("model.pt")`` round-
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -52,6 +54,7 @@ def export_torchscript(module: Any, spec: ModelSpec, path: Path, *, dynamic_batc
             raise ExportError(f"torch.jit.freeze failed on the {method}d {type(module).__name__}: {reason(exc)}") from exc
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.jit.save(frozen, str(path), _extra_files={TS_SPEC_FILE: json.dumps(spec.to_dict())})
+        strip_debug_records(path)
     info: dict[str, Any] = {"method": method, "frozen": True, "seconds": round(time.perf_counter() - start, 3),
                             "note": DEPRECATION_NOTE}
     if tracer:
@@ -59,3 +62,25 @@ def export_torchscript(module: Any, spec: ModelSpec, path: Path, *, dynamic_batc
     if script_error:
         info["script_failed"] = script_error
     return info
+
+
+def strip_debug_records(path: Path) -> None:
+    """Drop the archive's ``*.debug_pkl`` records: source ranges holding absolute paths of the install
+    (the same export differed between two clones). torch.jit.load reads the archive without them."""
+    import torch
+
+    reader = torch._C.PyTorchFileReader(str(path))
+    records = reader.get_all_records()
+    if not any(r.endswith(".debug_pkl") for r in records):
+        return
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".strip-") as tmp:
+        clean = Path(tmp) / path.name  # same file name: the archive's record prefix comes from it
+        writer = torch._C.PyTorchFileWriter(str(clean))
+        for name in records:
+            if not name.endswith(".debug_pkl"):
+                data = reader.get_record(name)
+                writer.write_record(name, data, len(data))
+        writer.write_end_of_file()
+        del writer, reader
+        os.replace(clean, path)
+

@@ -66,12 +66,13 @@ def load(name: str, weights: str | os.PathLike[str] | None = None, random_weight
     c = card(name)
     if weights is not None and random_weights:
         raise ConfigError("pass either weights=PATH or random_weights=True, not both")
-    module = build_architecture(c.architecture)
     params: dict[str, Any] = {"source": f"hub:{name}"}
     if random_weights:
+        module = build_architecture(c.architecture)
         params["weights"] = "random"
-    else:
+    else:  # weights first: a file that cannot be had fails before the architecture is built
         path = _weights_file(Path(weights)) if weights is not None else weights_path(c, progress)
+        module = build_architecture(c.architecture)
         load_checkpoint(module, path, c.load_into)
         params["weights"] = str(path) if weights is not None or not c.builtin else f"builtin:{c.builtin}"
         if weights is None and c.weights is not None:

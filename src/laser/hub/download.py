@@ -86,7 +86,7 @@ def cached_path(remote: Remote, cache: Path | None = None) -> Path:
 
 
 def fetch(remote: Remote, *, cache: Path | None = None, progress: bool = True, retries: int = 3,
-          timeout: float = 30.0, hint: str = "pass --weights FILE") -> Path:
+          timeout: float = 30.0, hint: str = "pass --weights FILE (or --random-weights for structure-only work)") -> Path:
     """The local path of ``remote``, downloading it first when it is not cached (see the module doc)."""
     dest = cached_path(remote, cache)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,8 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
         if missed:
             report.skipped.append({"name": parent.name, "format": parent.format, "backends": missed,
                                    "reason": f"backend(s) {missed} do not run {parent.format} artifacts; "
-                                             "export the artifact first (laser export) or pass export=True"})
+                                             "export the artifact to a format they run first (laser export)"
+                                             + ("" if export else " or pass export=True")})
         sizes: dict[int, dict[str, Any]] = {}
         for art, backend in jobs:
             from laser.measure.size import size_of

@@ -28,7 +28,7 @@ th:first-child,td:first-child,td.l{text-align:left}td.l{white-space:normal}th{ba
 tr.group td{background:#fafbfc;font-weight:600;text-align:left;color:#57606a}
 .tag{display:inline-block;padding:0 6px;border-radius:9px;font-size:11px;background:#eef1f4;color:#57606a}
 .tag.estimated{background:#fff3cd;color:#7a5b00}.tag.measured{background:#d9f2e0;color:#1a6b33}
-.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(520px,100%),1fr));gap:12px}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(520px,100%),1fr));gap:12px}
 .plots figure{margin:0;min-width:0;background:#fff;border:1px solid #d8dde3;border-radius:8px;padding:8px}
 .plots img{width:100%;height:auto}figcaption{font-size:12px;color:#57606a}
 details{background:#fff;border:1px solid #d8dde3;border-radius:8px;padding:8px 12px;margin:8px 0}

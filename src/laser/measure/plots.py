@@ -50,7 +50,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def pareto(report: Any, path: Path) -> Path | None:
     key = accuracy_key(report)
-    if key is None:
+    if key is None or len(report.artifacts) < 2:  # one dot is no trade-off: the table says it all
         return None
     plt = _plt()
     arts = report.artifacts
@@ -104,9 +104,16 @@ def latency_distribution(report: Any, path: Path) -> Path | None:
         p50 = arts[i - 1]["latency"]["p50_ms"]
         ax.annotate(f"p50 {p50:.3g} ms", (p50, i + 0.3), fontsize=7, ha="center")
     ax.set_yticks(range(1, len(arts) + 1), [report.label(a) for a in arts], fontsize=8)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(_plain_formatter())
-    ax.set_xlabel("latency per query (ms, log scale); box = quartiles, whiskers = 1.5 IQR")
+    low, high = min(min(d) for d in data), max(max(d) for d in data)
+    log = low > 0 and high / low > 10  # within one decade a log axis only crowds sci-notation minor ticks
+    if log:
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(_plain_formatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    scale = "log scale" if log else "linear scale"
+    ax.set_xlabel(f"latency per query (ms, {scale}); box = quartiles, whiskers = 1.5 IQR")
     ax.set_title(f"Latency distribution, batch {arts[0]['latency']['batch_size']} (median run)")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     return _save(fig, plt, path)

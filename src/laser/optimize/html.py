@@ -162,20 +162,37 @@ def _recipe_text(o: Outcome) -> str:
 
 
 def _doctor(result: OptimizeResult) -> str:
+    """One entry per kind of finding, naming every candidate it was found on (not one block per candidate)."""
     diagnosed = sorted((o for o in result.outcomes if o.diagnosis), key=lambda o: o.speedup_vs_parent or 0.0)
     if not diagnosed:
         return "<p class='muted'>Every measured candidate is faster than its parent and within the accuracy budget.</p>"
-    out = []
+    groups: dict[str, list[tuple[Outcome, dict[str, Any]]]] = {}
     for o in diagnosed:
         d = o.diagnosis or {}
-        out.append(f"<h3 style='font-size:15px;margin:14px 0 4px'>{_e(o.name)} "
-                   f"<span class='muted'>vs {_e(o.parent)}: {speed(o.speedup_vs_parent)} its parent's speed</span></h3>")
         if d.get("error"):
-            out.append(f"<p class='muted'>the doctor could not examine it: {_e(d['error'])}</p>")
+            groups.setdefault("error", []).append((o, {"cause": "the doctor could not examine it",
+                                                       "evidence": d["error"], "fix": ""}))
         for f in d.get("findings", []):
-            out.append(f"<div class='finding'><b>{_e(f['cause'])}</b><span class='muted'>evidence: {_e(f['evidence'])}"
-                       f"</span><br>fix: {_e(f['fix'])}</div>")
+            groups.setdefault(str(f.get("check") or f["cause"]), []).append((o, f))
+    out = []
+    for check, items in sorted(groups.items(), key=lambda kv: len(kv[1]), reverse=True):
+        causes, fixes = {f["cause"] for _, f in items}, {f["fix"] for _, f in items}
+        n = len(items)
+        what = next(iter(causes)) if len(causes) == 1 else check.replace("-", " ")  # causes differ in figures
+        head = f"{n} candidate{'s' if n > 1 else ''}: {what}"
+        rows = "".join(
+            f"<li>{_e(o.name)} <span class='muted'>({_vs_parent(o)})"
+            f"{'' if len(causes) == 1 else ': ' + _e(f['cause'])}; evidence: {_e(f['evidence'])}"
+            f"{'' if len(fixes) == 1 else '; fix: ' + _e(f['fix'])}</span></li>" for o, f in items)
+        fix = f"fix: {_e(next(iter(fixes)))}" if len(fixes) == 1 and next(iter(fixes)) else ""
+        out.append(f"<div class='finding'><b>{_e(head)}</b><ul style='margin:4px 0'>{rows}</ul>{fix}</div>")
     return "".join(out)
+
+
+def _vs_parent(o: Outcome) -> str:
+    if o.speedup_vs_parent is None:  # not a finalist: no ratio from the side-by-side round
+        return f"parent {_e(o.parent)}"
+    return f"{speed(o.speedup_vs_parent)} the speed of {_e(o.parent)}"
 
 
 def _warnings(result: OptimizeResult) -> str:
@@ -255,9 +272,9 @@ accuracy, latency, size and energy, grey ones are dominated; the star is the win
 {_img(out / 'pareto.png')}
 <h2>All candidates</h2>
 {_table(result)}
-<h2>Why not faster? (the doctor)</h2>
-<p class="muted">For every candidate not faster than its parent (the same format and backend without the recipe; for
-the base model on another runtime, PyTorch eager) or less accurate than the budget allows.</p>
+<h2>Doctor: candidates not faster than their parent, or less accurate than the budget allows</h2>
+<p class="muted">Grouped by cause. A candidate's parent is the same format and backend without the recipe (for the base
+model on another runtime, PyTorch eager); "× the speed" compares their measured p50.</p>
 {_doctor(result)}
 {_warnings(result)}
 <h2>Reproduce, serve</h2>

@@ -60,7 +60,7 @@ def plot(points: Sequence[Mapping[str, Any]], path: Path, *, title: str = "",
     import matplotlib.pyplot as plt
 
     pts = [p for p in points if _finite(p.get("p50_ms")) and _finite(p.get("accuracy"))]
-    fig, ax = plt.subplots(figsize=(9, 5.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(10.5, 5.6), dpi=110)
     sizes = [float(p.get("bytes") or 0) for p in pts]
     biggest = max(sizes, default=1) or 1
     colours = {"torch": "#d62728", "torchscript": "#ff7f0e", "onnxruntime": "#1f77b4",
@@ -97,7 +97,7 @@ def plot(points: Sequence[Mapping[str, Any]], path: Path, *, title: str = "",
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.autoscale_view()
-    _label(ax, on_front)
+    numbered = _label(ax, on_front)
     ax.set_xlabel("p50 latency, batch 1 (ms, measured, log scale)")
     ax.set_ylabel(f"{accuracy_label} (%)")
     ax.set_title(title or "Candidates: latency vs accuracy (marker area ∝ size on disk)")
@@ -108,7 +108,7 @@ def plot(points: Sequence[Mapping[str, Any]], path: Path, *, title: str = "",
     handles.append(plt.Line2D([], [], marker="*", linestyle="", color="gold", markeredgecolor="black",
                               markersize=12, label="winner"))
     extra, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + extra, fontsize=8, loc="best")
+    ax.legend(handles=handles + extra + numbered, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,18 +117,20 @@ def plot(points: Sequence[Mapping[str, Any]], path: Path, *, title: str = "",
     return path
 
 
-def _label(ax: Any, front: Sequence[Mapping[str, Any]]) -> None:
-    """Label the front's points, nudging labels of points close to each other apart (in display space)."""
-    placed: list[tuple[float, float]] = []
-    for p in front:
-        x, y = ax.transData.transform((p["p50_ms"], 100 * p["accuracy"]))
-        dy = 6
-        while any(abs(x - px) < 150 and abs(y + dy - py) < 11 for px, py in placed):
-            dy -= 12  # the next free line below
-        placed.append((x, y + dy))
-        ax.annotate(p["label"], (p["p50_ms"], 100 * p["accuracy"]), xytext=(7, dy), textcoords="offset points",
-                    fontsize=8, zorder=4, arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.5}
-                    if dy != 6 else None)
+def _label(ax: Any, front: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Number the front's points (in latency order) on their markers; the names go to the legend, where
+    they cannot collide however close the points are. Returns the legend entries."""
+    import matplotlib.pyplot as plt
+
+    entries = []
+    for i, p in enumerate(front, 1):
+        offset = (8, 8) if p.get("winner") else (0, 0)  # the winner's star covers its marker's centre
+        ax.annotate(str(i), (p["p50_ms"], 100 * p["accuracy"]), xytext=offset, textcoords="offset points",
+                    ha="center", va="center", fontsize=7, fontweight="bold", zorder=6,
+                    bbox={"boxstyle": "circle,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
+        entries.append(plt.Line2D([], [], marker=f"${i}$", linestyle="", color="black", markersize=6,
+                                  label=p["label"] + (" (winner)" if p.get("winner") else "")))
+    return entries
 
 
 def _finite(v: Any) -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from laser.artifact import MANIFEST, Artifact
-from laser.errors import ArtifactError, ConfigError
+from laser.errors import ArtifactError, ConfigError, LaserError, NotFoundError
 from laser.serve.batching import Batcher, Execution, Load, _check_batch
 from laser.serve.codec import NAME, VERSION
 from laser.serve.errors import ServeError, public_message
@@ -54,6 +54,8 @@ class ModelSettings:
     sequence_state: Any = ()  # {"h_in": "h_out"} or (("h_in", "h_out"),)
     max_sequences: int = 64  # sequences in progress at once; beyond: 503
     sequence_idle_s: float = 60.0  # a sequence idle this long is dropped
+    weights: str | None = None  # a catalog name's or factory's weights file (as laser.load's weights=)
+    random_weights: bool = False  # a catalog name or factory with random weights (structure-only work)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))
@@ -194,7 +196,7 @@ def load_version(name: str, version: str, location: Path | Artifact | str, setti
     else:
         from laser.loader import load
 
-        art = load(location)
+        art = load(location, weights=settings.weights, random_weights=settings.random_weights)
     options = {"threads": settings.threads} if settings.threads else {}
     backend: Callable[..., Any] | str = settings.backend
     runner = backend(art, **options) if callable(backend) else run(art, backend=backend, **options)
@@ -247,7 +249,7 @@ class _Entry:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc) if isinstance(exc, (ConfigError, ArtifactError, ServeError)) else f"{type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, (LaserError, ServeError)) else f"{type(exc).__name__}: {exc}"
     return public_message(text)[:500]
 
 
@@ -296,6 +298,10 @@ class Repository:
             self._discover()
         else:
             text = str(source)
+            if not path.exists() and ("/" in text or "\\" in text or text.startswith(".")):  # a path, not a catalog name
+                raise NotFoundError(f"{text} does not exist (no bundle, model directory or repository there); a "
+                                    "repository holds <repo>/<model>/<version>/ bundles, e.g. "
+                                    f"`laser export digits-cnn --to onnx -o {text.rstrip('/')}/digits-cnn/1`")
             self._add(name or re.sub(r"[^A-Za-z0-9_.\-]", "_", Path(text.rpartition(":")[2]).stem or text), "source",
                       text)
 

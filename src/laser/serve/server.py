@@ -45,6 +45,7 @@ class Server:
             raise ConfigError("the bearer token must be at least 8 characters; generate one with "
                               "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`")
         self.host, self.token, self.grace_s, self.poll_interval_s = host, token, grace_s, poll_interval_s
+        self.model_control = model_control
         self.requested_ports = {"http": http_port, "grpc": grpc_port, "socket": socket_port}
         self.socket_max_inflight = socket_max_inflight
         self.web = web  # also serve each model's browser page (laser web) under /web/{model}/
@@ -160,12 +161,34 @@ class Server:
             loop.add_signal_handler(sig, self._stop.set)
         try:
             await self.start_async(wait_loaded=False)
-            await self._stop.wait()
+            stopped = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait([stopped, self._tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+            if not stopped.done():
+                try:
+                    self._check_serving()
+                except ConfigError:
+                    stopped.cancel()
+                    raise
+            await stopped
             log.info("signal received: draining for up to %.1f s", self.grace_s, extra={"event": "signal"})
         finally:
             await self.stop_async()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+    def _check_serving(self) -> None:
+        """After the initial load pass: a server with nothing READY stops, unless models can be loaded later."""
+        rows = self.repository.index()
+        if any(r["state"] == "READY" for r in rows):
+            return
+        if self.model_control:
+            log.warning("no model is loaded; load one with POST /v2/repository/models/NAME/load",
+                        extra={"event": "empty"})
+            return
+        failed = "; ".join(f"{r['name']}: {r['reason'] or r['state']}" for r in rows)
+        where = ", ".join(str(r) for r in self.repository.roots)
+        raise ConfigError(f"nothing to serve: {failed or f'repository {where} holds no model directories'}; "
+                          "fix that, or pass model_control=True to start empty and load models later")
 
     # -- blocking / background ----------------------------------------------------------------
     def run(self) -> None:

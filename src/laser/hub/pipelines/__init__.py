@@ -84,7 +84,7 @@ class Pipeline:
 
     def header(self) -> dict[str, Any]:
         return {"task": self.task, "model": self.artifact.name, "format": self.artifact.format,
-                "backend": self.backend}
+                "backend": self.backend, "random_weights": self.artifact.random_weights}
 
     def close(self) -> None:
         close = getattr(self.runner, "close", None)
