@@ -93,7 +93,7 @@ def nncf_int8(onnx_art: Artifact, threads: int) -> Callable[[dict[str, np.ndarra
 def compiled(art: Artifact) -> Callable[[dict[str, np.ndarray]], Any]:
     import torch
 
-    module = torch.compile(art.module())
+    module = torch.compile(art.module)
     names, out = art.spec.input_names, art.spec.output_names[0]
 
     def call(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

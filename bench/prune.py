@@ -74,7 +74,7 @@ def bench_model(name: str, ratios: list[float], batches: list[int], rounds: int,
 
     print(f"\n{name}:")
     torch_arts = variants(name, ratios)
-    macs = {k: summary(a.module(), a.spec)["macs"] for k, a in torch_arts.items()}
+    macs = {k: summary(a.module, a.spec)["macs"] for k, a in torch_arts.items()}
     t0 = time.perf_counter()
     onnx_arts = {k: export(a, to="onnx", exporter=exporter) for k, a in torch_arts.items()}
     used = {a.lineage[-1].results["exporter_used"] for a in onnx_arts.values()}

@@ -199,7 +199,7 @@ def resnet18(workdir: Path) -> tuple[Path, Path, str]:
     art = with_batchnorm_statistics(laser.load("resnet18", random_weights=True))
     from safetensors.torch import save_file
 
-    save_file(art.module().state_dict(), str(workdir / "resnet18.safetensors"))
+    save_file(art.module.state_dict(), str(workdir / "resnet18.safetensors"))
     fp32 = export(art, to="onnx").save(workdir / "resnet18-fp32")
     try:
         from laser.compress.quantize import Quantize

@@ -47,7 +47,7 @@ def outlier_digits_artifact(digits_artifact):
 
     from laser.artifact import Artifact, Step
 
-    module = copy.deepcopy(digits_artifact.module())
+    module = copy.deepcopy(digits_artifact.module)
     bn, conv = module.features[0][1], module.features[1][0]
     scale = torch.ones(bn.num_features)
     scale[:8] = 1000 * (1 + torch.arange(8) / 8)

@@ -105,7 +105,7 @@ def test_corrupt_manifest_is_explained(tmp_path):
 
 def test_module_of_a_saved_bundle_is_rebuilt_from_factory(digits_artifact, tmp_path):
     saved = digits_artifact.save(tmp_path / "b")
-    module = Artifact.open(saved.location).module()
+    module = Artifact.open(saved.location).module
     assert isinstance(module, torch.nn.Module)
     assert os.fspath(saved.model_file).endswith("model.safetensors")
     assert Path(saved.model_file).parent == tmp_path / "b"
@@ -117,4 +117,4 @@ def test_derive_with_a_new_module_gives_a_torch_artifact_one_step_longer(digits_
     child = digits_artifact.derive(Step("retrain"), module=digits_cnn())
     assert child.format == "torch" and child.lineage[-1].op == "retrain"
     assert len(child.lineage) == len(digits_artifact.lineage) + 1
-    assert child.module() is not digits_artifact.module()
+    assert child.module is not digits_artifact.module

@@ -48,7 +48,7 @@ def test_feature_matching_adds_a_1x1_adapter_where_the_pruned_width_differs():
     teacher = laser.load("digits-cnn")
     pruned = Prune(ratio=0.5, data=None)(teacher)
     x = [torch.zeros(1, 1, 8, 8)]
-    adapters = _adapters(pruned.module(), teacher.module(), [("features.1", "features.1")], x)
+    adapters = _adapters(pruned.module, teacher.module, [("features.1", "features.1")], x)
     conv = adapters["features.1"]
     assert isinstance(conv, nn.Conv2d) and (conv.in_channels, conv.out_channels, conv.kernel_size) == (32, 64, (1, 1))
     out = Distill(teacher=teacher, epochs=1, feature_layers=("features.1", "features.3=features.3"))(pruned)

@@ -144,7 +144,7 @@ def test_load_reads_a_torchvision_style_checkpoint_into_the_wrapped_model(tmp_pa
     torch.save(donor.model.state_dict(), tmp_path / "lraspp.pth")  # keys as torchvision publishes them
     art = hub.load("lraspp_mobilenet_v3_large", weights=tmp_path / "lraspp.pth")
     for k, v in donor.state_dict().items():
-        assert torch.equal(art.module().state_dict()[k], v), k
+        assert torch.equal(art.module.state_dict()[k], v), k
 
 
 def test_load_refuses_a_checkpoint_for_another_architecture(tmp_path):

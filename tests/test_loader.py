@@ -19,14 +19,14 @@ def test_unknown_name_lists_the_closest_catalog_names():
 def test_factory_with_safetensors_weights_loads(digits_artifact, tmp_path):
     from laser.architecture import save_weights
 
-    save_weights(digits_artifact.module(), tmp_path / "w.safetensors")
+    save_weights(digits_artifact.module, tmp_path / "w.safetensors")
     art = laser.load("laser.models.digits:digits_cnn", weights=tmp_path / "w.safetensors", input_shape=(1, 8, 8))
     x = digits_artifact.spec.example_inputs(batch=2)
     assert np.allclose(laser.run(art)(x)["logits"], laser.run(digits_artifact)(x)["logits"])
 
 
 def test_factory_with_a_state_dict_checkpoint_loads(digits_artifact, tmp_path):
-    torch.save(digits_artifact.module().state_dict(), tmp_path / "w.pt")
+    torch.save(digits_artifact.module.state_dict(), tmp_path / "w.pt")
     art = laser.load("laser.models.digits:digits_cnn", weights=tmp_path / "w.pt", input_shape=(1, 8, 8))
     assert art.spec.outputs[0].shape == ("batch", 10)
 
@@ -37,7 +37,7 @@ def test_factory_without_shape_asks_for_one():
 
 
 def test_pickled_module_is_refused_with_the_risk_and_the_way_out(digits_artifact, tmp_path):
-    torch.save(digits_artifact.module(), tmp_path / "model.pt")  # a whole pickled module
+    torch.save(digits_artifact.module, tmp_path / "model.pt")  # a whole pickled module
     with pytest.raises(UnsafeCheckpointError, match="arbitrary code.*state_dict"):
         laser.load("laser.models.digits:digits_cnn", weights=tmp_path / "model.pt", input_shape=(1, 8, 8))
     with pytest.raises(UnsafeCheckpointError, match="arbitrary code"):
@@ -47,7 +47,7 @@ def test_pickled_module_is_refused_with_the_risk_and_the_way_out(digits_artifact
 def test_torchscript_file_with_embedded_spec_loads(digits_artifact, tmp_path):
     import json
 
-    traced = torch.jit.trace(digits_artifact.module(), torch.zeros(1, 1, 8, 8))
+    traced = torch.jit.trace(digits_artifact.module, torch.zeros(1, 1, 8, 8))
     torch.jit.save(traced, str(tmp_path / "m.pt"),
                    _extra_files={TS_SPEC_FILE: json.dumps(digits_artifact.spec.to_dict())})
     art = laser.load(tmp_path / "m.pt")
@@ -55,7 +55,7 @@ def test_torchscript_file_with_embedded_spec_loads(digits_artifact, tmp_path):
 
 
 def test_onnx_file_loads_with_spec_read_from_the_graph(digits_artifact, tmp_path):
-    torch.onnx.export(digits_artifact.module(), (torch.zeros(2, 1, 8, 8),), str(tmp_path / "m.onnx"),
+    torch.onnx.export(digits_artifact.module, (torch.zeros(2, 1, 8, 8),), str(tmp_path / "m.onnx"),
                       input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}},
                       dynamo=False)
     art = laser.load(tmp_path / "m.onnx")

@@ -15,7 +15,7 @@ def small_digits(digits_test):
 @pytest.fixture(scope="module")
 def rob(digits_artifact, small_digits):
     with run(digits_artifact, backend="torch") as runner:
-        return robustness(runner, small_digits, digits_artifact.module(), epsilons=(0.0, 0.007, 0.05, 0.1, 0.2),
+        return robustness(runner, small_digits, digits_artifact.module, epsilons=(0.0, 0.007, 0.05, 0.1, 0.2),
                           severities=(1, 5), pgd_steps=5, reference_name=digits_artifact.name)
 
 
@@ -53,7 +53,7 @@ def test_adversarial_inputs_stay_in_the_eps_ball_and_valid_pixel_range(digits_ar
     x, y = small_digits.inputs[0][:16], small_digits.labels[:16]
     scale = PixelScale(dict(digits_artifact.preprocessing), 1)
     for attack in (fgsm, pgd):
-        adv = attack(digits_artifact.module(), x, y, 0.1, scale)
+        adv = attack(digits_artifact.module, x, y, 0.1, scale)
         pixels = scale.to_pixels(adv)
         assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6
         assert np.abs(scale.to_pixels(adv) - scale.to_pixels(x)).max() <= 0.1 + 1e-5
@@ -86,7 +86,7 @@ def test_attacks_are_computed_on_the_reference_and_run_on_the_deployed_runner(di
     other = laser.load("digits-cnn", random_weights=True)  # a different deployed model, same inputs
     with run(other, backend="torch") as inner:
         runner = CountingRunner(inner)
-        out, labels = robustness(runner, small_digits.take(32), digits_artifact.module(), epsilons=(0.1,),
+        out, labels = robustness(runner, small_digits.take(32), digits_artifact.module, epsilons=(0.1,),
                                  severities=(1,), pgd_steps=2, reference_name="digits-cnn")
     assert "transferred" in labels["robustness.fgsm"]["method"]
     clean = small_digits.inputs[0][:32]

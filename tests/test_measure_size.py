@@ -35,7 +35,7 @@ def test_nonzero_params_drop_when_weights_are_zeroed():
 def test_bytes_by_dtype_and_compression_of_the_weights_file(digits_artifact):
     s = size_of(digits_artifact, activations=False)
     assert sum(s["bytes_by_dtype"].values()) <= s["bytes"]
-    float_buffers = sum(b.numel() for b in digits_artifact.module().buffers() if b.dtype == torch.float32)
+    float_buffers = sum(b.numel() for b in digits_artifact.module.buffers() if b.dtype == torch.float32)
     assert s["bytes_by_dtype"]["float32"] == 4 * (s["params"] + float_buffers)
     assert s["bytes_by_dtype"]["int64"] == 8 * 3  # BatchNorm's num_batches_tracked, one per block
     assert 0 < s["bytes_compressed"] <= s["bytes"] * 1.01
@@ -49,7 +49,7 @@ def test_compressed_bytes_shrink_a_sparse_file(tmp_path, digits_artifact):
 
 
 def test_peak_activations_cover_the_largest_layer_pair(digits_artifact):
-    peak = peak_activation_bytes(digits_artifact.module(), digits_artifact.spec)
+    peak = peak_activation_bytes(digits_artifact.module, digits_artifact.spec)
     # conv2 reads a (1, 32, 8, 8) and writes a (1, 64, 8, 8) float32 tensor: both live at once
     assert peak >= (32 + 64) * 64 * 4
     assert peak < 1_000_000
@@ -65,7 +65,7 @@ def _onnx_artifact(module, spec, tmp_path):
 
 
 def test_onnx_macs_counted_from_the_graph_match_torch(digits_artifact, tmp_path):
-    onnx_art = _onnx_artifact(digits_artifact.module(), digits_artifact.spec, tmp_path)
+    onnx_art = _onnx_artifact(digits_artifact.module, digits_artifact.spec, tmp_path)
     s = size_of(onnx_art)
     torch_s = size_of(digits_artifact, activations=False)
     assert s["macs"] == torch_s["macs"] and s["flops"] == 2 * s["macs"]
@@ -76,7 +76,7 @@ def test_onnx_macs_counted_from_the_graph_match_torch(digits_artifact, tmp_path)
 
 
 def test_onnx_macs_come_from_the_lineage_when_recorded(digits_artifact, tmp_path):
-    onnx_art = _onnx_artifact(digits_artifact.module(), digits_artifact.spec, tmp_path)
+    onnx_art = _onnx_artifact(digits_artifact.module, digits_artifact.spec, tmp_path)
     recorded = onnx_art.derive(Step("export", params={}, results={"macs": 12345}))
     assert macs_from_lineage(recorded) == (12345, "export")
     s = size_of(recorded)

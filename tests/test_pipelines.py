@@ -152,7 +152,7 @@ def test_text_pipeline_tokenizes_with_the_artifacts_vocab_and_matches_the_model(
     vocab = art.preprocessing["vocab"]
     assert [vocab[i] for i in ids[:4]] == ["[CLS]", "stocks", "rally", "[SEP]"] and ids[4:].tolist() == [0] * 12
     with torch.inference_mode():
-        logits = art.module()(*(torch.from_numpy(feeds[n]) for n in art.spec.input_names)).numpy()
+        logits = art.module(*(torch.from_numpy(feeds[n]) for n in art.spec.input_names)).numpy()
     result = pipe.run("Stocks rally")
     probs = np.exp(logits[0]) / np.exp(logits[0]).sum()
     assert result["label"] == ("business", "sport")[int(probs.argmax())]

@@ -30,7 +30,7 @@ def vision(name: str) -> Artifact:
 
 def outputs(art: Artifact, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return art.module()(x)
+        return art.module(x)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "squeezenet1_1"])
@@ -46,7 +46,7 @@ def test_structured_half_pruning_keeps_output_shape_and_cuts_params_and_macs(nam
 
 
 def test_depthwise_convs_stay_depthwise_after_pruning():
-    pruned = Prune(ratio=0.5, data=None)(vision("mobilenet_v2")).module()
+    pruned = Prune(ratio=0.5, data=None)(vision("mobilenet_v2")).module
     dw = [m for m in pruned.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
     assert dw and all(m.groups == m.in_channels == m.out_channels for m in dw)
     assert any(m.out_channels < 96 for m in dw if m.kernel_size == (3, 3))
@@ -71,7 +71,7 @@ def test_attention_embedding_is_pruned_in_whole_heads_and_stays_consistent():
                      outputs=(TensorSpec("logits", "float32", ("batch", 10)),))
     art = Artifact.from_module(TinyTransformer().eval(), name="tiny", task="classification", spec=spec,
                                architecture=None)
-    pruned = Prune(ratio=0.5, data=None)(art).module()
+    pruned = Prune(ratio=0.5, data=None)(art).module
     for m in pruned.modules():
         if isinstance(m, nn.MultiheadAttention):
             assert m.num_heads == 4 and m.embed_dim == 32 and m.embed_dim % m.num_heads == 0
@@ -156,7 +156,7 @@ def test_unstructured_pruning_reports_sparsity_and_warns_dense_runtimes_gain_not
     assert r["sparsity"]["pruned_layers_sparsity"] == pytest.approx(0.6, abs=0.01)
     assert r["macs_after"] == r["macs_before"] and r["params_after"] == r["params_before"]
     assert r["nonzero_params_after"] < 0.5 * r["params_before"]
-    head = pruned.module().classifier.weight
+    head = pruned.module.classifier.weight
     assert int((head == 0).sum()) == 0, "the classifier head is kept whole"
 
 
@@ -164,7 +164,7 @@ def test_global_unstructured_pruning_ranks_weights_across_layers():
     with pytest.warns(UnstructuredSparsityWarning):
         r = Prune(ratio=0.5, structured=False, global_pruning=True, data=None)(laser.load("digits-cnn"))
     sparsity = r.lineage[-1].results["sparsity"]["pruned_layers_sparsity"]
-    module = r.module()
+    module = r.module
     per_layer = [float((m.weight == 0).float().mean()) for m in (module.features[0][0], module.features[3][0])]
     assert sparsity == pytest.approx(0.5, abs=0.01) and per_layer[0] != pytest.approx(per_layer[1], abs=0.02)
 
@@ -204,7 +204,7 @@ def test_a_model_that_cannot_be_traced_gets_a_clear_error():
 
 
 def test_prune_structured_refuses_the_taylor_criterion_without_data():
-    module, x = laser.load("digits-cnn").module(), [torch.zeros(1, 1, 8, 8)]
+    module, x = laser.load("digits-cnn").module, [torch.zeros(1, 1, 8, 8)]
     with pytest.raises(ConfigError, match="taylor criterion needs labelled data"):
         prune_structured(module, x, ratio=0.5, per_layer={}, criterion="taylor")
 

@@ -49,7 +49,7 @@ def test_output_aware_init_clips_an_activation_outlier(outlier_digits_artifact):
     from laser.data import digits
 
     x, _ = digits("train")
-    module = outlier_digits_artifact.module()
+    module = outlier_digits_artifact.module
     ranges = initial_ranges(module, (torch.from_numpy(x[:64]),))
     seen = {}
     module.features[1][0].register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
@@ -72,7 +72,7 @@ def test_fake_quant_is_uint8_on_a_learnable_step_with_straight_through_gradients
 def test_fake_quant_model_freezes_batchnorm_and_releases_a_plain_module(digits_artifact):
     import copy
 
-    module = copy.deepcopy(digits_artifact.module())
+    module = copy.deepcopy(digits_artifact.module)
     keys = set(module.state_dict())
     model = FakeQuantModel(module, {"features.0.0": (-1.0, 1.0), "classifier": (0.0, 4.0)})
     model.train()
@@ -86,14 +86,14 @@ def test_clip_inputs_transform_rebuilds_from_the_architecture_recipe(digits_arti
 
     arch = dict(digits_artifact.manifest.architecture)
     arch["transforms"] = [{"target": "laser.compress.qat:clip_inputs", "kwargs": {"ranges": {"classifier": [0.0, 0.1]}}}]
-    save_weights(digits_artifact.module(), tmp_path / "w.safetensors")
+    save_weights(digits_artifact.module, tmp_path / "w.safetensors")
     rebuilt = build_module(arch, tmp_path / "w.safetensors")
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
         feats = torch.flatten(rebuilt.features(x), 1).clamp(0.0, 0.1)
         assert torch.allclose(rebuilt(x), rebuilt.classifier(feats))
     with pytest.raises(ConfigError, match="no layer 'nope'"):
-        clip_inputs(digits_artifact.module(), {"nope": [0, 1]})
+        clip_inputs(digits_artifact.module, {"nope": [0, 1]})
 
 
 def test_qat_config_errors_say_what_to_do(digits_artifact, tmp_path):
@@ -110,6 +110,6 @@ def test_qat_config_errors_say_what_to_do(digits_artifact, tmp_path):
 
 def _tiny_onnx(art, tmp_path):
     path = tmp_path / "m.onnx"
-    torch.onnx.export(art.module(), (torch.zeros(2, 1, 8, 8),), str(path), input_names=["input"],
+    torch.onnx.export(art.module, (torch.zeros(2, 1, 8, 8),), str(path), input_names=["input"],
                       output_names=["logits"], dynamic_axes={"input": {0: "batch"}}, dynamo=False)
     return path

@@ -102,7 +102,7 @@ def test_calibration_writes_a_range_for_every_activation(digits_artifact, tmp_pa
     from laser.data import load
 
     model = tmp_path / "m.onnx"
-    torch.onnx.export(digits_artifact.module(), (torch.zeros(2, 1, 8, 8),), str(model), input_names=["input"],
+    torch.onnx.export(digits_artifact.module, (torch.zeros(2, 1, 8, 8),), str(model), input_names=["input"],
                       output_names=["logits"], dynamic_axes={"input": {0: "batch"}}, dynamo=False)
     calib = calibration_set(load("digits", "train"), digits_artifact.spec, samples=32)
     cache = calibrate(model, calib, method, tmp_path / "ranges.json", progress=False)

@@ -49,7 +49,7 @@ def test_mac_split_counts_conv_and_gemm_macs(digits_artifact, tmp_path):
     import torch
 
     path = tmp_path / "m.onnx"
-    torch.onnx.export(digits_artifact.module(), (torch.zeros(1, 1, 8, 8),), str(path), input_names=["input"],
+    torch.onnx.export(digits_artifact.module, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["input"],
                       dynamo=False)
     split = mac_split(path)
     assert split["conv"] == DIGITS_MACS - 1280

@@ -1,6 +1,6 @@
 """Rebuild torch modules from a recorded recipe, and move weights in and out as safetensors.
 
-Part of the core: ``Artifact.module()`` and ``Artifact.from_module`` use it.
+Part of the core: ``Artifact.module`` and ``Artifact.from_module`` use it.
 
 An architecture recipe is plain data stored in the manifest::
 

@@ -204,6 +204,7 @@ class Artifact:
     def bytes(self) -> int:
         return sum(int(m["bytes"]) for m in self.manifest.files.values())
 
+    @property
     def module(self) -> torch.nn.Module:
         """The torch module of a ``torch``-format artifact, rebuilt from its factory and weights."""
         if self.format != "torch":

@@ -24,7 +24,7 @@ def torch_module(artifact: Artifact, what: str) -> tuple[nn.Module, list[torch.T
     if artifact.format != "torch":
         raise ConfigError(f"{what} works on torch artifacts, {artifact.name!r} is {artifact.format}; "
                           f"{what} the torch model first, then export it")
-    module = copy.deepcopy(artifact.module()).eval()
+    module = copy.deepcopy(artifact.module).eval()
     example = example_tensors(artifact.spec)
     try:
         with torch.no_grad():

@@ -222,7 +222,7 @@ class QAT(Stage):
                               "Load the torch model (laser.load('name' or 'pkg.mod:factory', weights=...))")
         train, val, test = self._splits()
         torch.manual_seed(self.seed)
-        module = copy.deepcopy(artifact.module()).float()
+        module = copy.deepcopy(artifact.module).float()
         test_fp32 = evaluate_top1(module, test)
         weight_qmax = 63 if int8_defaults()["reduce_range"] else 127
         init_x = tuple(torch.from_numpy(a[:INIT_SAMPLES]) for a in train.inputs)

@@ -131,7 +131,7 @@ def torch_channels(art: Artifact) -> list[tuple[str, int]]:
     from torch import nn
 
     out = []
-    for name, m in art.module().named_modules():
+    for name, m in art.module.named_modules():
         if isinstance(m, nn.Conv2d | nn.Conv1d | nn.Conv3d):
             out.append((name, int(m.out_channels)))
         elif isinstance(m, nn.Linear):

@@ -97,7 +97,7 @@ class Export(Stage):
     def _to_onnx(self, artifact: Artifact) -> Artifact:
         from laser.export.onnx import export_onnx
 
-        module = artifact.module().eval()
+        module = artifact.module.eval()
         spec = self._child_spec(artifact)
         order = ["dynamo", "legacy"] if self.exporter == "auto" else [self.exporter]
         attempts: list[dict[str, Any]] = []
@@ -168,7 +168,7 @@ class Export(Stage):
 
         path = workspace(f"{artifact.name}-torchscript") / "model.pt"
         spec = self._child_spec(artifact)
-        info = export_torchscript(artifact.module().eval(), spec, path, dynamic_batch=self.dynamic_batch)
+        info = export_torchscript(artifact.module.eval(), spec, path, dynamic_batch=self.dynamic_batch)
         log.warning("%s", info["note"])
         child = artifact.derive(Step("export", params=self.params()), files={"model.pt": path},
                                 format="torchscript", spec=spec, architecture=None)

@@ -136,7 +136,7 @@ def _torch_layers(parent: Artifact, child: Artifact, graph: Any, feeds: Mapping[
                   ) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows, unmatched modules): every submodule's output against the ONNX tensor of its scope."""
     tol = child.spec.tolerance
-    records = _torch_outputs(parent.module().eval(), feeds, parent.spec)
+    records = _torch_outputs(parent.module.eval(), feeds, parent.spec)
     by_scope: dict[str, list[tuple[int, str]]] = {}
     for i, node in enumerate(graph.node):
         scope = node_scope(node)

@@ -304,5 +304,5 @@ def _robustness(art: Artifact, runner: Any, ds: Dataset, ref: Artifact | None, a
 
     torch_ref = _torch_reference(art, ref, arts)
     return robustness(runner, ds.take(samples) if samples else ds,
-                      torch_ref.module() if torch_ref is not None else None, epsilons=epsilons,
+                      torch_ref.module if torch_ref is not None else None, epsilons=epsilons,
                       reference_name=torch_ref.name if torch_ref is not None else None)

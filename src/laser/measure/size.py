@@ -151,7 +151,7 @@ def size_of(artifact: Artifact, activations: bool = True) -> dict[str, Any]:
     method = {"bytes": "measured: file sizes on disk (B)",
               "bytes_compressed": "measured: zlib level 6 (DEFLATE, as gzip) of each file, summed (B)"}
     if artifact.format == "torch":
-        module = artifact.module()
+        module = artifact.module
         out["params"], out["nonzero_params"] = parameters(module)
         f = flops(module, artifact.spec)
         out["flops"], out["macs"] = f, f // 2

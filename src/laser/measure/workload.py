@@ -258,7 +258,7 @@ def of_artifact(artifact: Artifact, size: dict[str, Any] | None = None) -> Workl
     """The per-layer workload of ``artifact``, else (with ``size``) the fallback from its size figures."""
     try:
         if artifact.format == "torch":
-            return torch_workload(artifact.module(), artifact.spec, "torch eager")
+            return torch_workload(artifact.module, artifact.spec, "torch eager")
         if artifact.format == "torchscript":
             from laser.measure.size import load_torchscript
 

@@ -50,5 +50,5 @@ def with_batchnorm_statistics(artifact: Any, batch: int = 8, seed: int = 0, feed
     params: dict[str, Any] = {"batch": batch, "seed": seed} if feeds is None else {"inputs": source}
     feeds = artifact.spec.example_inputs(batch=batch, seed=seed) if feeds is None else feeds
     inputs = [torch.from_numpy(feeds[t.name]) for t in artifact.spec.inputs]
-    module = reestimate_batchnorm(copy.deepcopy(artifact.module()), *inputs)
+    module = reestimate_batchnorm(copy.deepcopy(artifact.module), *inputs)
     return artifact.derive(Step("reestimate-batchnorm", params=params), module=module)

@@ -32,7 +32,7 @@ class TorchRunner(Runner):
             torch.backends.cuda.matmul.allow_tf32 = tf32
         self.tf32 = tf32
         self.channels_last = channels_last
-        self.module = artifact.module().eval().to(device)
+        self.module = artifact.module.eval().to(device)
         if channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
