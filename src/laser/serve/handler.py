@@ -33,7 +33,8 @@ from laser.serve.codec import (
 )
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.metrics import Metrics
-from laser.serve.repository import ModelSettings, ModelVersion, Repository, parse_policy
+from laser.serve.repository import ModelVersion, Repository
+from laser.serve.settings import ModelSettings, parse_policy
 from laser.serve.shm import SharedMemory
 from laser.serve.tasks import TASKS, deadline
 

@@ -35,7 +35,7 @@ class LaserReplica:
     def __serve_build_asgi_app__(self) -> Any:
         from laser.serve.handler import compose
         from laser.serve.http import build_app
-        from laser.serve.repository import ModelSettings
+        from laser.serve.settings import ModelSettings
 
         opts = dict(self.options)
         token, control = opts.pop("token", None), opts.pop("model_control", False)

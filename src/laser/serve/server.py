@@ -23,7 +23,7 @@ from laser.artifact import Artifact
 from laser.errors import ConfigError, require
 from laser.serve.codec import Limits
 from laser.serve.handler import compose
-from laser.serve.repository import ModelSettings
+from laser.serve.settings import ModelSettings
 
 log = logging.getLogger("laser.serve")
 
