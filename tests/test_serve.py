@@ -235,6 +235,17 @@ def test_metrics_count_requests_by_outcome(http, x):
     assert _counter(after, bad) == _counter(before, bad) + 1
     assert _counter(after, 'laser_batch_size_count{model="digits-cnn",version="1"}') >= 1
     assert "laser_compute_duration_seconds_bucket" in after and "laser_queue_duration_seconds_bucket" in after
+    assert "\nlaser_inflight_requests 0.0\n" in after  # read from the server's count when scraped
+
+
+def test_inflight_gauge_reads_the_requests_in_the_server():
+    from laser.serve.metrics import Metrics
+
+    m, count = Metrics(), [3]
+    m.count_inflight(lambda: count[0])
+    assert "\nlaser_inflight_requests 3.0\n" in m.render().decode()
+    count[0] = 0
+    assert "\nlaser_inflight_requests 0.0\n" in m.render().decode()
 
 
 def test_control_plane_is_off_by_default(http):

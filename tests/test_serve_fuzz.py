@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from laser.serve import Limits, Server  # noqa: E402
@@ -171,3 +171,31 @@ def test_thousands_of_fuzzed_requests_get_no_5xx(server):
     _fuzz_socket(server, 1500)
     with httpx.Client(base_url=server.http_url) as c:
         assert c.get("/v2/health/ready").status_code == 200
+
+
+def _decode(fn, *args):
+    from laser.serve.errors import ServeError
+
+    try:
+        return fn(*args)
+    except ServeError as err:
+        return err.status, str(err)
+
+
+@settings(max_examples=300, **FUZZ)
+@given(st.sampled_from(PATHS), json_values, st.booleans())
+@example(("inputs",), VALID["inputs"] * 3, False)  # valid entries, more than Limits.max_inputs
+@example(("outputs",), VALID["outputs"] * 3, False)
+@example(("inputs", 0, "data"), [[[[[[[[1.0]]]]]]]] * 2, False)
+@example(("id",), 2**70, False)
+def test_fast_json_path_agrees_with_the_full_one(path, value, drop):
+    """HTTP's one-pass decoder (compiled validation of the raw bytes) gives the same request, or the same
+    error line, as parsing then validating: the fast path changes the speed, never the answer."""
+    from laser.serve.codec import parse_json, request_from_bytes, request_from_json
+
+    limits = Limits(max_inputs=2)
+    raw = json.dumps(_mutate(path, value, drop)).encode()
+    empty = memoryview(b"")
+    fast = _decode(request_from_bytes, raw, empty, "m", "", limits)
+    full = _decode(lambda: request_from_json(parse_json(raw, limits), empty, "m", "", limits))
+    assert fast == full, (path, value, drop)

@@ -55,6 +55,7 @@ class Handler:
         self.draining = False
         self.load = load or repository.load_now or Load()  # the count the batchers read
         self.shm = SharedMemory()  # registered system shared-memory regions
+        self.metrics.count_inflight(lambda: self.load.inflight)
         self._idle: asyncio.Event | None = None
 
     @property
@@ -151,7 +152,6 @@ class Handler:
         labels = ["", ""]  # model, version: set once the model is known (bounded label values)
         outcome = "error"
         self.load.inflight += 1
-        self.metrics.inflight.inc()
         try:
             if self.draining:
                 raise ServeError(503, "the server is shutting down; retry on another replica", retry_after=5)
@@ -167,7 +167,6 @@ class Handler:
             raise err from None
         finally:
             self.load.inflight -= 1
-            self.metrics.inflight.dec()
             self.metrics.observe_request(labels[0], labels[1], protocol, outcome, time.perf_counter() - t0)
             if self.inflight == 0 and self._idle is not None:
                 self._idle.set()

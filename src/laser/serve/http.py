@@ -22,6 +22,7 @@ from laser.serve.codec import (
     check_name,
     model_version,
     parse_json,
+    request_from_bytes,
     request_from_json,
     response_to_json,
 )
@@ -106,16 +107,31 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None, 
     ``web``: a ``laser.serve.web.WebPages``, whose routes serve each model's browser page under /web/."""
     require("starlette", "serve")
     from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.middleware.gzip import GZipMiddleware
 
-    # Accept-Encoding: gzip is honoured for answers past GZIP_MIN_BYTES (a client that does not ask gets
-    # the bytes as they are; laser's own HttpClient asks for identity: tensors compress poorly).
     routes = _routes(handler) + (web.routes(_endpoint) if web is not None else [])
-    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found},
-                    lifespan=lifespan, middleware=[Middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES,
-                                                              compresslevel=6)])
+    app: Any = _Gzip(Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found},
+                               lifespan=lifespan))
     return _Guard(app, token) if token else app
+
+
+class _Gzip:
+    """Accept-Encoding: gzip honoured for answers past GZIP_MIN_BYTES (Starlette's GZipMiddleware), and only
+    for the requests that ask: the others go straight to the app, without the middleware's per-request
+    cost (laser's own HttpClient asks for identity: tensors compress poorly)."""
+
+    def __init__(self, app: Any):
+        from starlette.middleware.gzip import GZipMiddleware
+
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=GZIP_MIN_BYTES, compresslevel=6)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for key, value in scope["headers"]:
+                if key == b"accept-encoding" and b"gzip" in value.lower():
+                    await self.gzip(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def _endpoint(fn: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
@@ -258,11 +274,10 @@ def _infer(handler: Handler) -> Callable[[Any], Awaitable[Any]]:
                 WATCH_AFTER_S, lambda: watcher.append(asyncio.ensure_future(_watch_disconnect(request.receive, me)))))
             if len(header) == 0 and len(binary):  # header length 0: the body is the single input's data
                 obj = raw_input_request(handler, model, version, len(binary))
-            elif len(header) > _LARGE_JSON:
-                obj = await asyncio.to_thread(parse_json, header, limits)
-            else:
-                obj = parse_json(header, limits)
-            return request_from_json(obj, binary, model, version, limits)
+                return request_from_json(obj, binary, model, version, limits)
+            if len(header) > _LARGE_JSON:
+                return await asyncio.to_thread(request_from_bytes, header, binary, model, version, limits)
+            return request_from_bytes(header, binary, model, version, limits)
 
         try:
             resp = await handler.infer(PROTOCOL, decode)

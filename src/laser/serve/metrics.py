@@ -47,6 +47,13 @@ class Metrics:
                                   ["model", "version", "strategy"], registry=r)
         self._generate = pc.generate_latest
         self._stats: dict[tuple[str, str], ModelStats] = {}
+        # Per request: the labelled children looked up once per label set (labels() costs a lock and a
+        # tuple build each time); the set is bounded (models x versions x protocols x outcomes).
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+
+    def count_inflight(self, read: Any) -> None:
+        """laser_inflight_requests reads ``read()`` when scraped, instead of being updated per request."""
+        self.inflight.set_function(read)
 
     def new_stats(self, model: str, version: str) -> ModelStats:
         """A fresh statistics record for a model version being loaded (a reload starts from zero, as in
@@ -58,8 +65,12 @@ class Metrics:
         return self._stats.get((model, version), ModelStats()).to_dict(model, version)
 
     def observe_request(self, model: str, version: str, protocol: str, outcome: str, seconds: float) -> None:
-        self.requests.labels(model, version, protocol, outcome).inc()
-        self.request_seconds.labels(model, protocol).observe(seconds)
+        key = (model, version, protocol, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(*key), self.request_seconds.labels(model, protocol))
+        children[0].inc()
+        children[1].observe(seconds)
         stats = self._stats.get((model, version))
         if stats is not None:
             stats.request(outcome == "success", seconds)
@@ -69,6 +80,8 @@ class Metrics:
         record goes unless a reload of the same version has replaced it already."""
         if stats is not None and self._stats.get((model, version)) is stats:
             del self._stats[(model, version)]
+        for key in [k for k in self._children if k[:2] == (model, version)]:
+            del self._children[key]
         for metric in (self.queue_seconds, self.compute_seconds, self.batch_size, self.queue_depth):
             with contextlib.suppress(KeyError):
                 metric.remove(model, version)
