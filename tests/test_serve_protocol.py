@@ -455,3 +455,17 @@ def test_accept_encoding_gzip_is_honoured_on_answers(http, server):
     out = client.infer("digits-cnn", [inp], outputs=[th.InferRequestedOutput("logits", binary_data=False)],
                        response_compression_algorithm="gzip")
     np.testing.assert_allclose(out.as_numpy("logits")[:, 0], _x(4).reshape(4, -1).mean(1), rtol=1e-6)
+
+
+def test_image_input_format_follows_the_channels_of_the_preprocessing():
+    from laser.serve.handler import _image_format
+
+    def dims(*d):
+        return [{"name": "x", "dims": list(d)}]
+
+    rgb, gray = {"type": "image", "mode": "RGB"}, {"type": "image", "mode": "L"}
+    assert _image_format(rgb, dims(3, 224, 224)) == "FORMAT_NCHW"
+    assert _image_format(rgb, dims(224, 224, 3)) == "FORMAT_NHWC"
+    assert _image_format(gray, dims(1, 8, 8)) == "FORMAT_NCHW" and _image_format(gray, dims(8, 8, 1)) == "FORMAT_NHWC"
+    assert _image_format(rgb, dims(5, 7, 9)) == "" and _image_format({}, dims(3, 8, 8)) == ""
+    assert _image_format(rgb, dims(3, 8, 8) * 2) == ""  # two inputs: not an image model's single input

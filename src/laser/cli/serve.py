@@ -64,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grace", type=float, default=30.0, help="seconds to drain in-flight requests on SIGTERM")
     p.add_argument("--web", action="store_true", help="also serve each model's browser page (laser web: "
                                                      "onnxruntime-web in the visitor's browser) under /web/MODEL/")
+    p.add_argument("--server-name", default="laser", help="the name server metadata reports (default laser; "
+                                                          "Triton's example clients check for 'triton')")
     p.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead (HTTP only)")
     p.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (with --ray)")
     p.set_defaults(func=cmd_serve)
@@ -96,7 +98,7 @@ def serve_options(args: argparse.Namespace) -> dict[str, Any]:
         if args.preferred_batch_sizes else (),
         max_queue_size=args.max_queue_size, dynamic_batching=not args.no_batching, warmup=not args.no_warmup,
         version_policy=args.version_policy, weights=args.weights, random_weights=args.random_weights,
-        **({"web": True} if args.web else {}),
+        **({"web": True} if args.web else {}), **({"server_name": args.server_name} if args.server_name != "laser" else {}),
     )
 
 

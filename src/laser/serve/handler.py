@@ -108,9 +108,9 @@ class Handler:
             "version_policy": policy, "max_batch_size": mv.max_batch_size,
             "input": [tensor(t) for t in _inputs(mv)], "output": [tensor(t) for t in _outputs(mv)],
         }
-        if mv.artifact.preprocessing.get("type") == "image" and len(config["input"]) == 1 and \
-                len(config["input"][0]["dims"]) == 3:
-            config["input"][0]["format"] = "FORMAT_NCHW"  # image preprocessing gives (C, H, W) per sample
+        layout = _image_format(mv.artifact.preprocessing, config["input"])
+        if layout:
+            config["input"][0]["format"] = layout
         execution = mv.execution
         config["parameters"] = {"laser_execution": {"string_value": execution.strategy},
                                 "laser_batch1_call_ms": {"string_value": "" if execution.call_ms is None
@@ -265,12 +265,12 @@ class Handler:
 
 
 def compose(models: Sequence[Any], settings: ModelSettings, *, limits: Limits | None = None,
-            model_control: bool = False) -> Handler:
+            model_control: bool = False, name: str = "laser") -> Handler:
     """The serving stack the in-process Server and every Ray replica run alike: one metrics registry, one
     count of the requests in the server, the repository of model versions and the Handler over them."""
     metrics, load = Metrics(), Load()
     repository = Repository(list(models), settings, metrics=metrics, load=load)
-    return Handler(repository, metrics=metrics, limits=limits, model_control=model_control, load=load)
+    return Handler(repository, metrics=metrics, limits=limits, model_control=model_control, load=load, name=name)
 
 
 def _inputs(mv: ModelVersion) -> list[Any]:
@@ -282,6 +282,17 @@ def _inputs(mv: ModelVersion) -> list[Any]:
 def _outputs(mv: ModelVersion) -> list[Any]:
     hidden = mv.sequences.state_outputs if mv.sequences is not None else set()
     return [t for t in mv.spec.outputs if t.name not in hidden]
+
+
+def _image_format(pre: Mapping[str, Any], inputs: list[dict[str, Any]]) -> str:
+    """Triton's input ``format`` of an image model: where the channels of its one (C, H, W) or (H, W, C)
+    input are, from the manifest's preprocessing (mode L: 1 channel, else 3); "" when not an image input."""
+    if pre.get("type") != "image" or len(inputs) != 1 or len(inputs[0]["dims"]) != 3:
+        return ""
+    channels, dims = 1 if pre.get("mode") == "L" else 3, inputs[0]["dims"]
+    if dims[0] == channels:
+        return "FORMAT_NCHW"
+    return "FORMAT_NHWC" if dims[-1] == channels else ""
 
 
 def _tensor_meta(t: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from laser.errors import ConfigError, require
 log = logging.getLogger("laser.serve")
 
 # Server options that only the in-process server knows; with Ray they are ignored (with a warning).
-_LOCAL_ONLY = ("grpc_port", "socket_port", "socket_max_inflight", "grace_s")
+_LOCAL_ONLY = ("grpc_port", "socket_port", "socket_max_inflight", "grace_s", "server_name")
 
 
 class LaserReplica:

@@ -21,7 +21,7 @@ from typing import Any
 
 from laser.artifact import Artifact
 from laser.errors import ConfigError, require
-from laser.serve.codec import Limits
+from laser.serve.codec import NAME, Limits
 from laser.serve.handler import compose
 from laser.serve.settings import ModelSettings
 
@@ -38,7 +38,8 @@ class Server:
     def __init__(self, models: Sequence[Source], *, host: str = "127.0.0.1", http_port: int | None = 8000,
                  grpc_port: int | None = 8001, socket_port: int | None = 8002, token: str | None = None,
                  model_control: bool = False, poll_interval_s: float = 0.0, grace_s: float = 30.0,
-                 limits: Limits | None = None, socket_max_inflight: int = 64, web: bool = False, **settings: Any):
+                 limits: Limits | None = None, socket_max_inflight: int = 64, web: bool = False,
+                 server_name: str = "laser", **settings: Any):
         if poll_interval_s < 0 or grace_s < 0:
             raise ConfigError(f"poll_interval_s and grace_s must be >= 0, got {poll_interval_s}, {grace_s}")
         if token is not None and len(token) < 8:
@@ -49,7 +50,10 @@ class Server:
         self.requested_ports = {"http": http_port, "grpc": grpc_port, "socket": socket_port}
         self.socket_max_inflight = socket_max_inflight
         self.web = web  # also serve each model's browser page (laser web) under /web/{model}/
-        self.handler = compose(models, ModelSettings(**settings), limits=limits, model_control=model_control)
+        if not isinstance(server_name, str) or not NAME.match(server_name):
+            raise ConfigError(f"server_name {server_name!r} must be letters, digits, '_', '.' or '-'; e.g. 'triton'")
+        self.handler = compose(models, ModelSettings(**settings), limits=limits, model_control=model_control,
+                               name=server_name)
         self.metrics, self.repository = self.handler.metrics, self.handler.repository
         self.ports: dict[str, int] = {}
         self._uvicorn: Any = None
