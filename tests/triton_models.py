@@ -1,34 +1,33 @@
-"""The models Triton's published client examples expect, built as real laser bundles (tiny torch modules
-exported to ONNX): ``simple`` (INT32 add/sub of INPUT0 and INPUT1, 16 values a sample). Used by
+"""The models Triton's published client examples expect, built as real laser bundles (tiny ONNX graphs):
+``simple`` (INT32 add/sub of INPUT0 and INPUT1, 16 values a sample). Used by
 tests/test_serve_triton_examples.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
+def simple(root: Path, dtype: int = 6):
+    """Triton's ``simple``: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1, [batch, 16] INT32 (ONNX
+    element type 6), as a two-node ONNX graph imported into a laser bundle."""
+    import onnx
+    from onnx import helper
 
-class AddSub(torch.nn.Module):
-    """OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1: Triton's ``simple`` model."""
+    import laser
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return a + b, a - b
+    def value(name: str) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, dtype, ["batch", 16])
 
-
-def simple(dtype: str = "int32"):
-    from laser.artifact import Artifact
-    from laser.export import export
-    from laser.spec import ModelSpec, TensorSpec
-
-    spec = ModelSpec(inputs=[TensorSpec("INPUT0", dtype, ("batch", 16), value_range=(-100, 100)),
-                             TensorSpec("INPUT1", dtype, ("batch", 16), value_range=(-100, 100))],
-                     outputs=[TensorSpec("OUTPUT0", dtype, ("batch", 16)), TensorSpec("OUTPUT1", dtype, ("batch", 16))])
-    art = Artifact.from_module(AddSub().eval(), name="simple", task="generic", spec=spec, architecture=None)
-    return export(art, to="onnx")
+    graph = helper.make_graph([helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+                               helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"])], "simple",
+                              [value("INPUT0"), value("INPUT1")], [value("OUTPUT0"), value("OUTPUT1")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    root.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(root / "simple.onnx"))
+    return laser.load(root / "simple.onnx", name="simple")
 
 
 def repository(root: Path) -> Path:
     """``root/<model>/1/`` for every model here; the repository root."""
-    simple().save(root / "simple" / "1")
+    simple(root / "src").save(root / "simple" / "1")
     return root
