@@ -108,7 +108,7 @@ def test_a_load_applies_its_config_override_or_refuses_it(http, server):
     assert _infer(http, _body(3)).status_code == 400  # the new limit is enforced, not just shown
     for body, text in [
         ({"parameters": {"config": json.dumps({"max_batch_size": 4, "instance_group": []})}}, "instance_group"),
-        ({"parameters": {"config": json.dumps({"max_batch_size": "8"})}}, "max_batch_size"),
+        ({"parameters": {"config": json.dumps({"max_batch_size": "eight"})}}, "max_batch_size"),  # "8" is valid
         ({"parameters": {"config": json.dumps({"max_batch_size": 0})}}, "max_batch_size"),
         ({"parameters": {"config": "{broken"}}, "not valid JSON"),
         ({"parameters": {"file:1/model.onnx": "AAAA"}}, "file:1/model.onnx"),

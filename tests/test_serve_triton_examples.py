@@ -39,7 +39,7 @@ B = np.full((1, 16), -1, dtype=np.int32)
 def server(tmp_path_factory):
     repo = triton_models.repository(tmp_path_factory.mktemp("triton-repo"))
     # the health/metadata examples check that the server calls itself "triton" (laser serve --server-name)
-    with Server([repo], http_port=0, grpc_port=0, socket_port=None, server_name="triton") as s:
+    with Server([repo], http_port=0, grpc_port=0, socket_port=None, server_name="triton", model_control=True) as s:
         yield s
 
 
@@ -106,6 +106,26 @@ def test_simple_over_system_shared_memory(server):
     finally:
         shm.destroy_shared_memory_region(in_h)
         shm.destroy_shared_memory_region(out_h)
+
+
+def test_model_control_as_the_example_does_it(server):
+    """simple_http_model_control.py's steps (its first check, 7 models in Triton's own example repository,
+    is about that repository's contents)."""
+    client = th.InferenceServerClient(server.http_url.removeprefix("http://"))
+    client.load_model("simple")
+    assert client.is_model_ready("simple")
+    with pytest.raises(InferenceServerException) as err:
+        client.load_model("simple", config='"parameters": {"config": {{"max_batch_size": "16"}}}')
+    assert "failed to load" in err.value.message()
+    client.load_model("simple", config='{"max_batch_size":"16"}')
+    assert client.get_model_config("simple")["max_batch_size"] == 16
+    client.unload_model("simple")
+    assert not client.is_model_ready("simple")
+    with pytest.raises(InferenceServerException) as err:
+        client.load_model("wrong_model_name")
+    assert "failed to load" in err.value.message()
+    client.load_model("simple", config='{"max_batch_size":"8"}')  # as the other tests expect it
+    assert client.is_model_ready("simple")
 
 
 @pytest.mark.skipif(not os.environ.get("LASER_TRITON_EXAMPLES"), reason="set LASER_TRITON_EXAMPLES to a folder of "

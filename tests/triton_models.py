@@ -29,5 +29,5 @@ def simple(root: Path, dtype: int = 6):
 
 def repository(root: Path) -> Path:
     """``root/<model>/1/`` for every model here; the repository root."""
-    simple(root / "src").save(root / "simple" / "1")
+    simple(root.parent / f"{root.name}-sources").save(root / "simple" / "1")
     return root

@@ -3,21 +3,34 @@
 A load may carry Triton's ``parameters.config``: a JSON model configuration whose fields override how the
 model is served. The fields laser can apply map onto ``ModelSettings``; any other field, a value of the
 wrong type, or a ``file:`` parameter (model files sent in the request) is a 400 naming it, never a 200
-that silently ignored part of the request. HTTP and gRPC both go through ``load_override``.
+that silently ignored part of the request. HTTP and gRPC both go through ``load``; a load it refuses
+says "failed to load" (the words Triton's clients look for) and why.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from laser.serve.errors import ServeError
+from laser.serve.errors import ServeError, as_serve_error
 
 # Triton model-configuration fields a load override may set, and what each becomes.
 CONFIG_FIELDS = ("name", "backend", "max_batch_size", "dynamic_batching", "version_policy", "sequence_batching")
 SEQUENCE_FIELDS = ("max_sequence_idle_microseconds", "oldest", "state")
 DYNAMIC_FIELDS = ("preferred_batch_size", "max_queue_delay_microseconds")
+
+
+async def load(repository: Any, model: str, params: Mapping[str, Any]) -> None:
+    """(Re)load ``model`` with the overrides of the request's ``params``; refusals are one ServeError."""
+    try:
+        await repository.load(model, load_override(model, params))
+    except Exception as exc:
+        err = as_serve_error(exc)
+        if "failed to load" in str(err):
+            raise err from None
+        raise ServeError(err.status, f"model {model!r} failed to load: {err}", err.retry_after) from None
 
 
 def load_override(model: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -123,6 +136,8 @@ def _policy(p: Mapping[str, Any]) -> str:
 
 
 def _typed(value: Any, kind: type, field: str) -> Any:
+    if kind is int and isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value):
+        return int(value)  # protobuf's JSON form writes 64-bit integers as strings; Triton's clients send "16"
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ServeError(400, f"model configuration field {field!r} must be a JSON {kind.__name__}, "
                               f"got {repr(value)[:40]}")

@@ -29,7 +29,7 @@ from laser.serve.codec import (
     sequence_of,
     shm_ref,
 )
-from laser.serve.control import load_override, unload_params
+from laser.serve.control import load, unload_params
 from laser.serve.errors import GRPC_CODES, ServeError, as_serve_error
 from laser.serve.handler import Handler
 from laser.serve.proto import RPCS, SERVICE, message
@@ -204,7 +204,7 @@ def servicer(handler: Handler) -> dict[str, Callable[[Any, Any], Awaitable[Any]]
             model = model_version(req.model_name, "")[0]
             params = {k: _param(v) for k, v in req.parameters.items()}
             if action == "load":
-                await handler.repository.load(model, load_override(model, params))
+                await load(handler.repository, model, params)
             else:
                 unload_params(params)
                 await handler.repository.unload(model)

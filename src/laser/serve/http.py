@@ -26,7 +26,7 @@ from laser.serve.codec import (
     request_from_json,
     response_to_json,
 )
-from laser.serve.control import load_override, unload_params
+from laser.serve.control import load, unload_params
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.handler import Handler
 from laser.serve.shm import cuda_refused
@@ -339,7 +339,7 @@ def _control(handler: Handler, action: str) -> Callable[[Any], Awaitable[Any]]:
         model, _ = _names(request)
         body = await _body(request, schema.LoadBody, f"the {action} request", handler.limits)
         if action == "load":
-            await handler.repository.load(model, load_override(model, body.parameters))
+            await load(handler.repository, model, body.parameters)
         else:
             unload_params(body.parameters)
             await handler.repository.unload(model)
