@@ -266,3 +266,20 @@ def test_bearer_token_guards_everything_but_health(digits_artifact, x):
             g.infer("digits-cnn", {"input": x[:1]})
         with GrpcClient(s.grpc_target, token="s3cret-token") as g:
             assert g.infer("digits-cnn", {"input": x[:1]})["logits"].shape == (1, 10)
+
+
+def test_lockless_histogram_renders_as_prometheus_clients_own():
+    import prometheus_client as pc
+
+    from laser.serve.metrics import TIME_BUCKETS, Histogram
+
+    ours_reg, theirs_reg = pc.CollectorRegistry(), pc.CollectorRegistry()
+    ours = Histogram("h_seconds", "doc", ["model"], TIME_BUCKETS, ours_reg)
+    theirs = pc.Histogram("h_seconds", "doc", ["model"], buckets=TIME_BUCKETS, registry=theirs_reg)
+    for v in (0.0, 1e-4, 3e-4, 0.01, 0.0099, 2.5, 31.0, 7.0):  # on bucket edges, between, past the last
+        ours.labels("m").observe(v)
+        theirs.labels("m").observe(v)
+    lines = [ln for ln in pc.generate_latest(theirs_reg).decode().splitlines() if "_created" not in ln]
+    assert pc.generate_latest(ours_reg).decode().splitlines() == lines
+    ours.remove("m")
+    assert "h_seconds_count" not in pc.generate_latest(ours_reg).decode()
