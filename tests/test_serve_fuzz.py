@@ -192,10 +192,13 @@ def test_fast_json_path_agrees_with_the_full_one(path, value, drop):
     """HTTP's one-pass decoder (compiled validation of the raw bytes) gives the same request, or the same
     error line, as parsing then validating: the fast path changes the speed, never the answer."""
     from laser.serve.codec import parse_json, request_from_bytes, request_from_json
+    from laser.serve.schema import InferBody, SocketBody
 
     limits = Limits(max_inputs=2)
-    raw = json.dumps(_mutate(path, value, drop)).encode()
+    body = _mutate(path, value, drop)
     empty = memoryview(b"")
-    fast = _decode(request_from_bytes, raw, empty, "m", "", limits)
-    full = _decode(lambda: request_from_json(parse_json(raw, limits), empty, "m", "", limits))
-    assert fast == full, (path, value, drop)
+    for kind, obj in ((InferBody, body), (SocketBody, {**body, "model_name": "m"} if isinstance(body, dict) else body)):
+        raw = json.dumps(obj).encode()
+        fast = _decode(request_from_bytes, raw, empty, "m", "", limits, kind)
+        full = _decode(lambda r=raw, k=kind: request_from_json(parse_json(r, limits), empty, "m", "", limits, k))
+        assert fast == full, (kind, path, value, drop)

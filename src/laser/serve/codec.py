@@ -198,7 +198,7 @@ def request_from_json(obj: Any, binary: memoryview, model: str, version: str, li
     outs = obj.get("outputs")
     if isinstance(outs, list) and len(outs) > limits.max_inputs:
         raise ServeError(400, f"'outputs' must be a list of at most {limits.max_inputs} objects")
-    return _from_body(schema.parse(body, obj, "the inference request"), binary, model, version, limits)
+    return request_from_body(schema.parse(body, obj, "the inference request"), binary, model, version, limits)
 
 
 def request_from_bytes(data: bytes | memoryview, binary: memoryview, model: str, version: str, limits: Limits,
@@ -207,18 +207,28 @@ def request_from_bytes(data: bytes | memoryview, binary: memoryview, model: str,
     validator; a body it refuses goes through ``parse_json`` + ``request_from_json`` for the one-line 400
     (or 413) naming what is wrong, so the common well-formed body never pays for the slower path."""
     data = bytes(data)
-    if data.count(b"[") + data.count(b"{") <= limits.max_json_depth:  # else: parse_json's depth scan
-        try:
-            req = body.model_validate_json(data)
-        except ValueError:  # pydantic's ValidationError
-            pass
-        else:
-            if len(req.inputs) <= limits.max_inputs and len(req.outputs or ()) <= limits.max_inputs:
-                return _from_body(req, binary, model, version, limits)
+    req = validate_bytes(data, limits, body)
+    if req is not None:
+        return request_from_body(req, binary, model, version, limits)
     return request_from_json(parse_json(data, limits), binary, model, version, limits, body)
 
 
-def _from_body(req: schema.InferBody, binary: memoryview, model: str, version: str, limits: Limits) -> InferRequest:
+def validate_bytes(data: bytes, limits: Limits, body: type[schema.M]) -> schema.M | None:
+    """``data`` validated as ``body`` in one pass, within the limits; None when it is not (the caller then
+    takes the full path, which words the refusal)."""
+    if data.count(b"[") + data.count(b"{") > limits.max_json_depth:  # parse_json's depth scan decides
+        return None
+    try:
+        req = body.model_validate_json(data)
+    except ValueError:  # pydantic's ValidationError
+        return None
+    inputs, outputs = getattr(req, "inputs", ()), getattr(req, "outputs", None) or ()
+    return req if len(inputs) <= limits.max_inputs and len(outputs) <= limits.max_inputs else None
+
+
+def request_from_body(req: schema.InferBody, binary: memoryview, model: str, version: str,
+                      limits: Limits) -> InferRequest:
+    """An InferRequest from a validated body; ``binary`` is what followed the JSON header."""
     offset, tensors = 0, []
     for inp in req.inputs:
         name, datatype, p = inp.name, inp.datatype, inp.parameters

@@ -31,7 +31,14 @@ import struct
 from typing import Any
 
 from laser.serve import schema
-from laser.serve.codec import model_version, parse_json, request_from_json, response_to_json
+from laser.serve.codec import (
+    model_version,
+    parse_json,
+    request_from_body,
+    request_from_json,
+    response_to_json,
+    validate_bytes,
+)
 from laser.serve.errors import ServeError, as_serve_error
 from laser.serve.handler import Handler
 
@@ -131,6 +138,13 @@ class _Connection(asyncio.Protocol):
 
         def decode() -> Any:
             nonlocal obj
+            fast = validate_bytes(header, limits, schema.SocketBody) if obj is None else None
+            if fast is not None:  # the common well-formed header: validated in one pass
+                model, version = model_version(fast.model_name, fast.model_version)
+                req = request_from_body(fast, memoryview(payload), model, version, limits)
+                if "binary_data_output" not in fast.parameters.model_fields_set:
+                    req.binary_output = True
+                return req
             obj = parse_json(header, limits) if obj is None else obj
             if not isinstance(obj, dict):
                 raise ServeError(400, "the frame header must be a JSON object")
