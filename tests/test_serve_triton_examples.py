@@ -76,6 +76,25 @@ def test_simple_add_sub_over_http_and_grpc(server):
         assert err.value.message().startswith("Request for unknown model")
 
 
+def test_simple_string_and_identity_on_bytes_tensors(server):
+    """simple_grpc_string_infer_client.py's calls: ONNX string tensors behind BYTES inputs and outputs."""
+    as_bytes = np.vectorize(lambda v: str(v).encode(), otypes=[np.object_])
+    for client, mod in ((th.InferenceServerClient(server.http_url.removeprefix("http://")), th),
+                        (tg.InferenceServerClient(server.grpc_target), tg)):
+        inputs = [mod.InferInput("INPUT0", [1, 16], "BYTES"), mod.InferInput("INPUT1", [1, 16], "BYTES")]
+        inputs[0].set_data_from_numpy(as_bytes(A))
+        inputs[1].set_data_from_numpy(as_bytes(B))
+        r = client.infer("simple_string", inputs)
+        np.testing.assert_array_equal(r.as_numpy("OUTPUT0").astype(np.int32), A + B)
+        np.testing.assert_array_equal(r.as_numpy("OUTPUT1").astype(np.int32), A - B)
+        for data in (np.array([[b"he\x00llo"] * 16], dtype=np.object_),  # an embedded NUL
+                     np.array([[b"\x00\x01\x02\x03"] * 16], dtype=np.bytes_)):  # binary blobs
+            inp = mod.InferInput("INPUT0", list(data.shape), "BYTES")
+            inp.set_data_from_numpy(data)
+            out = client.infer("simple_identity", [inp]).as_numpy("OUTPUT0")
+            assert [bytes(v) for v in out.ravel()] == [bytes(v) for v in data.ravel()]
+
+
 def test_simple_over_system_shared_memory(server):
     import tritonclient.utils.shared_memory as shm
 
@@ -143,3 +162,21 @@ def test_published_examples_run_unchanged(server):
               f"{'' if run.returncode == 0 else ' ' + (run.stdout + run.stderr).strip().splitlines()[-1][:200]}")
     unexpected = {name for name, ok in results.items() if not ok and name not in EXPECTED_FAILURES}
     assert not unexpected, f"failed: {sorted(unexpected)}"
+
+
+def test_string_inputs_with_a_value_range_get_numeric_examples_and_a_model_no_backend_runs_is_one_error(
+        tmp_path, monkeypatch):
+    import laser
+    from laser.errors import BackendError
+    from laser.runtime import auto, run
+
+    monkeypatch.setattr(auto, "_DECISIONS", {})  # decide afresh (the server's load cached a decision)
+
+    art = triton_models.simple_string(tmp_path)  # no value_range: example inputs are words, Cast fails
+    with pytest.raises(BackendError, match="no backend could run 'simple_string'"):
+        run(art, backend="auto")
+    bundle = art.save(tmp_path / "bundle")
+    triton_models.numbers_in(bundle.location, (-5, 5))
+    feeds = laser.load(bundle.location).spec.example_inputs(batch=2)
+    values = [int(v) for v in feeds["INPUT0"].ravel()]
+    assert feeds["INPUT0"].shape == (2, 16) and all(-5 <= v < 5 for v in values)

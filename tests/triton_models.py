@@ -1,5 +1,6 @@
 """The models Triton's published client examples expect, built as real laser bundles (tiny ONNX graphs):
-``simple`` (INT32 add/sub of INPUT0 and INPUT1, 16 values a sample). Used by
+``simple`` (INT32 add/sub of INPUT0 and INPUT1, 16 values a sample) and ``simple_string`` (the same on
+strings of decimal integers), ``simple_identity`` (BYTES in, the same BYTES out). Used by
 tests/test_serve_triton_examples.py."""
 
 from __future__ import annotations
@@ -27,7 +28,64 @@ def simple(root: Path, dtype: int = 6):
     return laser.load(root / "simple.onnx", name="simple")
 
 
+def simple_string(root: Path):
+    """Triton's ``simple_string``: the same sums and differences on BYTES tensors holding decimal integers
+    (ONNX string tensors: Cast to INT32, Add / Sub, Cast back to strings)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    import laser
+
+    def value(name: str) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.STRING, ["batch", 16])
+
+    nodes = [helper.make_node("Cast", ["INPUT0"], ["a"], to=TensorProto.INT32),
+             helper.make_node("Cast", ["INPUT1"], ["b"], to=TensorProto.INT32),
+             helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("Sub", ["a", "b"], ["diff"]),
+             helper.make_node("Cast", ["sum"], ["OUTPUT0"], to=TensorProto.STRING),
+             helper.make_node("Cast", ["diff"], ["OUTPUT1"], to=TensorProto.STRING)]
+    graph = helper.make_graph(nodes, "simple_string", [value("INPUT0"), value("INPUT1")],
+                              [value("OUTPUT0"), value("OUTPUT1")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    root.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(root / "simple_string.onnx"))
+    return laser.load(root / "simple_string.onnx", name="simple_string")
+
+
+def simple_identity(root: Path):
+    """Triton's ``simple_identity``: OUTPUT0 = INPUT0, a BYTES tensor of any length a sample."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    import laser
+
+    def value(name: str) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.STRING, ["batch", "n"])
+
+    graph = helper.make_graph([helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])], "simple_identity",
+                              [value("INPUT0")], [value("OUTPUT0")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    root.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(root / "simple_identity.onnx"))
+    return laser.load(root / "simple_identity.onnx", name="simple_identity")
+
+
+def numbers_in(bundle: Path, value_range: tuple[int, int]) -> None:
+    """Declare in the bundle's manifest that its string inputs hold decimal integers in ``value_range``
+    (what the warm-up's example inputs then send; an ONNX file cannot say it)."""
+    import json
+
+    manifest = bundle / "laser.json"
+    data = json.loads(manifest.read_text())
+    for t in data["inputs"]:
+        t["value_range"] = list(value_range)
+    manifest.write_text(json.dumps(data, indent=2))
+
+
 def repository(root: Path) -> Path:
     """``root/<model>/1/`` for every model here; the repository root."""
-    simple(root.parent / f"{root.name}-sources").save(root / "simple" / "1")
+    sources = root.parent / f"{root.name}-sources"
+    simple(sources).save(root / "simple" / "1")
+    numbers_in(simple_string(sources).save(root / "simple_string" / "1").location, (-100, 100))
+    simple_identity(sources).save(root / "simple_identity" / "1")
     return root

@@ -154,7 +154,8 @@ class ModelSpec:
 
     def example_inputs(self, batch: int = 2, seed: int = 0, dims: Mapping[str, int] | None = None,
                        ) -> dict[str, np.ndarray]:
-        """Random inputs that fit the spec: N(0, 1) floats, integers drawn from value_range. Named
+        """Random inputs that fit the spec: N(0, 1) floats, integers drawn from value_range (for strings
+        with a value_range: those integers as decimal text). Named
         dims other than the batch take their size from ``dims``, else EXAMPLE_DIM_SIZE."""
         rng = np.random.default_rng(seed)
         dims = {**dict.fromkeys(self.named_dims, EXAMPLE_DIM_SIZE), **(dims or {})}
@@ -165,6 +166,10 @@ class ModelSpec:
                 arr = rng.standard_normal(shape).astype(t.np_dtype)
             elif t.np_dtype.kind == "b":
                 arr = np.ones(shape, dtype=bool)
+            elif t.np_dtype.kind == "O" and t.value_range is not None:  # text holding integers (e.g. "42")
+                low, high = t.value_range
+                ints = rng.integers(int(low), int(high), size=shape)
+                arr = np.array([str(int(v)).encode() for v in ints.ravel()], dtype=object).reshape(shape)
             elif t.np_dtype.kind == "O":
                 arr = np.array([f"example {i}".encode() for i in range(int(np.prod(shape)))] or [b""],
                                dtype=object)[:int(np.prod(shape))].reshape(shape)

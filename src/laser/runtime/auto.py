@@ -61,7 +61,7 @@ def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Run
             continue
         runners[name] = runner
     calls: dict[str, Callable[[], object]] = {n: functools.partial(r._run, feeds) for n, r in runners.items()}
-    timings, runs = interleaved_median_ms(calls)
+    timings, runs = interleaved_median_ms(calls) if calls else ({}, 0)  # none ran: the BackendError below
     best = min(timings, key=timings.__getitem__) if timings else None
     for name, runner in runners.items():
         if name != best:
