@@ -8,7 +8,7 @@ compressed and base64 encoded. The weights live in the bundle's safetensors like
 so a pruned import is rebuilt as factory -> the recorded pruning transform -> weights.
 
 Before conversion the graph is prepared: ``Constant`` nodes become initializers (onnx2torch reads
-layer weights from initializers), and a bias added after a convolution (``Conv`` then ``Add`` of a
+layer weights from initializers), ``Identity`` nodes are skipped, and a bias added after a convolution (``Conv`` then ``Add`` of a
 reshaped constant, as Paddle exports it) is folded into the convolution, so that pruning the
 convolution's channels shrinks its bias too.
 """
@@ -24,6 +24,7 @@ import numpy as np
 from laser.errors import ConfigError, require
 
 KEEP_VALUES = 64  # float tensors up to this many elements keep their values in the recorded graph
+DOWNGRADE_OPSETS = (18, 17, 13)  # tried, newest first, when onnx2torch lacks converters at the model's opset
 EMPTIED = "laser:emptied"  # doc_string of a tensor whose values were left out (zeros on rebuild)
 
 
@@ -43,6 +44,7 @@ def prepare(model: Any) -> Any:
             m.graph.initializer.append(t)
         else:
             keep.append(n)
+    keep = _skip_identities(m, keep)
     inits = {t.name: t for t in m.graph.initializer}
     producers = {o: n for n in keep for o in n.output}
     consumers: dict[str, list[Any]] = {}
@@ -65,6 +67,24 @@ def prepare(model: Any) -> Any:
     del m.graph.node[:]
     m.graph.node.extend(n for n in keep if id(n) not in drop)
     return m
+
+
+def _skip_identities(m: Any, nodes: list[Any]) -> list[Any]:
+    """Identity nodes removed (their readers read the source): torch's exporter routes BatchNorm
+    weights through them, and onnx2torch then makes the BatchNorm a function of runtime inputs."""
+    outputs = {o.name for o in m.graph.output}
+    alias = {n.output[0]: n.input[0] for n in nodes if n.op_type == "Identity" and n.output[0] not in outputs}
+
+    def source(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+
+    kept = [n for n in nodes if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for n in kept:
+        for i, name in enumerate(n.input):
+            n.input[i] = source(name)
+    return kept
 
 
 def _constant(name: str, inits: dict[str, Any], producers: dict[str, Any]) -> np.ndarray | None:
@@ -115,16 +135,18 @@ def convert(model: Any) -> Any:
     from laser.vision_compat import torchvision
 
     torchvision()  # onnx2torch imports torchvision, which needs laser's compat import on this torch
+    onnx = require("onnx", "onnx")
     onnx2torch = require("onnx2torch", "import", "onnx2torch")
     from onnx2torch.node_converters import get_converter
 
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    missing = set()
-    for n in model.graph.node:
-        try:
-            get_converter(n.op_type, opset, n.domain or "")
-        except NotImplementedError:
-            missing.add(n.op_type)
+    opset, missing = _unconverted(model, get_converter)
+    for older in (v for v in DOWNGRADE_OPSETS if v < opset and missing):
+        try:  # onnx2torch lags the newest opsets: the same graph at an older opset often converts
+            candidate = onnx.version_converter.convert_version(model, older)
+        except Exception:  # the version converter raises RuntimeError/ValueError per adapter
+            continue
+        if not _unconverted(candidate, get_converter)[1]:
+            model, opset, missing = candidate, older, set()
     if missing:
         raise ConfigError(f"onnx2torch has no converter for these ops (opset {opset}): {', '.join(sorted(missing))}; "
                           "keep the model as ONNX (--to onnx) or replace those ops")
@@ -134,6 +156,17 @@ def convert(model: Any) -> Any:
         raise ConfigError(f"onnx2torch could not convert the graph: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
     return module.eval()
+
+
+def _unconverted(model: Any, get_converter: Any) -> tuple[int, set[str]]:
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    missing = set()
+    for n in model.graph.node:
+        try:
+            get_converter(n.op_type, opset, n.domain or "")
+        except NotImplementedError:
+            missing.add(n.op_type)
+    return opset, missing
 
 
 def rebuild(graph: str) -> Any:
