@@ -139,6 +139,8 @@ def convert(model: Any) -> Any:
     onnx2torch = require("onnx2torch", "import", "onnx2torch")
     from onnx2torch.node_converters import get_converter
 
+    _export_compat()
+
     opset, missing = _unconverted(model, get_converter)
     for older in (v for v in DOWNGRADE_OPSETS if v < opset and missing):
         try:  # onnx2torch lags the newest opsets: the same graph at an older opset often converts
@@ -155,7 +157,37 @@ def convert(model: Any) -> Any:
     except Exception as exc:
         raise ConfigError(f"onnx2torch could not convert the graph: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
-    return module.eval()
+    return _last_axis_softmax(module).eval()
+
+
+def _last_axis_softmax(module: Any) -> Any:
+    """onnx2torch's opset<13 Softmax flattens and reshapes back to the traced shape, which fixes the
+    batch of a re-exported ONNX graph; on the last axis that is plain softmax: use it."""
+    import torch
+    from onnx2torch.node_converters.activations import OnnxSoftmaxV1V11
+
+    class LastAxisSoftmax(OnnxSoftmaxV1V11):
+        def forward(self, input_tensor: torch.Tensor) -> torch.Tensor:
+            if self.axis in (-1, input_tensor.dim() - 1):
+                return torch.log_softmax(input_tensor, -1) if self.is_log else torch.softmax(input_tensor, -1)
+            return super().forward(input_tensor)
+
+    for name, child in list(module.named_children()):
+        if type(child) is OnnxSoftmaxV1V11:
+            setattr(module, name, LastAxisSoftmax(child.axis, child.is_log))
+    return module
+
+
+def _export_compat() -> None:
+    """onnx2torch's layers read the opset being exported from ``torch.onnx.symbolic_helper.GLOBALS``,
+    which torch 2.13 keeps in its TorchScript exporter package: point the old name at it, so that the
+    legacy exporter can export an imported (and pruned) model to ONNX again."""
+    import torch.onnx.symbolic_helper as helper
+
+    if not hasattr(helper, "GLOBALS"):
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+        helper.GLOBALS = GLOBALS  # type: ignore[attr-defined]
 
 
 def _unconverted(model: Any, get_converter: Any) -> tuple[int, set[str]]:
