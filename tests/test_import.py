@@ -98,7 +98,8 @@ def test_import_as_onnx_fixes_dynamic_dims(tmp_path):
     art = import_model(src, to="onnx", input_shape=(1, 12, 10), labels=tuple("abcde"))
     assert art.format == "onnx" and art.spec.inputs[0].shape == ("batch", 1, 12, 10)
     assert art.labels == tuple("abcde")
-    probed = import_model(src, to="onnx")  # no --input-shape: the smallest size that runs
+    assert import_model(src, to="onnx").spec.inputs[0].shape == ("batch", 1, "h", "w")  # stays dynamic
+    probed = import_model(src, to="torch")  # torch needs example sizes: the smallest that runs
     assert probed.spec.inputs[0].shape == ("batch", 1, 16, 16)
     with pytest.raises(ConfigError, match="--input-shape 3,4 has 2 dims"):
         import_model(src, to="onnx", input_shape=(3, 4))

@@ -81,7 +81,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         emit_json({"output": str(saved.location), "format": saved.format, **dict(step.results)})
         return 0
     shapes = ", ".join(f"{t.name} {t.describe()}" for t in saved.spec.inputs)
-    print(f"imported {args.source} as a {saved.format} bundle {saved.location} (inputs {shapes})")
+    print(f"imported {args.source}: {saved.format} bundle {saved.location} (inputs {shapes})")
     if parity:
         agree = parity["top1_agreement"]
         print(f"parity vs onnxruntime (measured, {parity['method']}): max |diff| {parity['max_abs_diff']:.3g}"

@@ -90,3 +90,28 @@ def split(labels: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
         out["val"] += members[a:b].tolist()
         out["test"] += members[b:].tolist()
     return {k: np.sort(np.asarray(v, np.int64)) for k, v in out.items()}
+
+
+def register_folder(root: Path, preprocessing: Mapping[str, Any], labels: tuple[str, ...] = ()) -> str:
+    """Make the image folder ``root`` loadable by name (``laser.data.load(name, split)``) in this
+    process, read with ``preprocessing``; class folders map to ``labels``' indices when given (a
+    fine-tuned model's classes), and the splits are ``split``'s (test = the fine-tuning hold-out)."""
+    from laser import data as datasets
+
+    name = str(root.resolve())
+    got = image_folder(root, preprocessing)
+    y = got.labels
+    if labels:
+        unknown = [c for c in got.classes if c not in labels]
+        if unknown:
+            raise ConfigError(f"class folders {unknown} under {root} are not among the model's labels {list(labels)}")
+        y = np.asarray([labels.index(got.classes[k]) for k in y], np.int64)
+    idx = split(got.labels, 0)
+
+    def load(part: str) -> datasets.Dataset:
+        if part not in idx:
+            raise ConfigError(f"unknown split {part!r}; use one of {sorted(idx)}")
+        return datasets.Dataset(root.name, tuple(a[idx[part]] for a in got.inputs), y[idx[part]])
+
+    datasets.LOADERS[name] = load  # type: ignore[index]
+    return name

@@ -62,9 +62,7 @@ def import_model(source: str | os.PathLike[str], *, to: str = "onnx", name: str 
     spec = _fixed_spec(art.spec, input_shape)
     extra: dict[str, Any] = {"preprocessing": dict(preprocessing or {}), "labels": tuple(labels)}
     params = {"source": str(path), "framework": "onnx", "to": to}
-    if to == "onnx":
-        if spec.named_dims:
-            spec = _probe_dims(path, spec, _ort_runner(path))
+    if to == "onnx":  # dynamic dims stay dynamic: onnxruntime runs any size
         return art.derive(Step("import", params={**params, "converter": None}), spec=spec, **extra)
     return _to_torch(path, art, spec, params, extra)
 

@@ -16,6 +16,7 @@ convolution's channels shrinks its bias too.
 from __future__ import annotations
 
 import base64
+import warnings
 import zlib
 from typing import Any
 
@@ -140,6 +141,8 @@ def convert(model: Any) -> Any:
     from onnx2torch.node_converters import get_converter
 
     _export_compat()
+    # onnx2torch's Slice indexes with a list on every call; torch warns each time. Not actionable here.
+    warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional indexing")
 
     opset, missing = _unconverted(model, get_converter)
     for older in (v for v in DOWNGRADE_OPSETS if v < opset and missing):
