@@ -173,3 +173,13 @@ def test_ppocr_cls_prune_and_back_to_onnx(ppocr_cls, tmp_path):
         want = pruned.module(torch.from_numpy(x)).numpy()
     onnx_again = export(pruned, to="onnx").save(tmp_path / "o")
     np.testing.assert_allclose(_ort(onnx_again.model_file, x), want, atol=1e-4)
+
+
+def test_cli_import_bad_source_is_one_line(tmp_path, capsys):
+    from laser.cli.main import main
+
+    (tmp_path / "m.tflite").write_bytes(b"TFL3")
+    assert main(["import", str(tmp_path / "m.tflite"), "-o", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tflite model" in err and "tf2onnx" in err, err
+    assert not (tmp_path / "out").exists()  # nothing half-written
