@@ -52,9 +52,11 @@ def build_architecture(architecture: Mapping[str, Any] | None) -> torch.nn.Modul
     if not architecture or "factory" not in architecture:
         raise ArtifactError("this torch artifact records no architecture factory, so its module cannot be "
                             "rebuilt; create it with laser.load('package.module:factory', weights=...)")
-    module = resolve(architecture["factory"])(**dict(architecture.get("kwargs") or {}))
-    for t in architecture.get("transforms") or ():
-        module = resolve(t["target"])(module, **dict(t.get("kwargs") or {}))
+    # Transforms trace the module through autograd: build outside any caller's inference_mode.
+    with torch.inference_mode(False), torch.enable_grad():
+        module = resolve(architecture["factory"])(**dict(architecture.get("kwargs") or {}))
+        for t in architecture.get("transforms") or ():
+            module = resolve(t["target"])(module, **dict(t.get("kwargs") or {}))
     if not isinstance(module, torch.nn.Module):
         raise ArtifactError(f"factory {architecture['factory']!r} returned {type(module).__name__}, "
                             "not a torch.nn.Module")

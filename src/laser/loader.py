@@ -119,7 +119,9 @@ def import_onnx(path: Path, *, name: str | None = None, task: str | None = None)
         tt = v.type.tensor_type
         dims = []
         for i, d in enumerate(tt.shape.dim):
-            dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or ("batch" if i == 0 else f"{v.name}_{i}")))
+            known = d.HasField("dim_value") and d.dim_value >= 0  # Paddle's exporter writes -1 for "any"
+            named = d.dim_param if d.dim_param not in ("", "?") else ("batch" if i == 0 else f"{v.name}_{i}")
+            dims.append(d.dim_value if known else named)
         dtype = ONNX_DTYPES.get(tt.elem_type)
         if dtype is None:
             raise ArtifactError(f"{path}: tensor {v.name!r} has ONNX element type {tt.elem_type}, which laser "

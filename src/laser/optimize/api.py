@@ -65,6 +65,10 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     source, base = _base(model, random_weights, inputs)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
+    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():  # an image folder, read as the model reads
+        from laser.data.folder import register_folder
+
+        data = register_folder(Path(data), base.preprocessing, base.labels)
     b = budget if isinstance(budget, Budget) else Budget.parse(budget, objective)
     b = b.with_default_accuracy()
     out = Path(output) if output is not None else None

@@ -79,8 +79,10 @@ def backend_gaps(run: Run, result: OptimizeResult) -> None:
         if c.backend != "onnxruntime" or other is None or not other.measured:
             continue
         key = "p50_ms" if o.final and other.final else "screen_p50_ms"
-        a = o.metrics.get(key, o.metrics["p50_ms"])
-        b = other.metrics.get(key, other.metrics["p50_ms"])
+        a = o.metrics.get(key) or o.metrics.get("p50_ms")
+        b = other.metrics.get(key) or other.metrics.get("p50_ms")
+        if not a or not b:  # a candidate measured without a latency figure: nothing to compare
+            continue
         slow, fast = (o, other) if a > b else (other, o)
         ratio = max(a, b) / min(a, b)
         if ratio >= GAP:
