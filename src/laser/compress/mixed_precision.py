@@ -57,13 +57,24 @@ def as_onnx_artifact(parent: Artifact, path: Path) -> Artifact:
                                spec=parent.spec)
 
 
+def metric_name(art: Artifact) -> str:
+    """The accuracy a budget is about: top-1 for classifiers, else the task's primary metric."""
+    from laser.measure.accuracy import PRIMARY
+
+    return PRIMARY.get(art.task, "top1") if art.task != "classification" else "top1"
+
+
 def top1(art: Artifact, data: Dataset, backend: str = "onnxruntime") -> float:
-    """top-1 of an ONNX artifact on ``backend`` (the runtime it ships on)."""
-    from laser.measure.accuracy import classification
+    """The task's primary accuracy (top-1 for a classifier, character accuracy for a text recogniser ...)
+    of an ONNX artifact on ``backend`` (the runtime it ships on)."""
+    from laser.measure.accuracy import TASKS, classification
     from laser.runtime import run
 
+    name = metric_name(art)
     with run(art, backend=backend) as runner:
-        return float(classification(runner, data)["top1"])
+        if name == "top1":
+            return float(classification(runner, data)["top1"])
+        return float(TASKS[art.task][0](runner, data)[name])
 
 
 def outputs(art: Artifact, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -77,7 +88,8 @@ def accuracy_delta(parent: Artifact, quantized: Path, data: Any, backend: str = 
     """top-1 of the FP32 parent and of the quantized model, both on ``backend``."""
     ds = dataset(data)
     fp32, q = top1(parent, ds, backend), top1(as_onnx_artifact(parent, quantized), ds, backend)
-    return {"measured": True, "data": ds.name, "samples": len(ds), "fp32_top1": fp32, "quantized_top1": q,
+    return {"measured": True, "data": ds.name, "samples": len(ds), "metric": metric_name(parent),
+            "fp32_top1": fp32, "quantized_top1": q,
             "drop_points": round((fp32 - q) * 100, 4),
             "method": f"measured: top-1 on every sample, {backend} CPU, quantized vs FP32 ONNX parent"}
 
@@ -96,7 +108,8 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     shutil.copyfile(out, full)
     q = top1(as_onnx_artifact(parent, full), ds)
     result: dict[str, Any] = {
-        "budget_points": budget, "data": ds.name, "samples": len(ds), "fp32_top1": fp32, "all_layers_top1": q,
+        "budget_points": budget, "data": ds.name, "samples": len(ds), "metric": metric_name(parent),
+        "fp32_top1": fp32, "all_layers_top1": q,
         "all_layers_drop_points": round((fp32 - q) * 100, 4), "kept_in_float": [], "excluded": list(exclude),
         "trials": [], "method": "measured: top-1 on every sample, onnxruntime CPU; sensitivity = normalised "
                                 "squared error of the output with only that layer quantized, "

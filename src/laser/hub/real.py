@@ -51,7 +51,8 @@ REAL_CARDS = (
     Card(
         name="pp-ocrv4-cls", task="ocr-direction", factory="", format="onnx",
         spec=_image("x", 48, 192, (TensorSpec("save_infer_model/scale_0.tmp_1", "float32", ("batch", 2)),)),
-        preprocessing={"type": "ocr-line", **PP_NORM, "height": 48, "width": 192, "threshold": 0.9},
+        preprocessing={"type": "ocr-line", **PP_NORM, "height": 48, "width": 192, "fixed_width": True,
+                       "threshold": 0.9},
         labels=("0", "180"),
         weights=_rapidocr("ch_ppocr_mobile_v2.0_cls_infer.onnx",
                           "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c"),
