@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = hsub.add_parser("run", help="run a model's task pipeline on an image or text file")
     _model_args(p)
-    p.add_argument("--input", required=True, help="image file (PNG/JPEG), or a UTF-8 text file (one text per line)")
+    p.add_argument("--input", required=True, help="image file (PNG/JPEG), a WAV file (vad), or a UTF-8 text file "
+                                                  "(one text per line)")
     p.add_argument("--top-k", type=int, default=5, help="labels to show (classification, text; default 5)")
     p.add_argument("--output", help="directory for the answer's files (mask, overlay, drawn boxes, JSON)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="detection: minimum score (default 0.5)")
@@ -240,6 +241,12 @@ def _print_result(r: dict[str, Any]) -> None:
         if dets:
             print(table([(d["label"], f"{d['score']:.3f}", ", ".join(f"{v:.0f}" for v in d["box"])) for d in dets],
                         ("label", "score", "box x1, y1, x2, y2 (pixels)")))
+    elif r["task"] == "vad":
+        for note in r["notes"]:
+            print(f"note: {note}")
+        print(f"{len(r['segments'])} speech segment(s) in {r['duration_s']:.2f} s at {r['sample_rate']} Hz:")
+        if r["segments"]:
+            print(table([(f"{s['start']:.3f}", f"{s['end']:.3f}") for s in r["segments"]], ("start (s)", "end (s)")))
     elif r["task"] == "ocr-recognition":
         print(f"text: {r['text']!r}  (score {r['score']:.3f})")
     elif r["task"] == "ocr-direction":

@@ -22,7 +22,8 @@ from laser.errors import ConfigError
 
 # task -> its primary metric: what "accuracy" means in budgets, plots and the doctor
 PRIMARY = {"classification": "top1", "text-classification": "accuracy", "segmentation": "miou",
-           "detection": "map_50", "ocr-recognition": "char_accuracy"}
+           "detection": "map_50", "ocr-recognition": "char_accuracy",
+           "vad": "frame_f1"}
 
 
 def topk(scores: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
@@ -179,6 +180,27 @@ def ocr_recognition(runner: Any, data: Dataset, batch_size: int = 16) -> dict[st
             "samples": len(labels)}
 
 
+def vad(runner: Any, data: Dataset) -> dict[str, float]:
+    """Stateful voice-activity model: the clips of ``data`` (rows = chunks in order, labels (rows, 2) =
+    speech 0/1 and clip index) re-read with the model's own state, all clips at once as a batch of
+    independent sequences; frame F1 and accuracy of probability >= 0.5 against the truth."""
+    labels = _labelled(data)
+    clips = int(labels[:, 1].max()) + 1
+    frames = len(labels) // clips
+    names, outs = runner.spec.input_names, runner.spec.output_names
+    chunks = data.inputs[0].reshape(clips, frames, -1)
+    state = {n: np.zeros((clips, *a.shape[1:]), a.dtype) for n, a in zip(names[1:], data.inputs[1:])}
+    probs = np.zeros((clips, frames), np.float32)
+    for i in range(frames):
+        out = runner({names[0]: np.ascontiguousarray(chunks[:, i]), **state})
+        probs[:, i] = out[outs[0]].reshape(clips)
+        state = {n: out[o] for n, o in zip(names[1:], outs[1:])}
+    pred, truth = probs.reshape(-1) >= 0.5, labels[:, 0].reshape(clips, frames).reshape(-1) == 1
+    tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
+    return {"frame_f1": 2 * tp / max(2 * tp + fp + fn, 1), "frame_accuracy": float((pred == truth).mean()),
+            "samples": clips}
+
+
 # task -> (metric function, method text)
 TASKS: dict[str, tuple[Callable[[Any, Dataset], dict[str, float]], str]] = {
     "classification": (classification, "top-k over the runner's logits"),
@@ -188,6 +210,7 @@ TASKS: dict[str, tuple[Callable[[Any, Dataset], dict[str, float]], str]] = {
                              "(pycocotools), COCO 101-point"),
     "ocr-recognition": (ocr_recognition, "greedy CTC decode; character accuracy = 1 - edits / characters "
                                          "(Levenshtein, spaces ignored), line exact match"),
+    "vad": (vad, "clips re-read chunk by chunk with the model's own state; frame F1 at probability 0.5"),
 }
 
 

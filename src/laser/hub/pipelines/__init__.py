@@ -118,6 +118,7 @@ def pipeline_class(task: str) -> type[Pipeline]:
     from laser.hub.pipelines.image import ClassificationPipeline, DetectionPipeline, SegmentationPipeline
     from laser.hub.pipelines.ocr import DirectionPipeline, RecognitionPipeline, TextDetectionPipeline
     from laser.hub.pipelines.text import TextClassificationPipeline
+    from laser.hub.pipelines.vad import VADPipeline
 
     classes: dict[str, type[Pipeline]] = {
         "classification": ClassificationPipeline,
@@ -127,6 +128,7 @@ def pipeline_class(task: str) -> type[Pipeline]:
         "ocr-detection": TextDetectionPipeline,
         "ocr-direction": DirectionPipeline,
         "ocr-recognition": RecognitionPipeline,
+        "vad": VADPipeline,
     }
     if task not in classes:
         raise ConfigError(f"no pipeline for task {task!r}; pipelines exist for {sorted(classes)}")
