@@ -90,8 +90,9 @@ def test_vad_served_over_http_with_server_kept_state_gives_the_same_segments(vad
     wav = _wav(tmp_path / "talk.wav", audio, 16_000)
     pipe = VADPipeline(vad_model, backend="onnxruntime")
     local = pipe.run(wav)
-    state = dict(vad_model.preprocessing["state"])  # state_in -> state_out, context -> context_out
+    # No sequence_state given: the server takes the pairs the card declares (state_in -> state_out, context ->
+    # context_out) and keeps them per sequence; the client sends only the chunks.
     with Server([vad_model], http_port=0, grpc_port=None, socket_port=None, backend="onnxruntime",
-                max_batch_size=4, sequence_state=state) as server:
+                max_batch_size=4) as server:
         served = pipe.run(wav, step=http_step(server.http_url, "silero-vad", sequence_id=7))
     assert served["segments"] == local["segments"] and local["segments"]

@@ -121,6 +121,11 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     onnx = require("onnx", "onnx")
     graph = onnx.load(str(src), load_external_data=False).graph
     candidates = [n.name for n in graph.node if n.op_type in LAYER_OPS and n.name not in set(exclude)]
+    if _layers_only_meets_budget(parent, ds, quantize, out, exclude, candidates, budget, result):
+        result["cost"] = _cost(parent, full, out)
+        full.unlink(missing_ok=True)
+        return result
+    restrict = result["layers_only_top1"] > q  # the other ops stay float from here on when that helped
     feeds = ds.take(PROBE_SAMPLES).feeds(parent.spec.input_names)
     reference = outputs(parent, feeds)
     power = max(float(np.mean(reference ** 2)), 1e-12)
@@ -135,7 +140,7 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     final = q
     for k in range(1, len(ranked) + 1):
         keep = [n for n, _ in ranked[:k]]
-        quantize(out, [*exclude, *keep], None)
+        quantize(out, [*exclude, *keep], [c for c in candidates if c not in keep] if restrict else None)
         final = top1(as_onnx_artifact(parent, out), ds)
         result["trials"].append({"kept_in_float": k, "top1": final, "drop_points": round((fp32 - final) * 100, 4)})
         if (fp32 - final) * 100 <= budget:
@@ -152,6 +157,23 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     probe.unlink(missing_ok=True)
     full.unlink(missing_ok=True)
     return result
+
+
+def _layers_only_meets_budget(parent: Artifact, ds: Dataset, quantize: Quantizer, out: Path, exclude: Sequence[str],
+                              candidates: list[str], budget: float, result: dict[str, Any]) -> bool:
+    """Quantize only the compute layers (Conv/Gemm/MatMul), every other op (adds, norms, activations,
+    softmax ...) in float: in attention/SVTR-style models those ops, not the layers, often lose the accuracy."""
+    fp32 = result["fp32_top1"]
+    quantize(out, exclude, candidates)
+    m = top1(as_onnx_artifact(parent, out), ds)
+    drop = round((fp32 - m) * 100, 4)
+    result["layers_only_top1"] = m
+    result["trials"].append({"kept_in_float": f"every op but {'/'.join(LAYER_OPS)}", "top1": m, "drop_points": drop})
+    if (fp32 - m) * 100 > budget:
+        return False
+    result.update(met=True, final_top1=m, drop_points=drop, quantized_only=list(LAYER_OPS),
+                  quantized_nodes=len(candidates))
+    return True
 
 
 def _round(x: float) -> float:
