@@ -21,12 +21,14 @@ DATA = {"pp-ocrv4-rec": "ocr-lines", "silero-vad": "vad-espeak"}
 LAYERS = ("Conv", "MatMul", "Gemm")
 
 
-def variants(name: str, budget: float) -> dict[str, laser.Artifact]:
+def variants(name: str, budget: float | None) -> dict[str, laser.Artifact]:
     fp32 = laser.load(name)
     data = DATA[name]
     common = {"calibration": data, "samples": 64, "check_speed": False, "progress": False}
     out = {"FP32": fp32, "INT8 all ops": Quantize(**common)(fp32),
            "INT8 Conv/MatMul/Gemm": Quantize(op_types=LAYERS, **common)(fp32)}
+    if budget is None:
+        return out
     try:
         out[f"INT8 mixed (budget {budget} pts)"] = Quantize(max_accuracy_drop=budget, data=data, **common)(fp32)
     except laser.errors.LaserError as exc:
@@ -58,10 +60,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="pp-ocrv4-rec,silero-vad")
     ap.add_argument("--budget", type=float, default=1.0, help="allowed drop, percentage points")
+    ap.add_argument("--no-mixed", action="store_true", help="skip the accuracy-aware search (minutes per model)")
     args = ap.parse_args()
     rows = []
     for name in args.models.split(","):
-        rows += measure(name, variants(name, args.budget))
+        rows += measure(name, variants(name, None if args.no_mixed else args.budget))
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
 

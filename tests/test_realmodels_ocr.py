@@ -94,3 +94,20 @@ def test_cli_runs_the_reader_and_draws_its_answer(real_cache, fonts, tmp_path, c
                  "--backend", "onnxruntime"]) == 0
     out = capsys.readouterr().out
     assert "laser" in out and "2026" in out and (tmp_path / "page_ocr.png").is_file()
+
+
+@pytest.mark.slow
+def test_accuracy_aware_int8_recogniser_stays_within_one_point_of_character_accuracy(real_cache, fonts):
+    from laser import data, hub
+    from laser.compress.quantize import Quantize
+    from laser.measure.accuracy import ocr_recognition
+    from laser.runtime import run
+
+    fp32 = hub.load("pp-ocrv4-rec")
+    q = Quantize(calibration="ocr-lines", samples=64, max_accuracy_drop=1.0, data="ocr-lines", check_speed=False,
+                 progress=False)(fp32)
+    search = q.lineage[-1].results["accuracy_aware"]
+    assert search["metric"] == "char_accuracy" and search["drop_points"] <= 1.0
+    test = data.load("ocr-lines", "test")
+    with run(fp32, backend="onnxruntime") as a, run(q, backend="onnxruntime") as b:  # re-measured here
+        assert ocr_recognition(a, test)["char_accuracy"] - ocr_recognition(b, test)["char_accuracy"] <= 0.01
