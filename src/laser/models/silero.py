@@ -6,17 +6,58 @@ calls. Here both are explicit inputs/outputs with the batch first, which is what
 and the server's sequence state expect::
 
     chunk (B, 512), state_in (B, 2, 128), context (B, 64) -> probability (B, 1), state_out, context_out
+
+The 8 kHz / 16 kHz switch (an ``If`` on ``sr``) is resolved to the 16 kHz branch and the weights become
+initializers, so quantization reaches the convolutions and the LSTM.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from laser.errors import require
 
 CHUNK, CONTEXT, RATE = 512, 64, 16_000
-ADAPTED = "silero_vad_16k_stateful.onnx"
+ADAPTED = "silero_vad_16k_stateful_v2.onnx"
+
+
+def _inline_rate_branch(nodes: Any, numpy_helper: Any) -> list[Any]:
+    """The graph's ``If sr == C`` replaced by the branch taken at 16 kHz (sr is a constant now), so the
+    model's convolutions and LSTM sit in the main graph where quantizers and optimizers see them."""
+    from onnx import helper
+
+    consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in nodes
+              if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+    equals = {n.output[0]: n for n in nodes if n.op_type == "Equal" and "sr" in n.input}
+    out = []
+    for n in nodes:
+        test = equals.get(n.input[0]) if n.op_type == "If" else None
+        if test is None:
+            out.append(n)
+            continue
+        other = next(i for i in test.input if i != "sr")
+        taken = "then_branch" if int(consts[other]) == RATE else "else_branch"
+        branch = next(a.g for a in n.attribute if a.name == taken)
+        out += list(branch.node)
+        out += [helper.make_node("Identity", [b.name], [o], name=f"laser_inline_{o}")
+                for b, o in zip(branch.output, n.output)]
+    return out
+
+
+def _constants_to_initializers(g: Any, numpy_helper: Any) -> None:
+    """Float Constant nodes of the main graph (the weights) as initializers, where quantizers look for them."""
+    keep = []
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            value = numpy_helper.to_array(n.attribute[0].t)
+            if value.dtype.kind == "f" and value.ndim >= 1:
+                g.initializer.append(numpy_helper.from_array(value, n.output[0]))
+                continue
+        keep.append(n)
+    del g.node[:]
+    g.node.extend(keep)
 
 
 def adapt(path: Path, cache: Path) -> Path:
@@ -45,9 +86,10 @@ def adapt(path: Path, cache: Path) -> Path:
         helper.make_node("Slice", ["input", starts.name, ends.name, axes.name], ["context_out"], name="laser_ctx"),
     ]
     g.initializer.extend([numpy_helper.from_array(np.array(RATE, np.int64), "sr"), starts, ends, axes])
-    nodes = [*pre, *g.node, *post]
+    nodes = [*pre, *_inline_rate_branch(g.node, numpy_helper), *post]
     del g.node[:]
     g.node.extend(nodes)
+    _constants_to_initializers(g, numpy_helper)
     del g.input[:]
     f32 = TensorProto.FLOAT
     g.input.extend([helper.make_tensor_value_info("chunk", f32, ["batch", CHUNK]),
