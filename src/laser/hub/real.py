@@ -23,6 +23,7 @@ RAPIDOCR = ("rapidocr-onnxruntime", "1.4.4")
 PADDLE_LICENSE = ("Apache-2.0 (PaddleOCR models; ONNX conversion by RapidOCR, Apache-2.0)")
 PP_NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": 1 / 255, "channel_order": "BGR"}
 VAD_CHUNK, VAD_CONTEXT, VAD_RATE = 512, 64, 16_000
+WEIGHTS = "laser.models.onnx_weights:weights_as_initializers"  # Paddle2ONNX keeps weights in Constant nodes
 
 
 def _rapidocr(filename: str, sha256: str) -> PackageFile:
@@ -35,7 +36,7 @@ def _image(name: str, height: int | str, width: int | str, outputs: tuple[Tensor
 
 REAL_CARDS = (
     Card(
-        name="pp-ocrv4-det", task="ocr-detection", factory="", format="onnx",
+        name="pp-ocrv4-det", factory=WEIGHTS, task="ocr-detection", format="onnx",
         spec=_image("x", "height", "width", (TensorSpec("sigmoid_0.tmp_0", "float32", ("batch", 1, "height",
                                                                                         "width")),)),
         preprocessing={"type": "ocr-det", **PP_NORM, "limit_side_len": 736, "limit_type": "min", "multiple": 32,
@@ -49,7 +50,7 @@ REAL_CARDS = (
         "area x 1.6 / perimeter.",
     ),
     Card(
-        name="pp-ocrv4-cls", task="ocr-direction", factory="", format="onnx",
+        name="pp-ocrv4-cls", factory=WEIGHTS, task="ocr-direction", format="onnx",
         spec=_image("x", 48, 192, (TensorSpec("save_infer_model/scale_0.tmp_1", "float32", ("batch", 2)),)),
         preprocessing={"type": "ocr-line", **PP_NORM, "height": 48, "width": 192, "fixed_width": True,
                        "threshold": 0.9},
@@ -62,7 +63,7 @@ REAL_CARDS = (
         "180 with probability >= 0.9 are turned before recognition.",
     ),
     Card(
-        name="pp-ocrv4-rec", task="ocr-recognition", factory="", format="onnx",
+        name="pp-ocrv4-rec", factory=WEIGHTS, task="ocr-recognition", format="onnx",
         spec=_image("x", 48, "width", (TensorSpec("softmax_11.tmp_0", "float32", ("batch", "steps", 6625)),)),
         preprocessing={"type": "ocr-line", **PP_NORM, "height": 48, "width": 320, "dictionary": "onnx-metadata"},
         weights=_rapidocr("ch_PP-OCRv4_rec_infer.onnx",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from laser.errors import require
+from laser.models.onnx_weights import constants_to_initializers
 
 CHUNK, CONTEXT, RATE = 512, 64, 16_000
 ADAPTED = "silero_vad_16k_stateful_v2.onnx"
@@ -44,20 +45,6 @@ def _inline_rate_branch(nodes: Any, numpy_helper: Any) -> list[Any]:
         out += [helper.make_node("Identity", [b.name], [o], name=f"laser_inline_{o}")
                 for b, o in zip(branch.output, n.output)]
     return out
-
-
-def _constants_to_initializers(g: Any, numpy_helper: Any) -> None:
-    """Float Constant nodes of the main graph (the weights) as initializers, where quantizers look for them."""
-    keep = []
-    for n in g.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            value = numpy_helper.to_array(n.attribute[0].t)
-            if value.dtype.kind == "f" and value.ndim >= 1:
-                g.initializer.append(numpy_helper.from_array(value, n.output[0]))
-                continue
-        keep.append(n)
-    del g.node[:]
-    g.node.extend(keep)
 
 
 def adapt(path: Path, cache: Path) -> Path:
@@ -89,7 +76,7 @@ def adapt(path: Path, cache: Path) -> Path:
     nodes = [*pre, *_inline_rate_branch(g.node, numpy_helper), *post]
     del g.node[:]
     g.node.extend(nodes)
-    _constants_to_initializers(g, numpy_helper)
+    constants_to_initializers(g)
     del g.input[:]
     f32 = TensorProto.FLOAT
     g.input.extend([helper.make_tensor_value_info("chunk", f32, ["batch", CHUNK]),
