@@ -81,6 +81,8 @@ def backend_gaps(run: Run, result: OptimizeResult) -> None:
         key = "p50_ms" if o.final and other.final else "screen_p50_ms"
         a = o.metrics.get(key, o.metrics["p50_ms"])
         b = other.metrics.get(key, other.metrics["p50_ms"])
+        if a is None or b is None:  # one side was not timed (e.g. it failed its checks)
+            continue
         slow, fast = (o, other) if a > b else (other, o)
         ratio = max(a, b) / min(a, b)
         if ratio >= GAP:
