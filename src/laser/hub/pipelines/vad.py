@@ -96,6 +96,11 @@ def segments(probs: np.ndarray, pre: Mapping[str, Any], samples: int) -> list[di
 class VADPipeline(Pipeline):
     task = "vad"
 
+    def __init__(self, artifact: Any, backend: str = "auto", **options: Any):
+        # "auto" means onnxruntime here: a chunk takes well under a millisecond, and timing the candidate
+        # runtimes on it was seen to take over a minute on a loaded 2-core machine.
+        super().__init__(artifact, "onnxruntime" if backend == "auto" else backend, **options)
+
     def local_step(self) -> Step:
         """The model run here, state and context kept in this closure (zeros at the start)."""
         spec = {t.name: t for t in self.artifact.spec.inputs}
