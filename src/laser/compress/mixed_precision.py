@@ -57,13 +57,24 @@ def as_onnx_artifact(parent: Artifact, path: Path) -> Artifact:
                                spec=parent.spec)
 
 
+def metric_name(art: Artifact) -> str:
+    """The accuracy a budget is about: top-1 for classifiers, else the task's primary metric."""
+    from laser.measure.accuracy import PRIMARY
+
+    return PRIMARY.get(art.task, "top1") if art.task != "classification" else "top1"
+
+
 def top1(art: Artifact, data: Dataset, backend: str = "onnxruntime") -> float:
-    """top-1 of an ONNX artifact on ``backend`` (the runtime it ships on)."""
-    from laser.measure.accuracy import classification
+    """The task's primary accuracy (top-1 for a classifier, character accuracy for a text recogniser ...)
+    of an ONNX artifact on ``backend`` (the runtime it ships on)."""
+    from laser.measure.accuracy import TASKS, classification
     from laser.runtime import run
 
+    name = metric_name(art)
     with run(art, backend=backend) as runner:
-        return float(classification(runner, data)["top1"])
+        if name == "top1":
+            return float(classification(runner, data)["top1"])
+        return float(TASKS[art.task][0](runner, data)[name])
 
 
 def outputs(art: Artifact, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -77,7 +88,8 @@ def accuracy_delta(parent: Artifact, quantized: Path, data: Any, backend: str = 
     """top-1 of the FP32 parent and of the quantized model, both on ``backend``."""
     ds = dataset(data)
     fp32, q = top1(parent, ds, backend), top1(as_onnx_artifact(parent, quantized), ds, backend)
-    return {"measured": True, "data": ds.name, "samples": len(ds), "fp32_top1": fp32, "quantized_top1": q,
+    return {"measured": True, "data": ds.name, "samples": len(ds), "metric": metric_name(parent),
+            "fp32_top1": fp32, "quantized_top1": q,
             "drop_points": round((fp32 - q) * 100, 4),
             "method": f"measured: top-1 on every sample, {backend} CPU, quantized vs FP32 ONNX parent"}
 
@@ -96,7 +108,8 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     shutil.copyfile(out, full)
     q = top1(as_onnx_artifact(parent, full), ds)
     result: dict[str, Any] = {
-        "budget_points": budget, "data": ds.name, "samples": len(ds), "fp32_top1": fp32, "all_layers_top1": q,
+        "budget_points": budget, "data": ds.name, "samples": len(ds), "metric": metric_name(parent),
+        "fp32_top1": fp32, "all_layers_top1": q,
         "all_layers_drop_points": round((fp32 - q) * 100, 4), "kept_in_float": [], "excluded": list(exclude),
         "trials": [], "method": "measured: top-1 on every sample, onnxruntime CPU; sensitivity = normalised "
                                 "squared error of the output with only that layer quantized, "
@@ -108,6 +121,11 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     onnx = require("onnx", "onnx")
     graph = onnx.load(str(src), load_external_data=False).graph
     candidates = [n.name for n in graph.node if n.op_type in LAYER_OPS and n.name not in set(exclude)]
+    if _layers_only_meets_budget(parent, ds, quantize, out, exclude, candidates, budget, result):
+        result["cost"] = _cost(parent, full, out)
+        full.unlink(missing_ok=True)
+        return result
+    restrict = result["layers_only_top1"] > q  # the other ops stay float from here on when that helped
     feeds = ds.take(PROBE_SAMPLES).feeds(parent.spec.input_names)
     reference = outputs(parent, feeds)
     power = max(float(np.mean(reference ** 2)), 1e-12)
@@ -122,7 +140,7 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     final = q
     for k in range(1, len(ranked) + 1):
         keep = [n for n, _ in ranked[:k]]
-        quantize(out, [*exclude, *keep], None)
+        quantize(out, [*exclude, *keep], [c for c in candidates if c not in keep] if restrict else None)
         final = top1(as_onnx_artifact(parent, out), ds)
         result["trials"].append({"kept_in_float": k, "top1": final, "drop_points": round((fp32 - final) * 100, 4)})
         if (fp32 - final) * 100 <= budget:
@@ -139,6 +157,23 @@ def keep_sensitive_layers_in_float(parent: Artifact, src: Path, quantize: Quanti
     probe.unlink(missing_ok=True)
     full.unlink(missing_ok=True)
     return result
+
+
+def _layers_only_meets_budget(parent: Artifact, ds: Dataset, quantize: Quantizer, out: Path, exclude: Sequence[str],
+                              candidates: list[str], budget: float, result: dict[str, Any]) -> bool:
+    """Quantize only the compute layers (Conv/Gemm/MatMul), every other op (adds, norms, activations,
+    softmax ...) in float: in attention/SVTR-style models those ops, not the layers, often lose the accuracy."""
+    fp32 = result["fp32_top1"]
+    quantize(out, exclude, candidates)
+    m = top1(as_onnx_artifact(parent, out), ds)
+    drop = round((fp32 - m) * 100, 4)
+    result["layers_only_top1"] = m
+    result["trials"].append({"kept_in_float": f"every op but {'/'.join(LAYER_OPS)}", "top1": m, "drop_points": drop})
+    if (fp32 - m) * 100 > budget:
+        return False
+    result.update(met=True, final_top1=m, drop_points=drop, quantized_only=list(LAYER_OPS),
+                  quantized_nodes=len(candidates))
+    return True
 
 
 def _round(x: float) -> float:

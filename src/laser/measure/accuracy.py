@@ -22,7 +22,8 @@ from laser.errors import ConfigError
 
 # task -> its primary metric: what "accuracy" means in budgets, plots and the doctor
 PRIMARY = {"classification": "top1", "text-classification": "accuracy", "segmentation": "miou",
-           "detection": "map_50"}
+           "detection": "map_50", "ocr-recognition": "char_accuracy",
+           "vad": "frame_f1"}
 
 
 def topk(scores: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
@@ -151,6 +152,55 @@ def detection(runner: Any, data: Dataset, batch_size: int = 8, iou_threshold: fl
     return {**mean_average_precision(preds, targets), "samples": len(data)}
 
 
+def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def ocr_recognition(runner: Any, data: Dataset, batch_size: int = 16) -> dict[str, float]:
+    """CTC recogniser: character accuracy (1 - CER, total edits / total characters) and line exact match.
+    Labels are class indices (-1 padded); class 0 is the CTC blank and the last class the space, which is
+    ignored on both sides (PP-OCR often drops spaces between words and digits)."""
+    labels = _labelled(data)
+    probs = predict(runner, data, batch_size)
+    best, space = probs.argmax(-1), probs.shape[-1] - 1
+    edits = chars = exact = 0
+    for row, truth in zip(best, labels):
+        keep = row != 0
+        keep[1:] &= row[1:] != row[:-1]
+        got = [int(v) for v in row[keep] if v != space]
+        want = [int(v) for v in truth if v >= 0 and v != space]
+        e = edit_distance(got, want)
+        edits, chars, exact = edits + e, chars + len(want), exact + (e == 0)
+    return {"char_accuracy": max(0.0, 1 - edits / max(chars, 1)), "line_exact": exact / len(labels),
+            "samples": len(labels)}
+
+
+def vad(runner: Any, data: Dataset) -> dict[str, float]:
+    """Stateful voice-activity model: the clips of ``data`` (rows = chunks in order, labels (rows, 2) =
+    speech 0/1 and clip index) re-read with the model's own state, all clips at once as a batch of
+    independent sequences; frame F1 and accuracy of probability >= 0.5 against the truth."""
+    labels = _labelled(data)
+    clips = int(labels[:, 1].max()) + 1
+    frames = len(labels) // clips
+    names, outs = runner.spec.input_names, runner.spec.output_names
+    chunks = data.inputs[0].reshape(clips, frames, -1)
+    state = {n: np.zeros((clips, *a.shape[1:]), a.dtype) for n, a in zip(names[1:], data.inputs[1:])}
+    probs = np.zeros((clips, frames), np.float32)
+    for i in range(frames):
+        out = runner({names[0]: np.ascontiguousarray(chunks[:, i]), **state})
+        probs[:, i] = out[outs[0]].reshape(clips)
+        state = {n: out[o] for n, o in zip(names[1:], outs[1:])}
+    pred, truth = probs.reshape(-1) >= 0.5, labels[:, 0].reshape(clips, frames).reshape(-1) == 1
+    tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
+    return {"frame_f1": 2 * tp / max(2 * tp + fp + fn, 1), "frame_accuracy": float((pred == truth).mean()),
+            "samples": clips}
+
+
 # task -> (metric function, method text)
 TASKS: dict[str, tuple[Callable[[Any, Dataset], dict[str, float]], str]] = {
     "classification": (classification, "top-k over the runner's logits"),
@@ -158,6 +208,9 @@ TASKS: dict[str, tuple[Callable[[Any, Dataset], dict[str, float]], str]] = {
     "segmentation": (segmentation, "per-pixel argmax; IoU and Dice per class, mean over classes present"),
     "detection": (detection, "per-class NMS (IoU 0.5, top 100), then torchmetrics MeanAveragePrecision "
                              "(pycocotools), COCO 101-point"),
+    "ocr-recognition": (ocr_recognition, "greedy CTC decode; character accuracy = 1 - edits / characters "
+                                         "(Levenshtein, spaces ignored), line exact match"),
+    "vad": (vad, "clips re-read chunk by chunk with the model's own state; frame F1 at probability 0.5"),
 }
 
 

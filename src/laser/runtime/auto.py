@@ -60,6 +60,9 @@ def choose(artifact: Artifact, candidates: list[str], build: Callable[[str], Run
             runner.close()
             continue
         runners[name] = runner
+    if not runners:
+        raise BackendError(f"no backend could run {artifact.name!r} on example inputs of its spec: " +
+                           "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     calls: dict[str, Callable[[], object]] = {n: functools.partial(r._run, feeds) for n, r in runners.items()}
     timings, runs = interleaved_median_ms(calls) if calls else ({}, 0)  # none ran: the BackendError below
     best = min(timings, key=timings.__getitem__) if timings else None

@@ -58,8 +58,10 @@ class ModelVersion:
                                batched=self.batchable, metrics=metrics, load=load, execution=self.execution)
         if metrics:
             metrics.execution.labels(name, version, self.execution.strategy).set(1)
-        self.sequences = None if not settings.sequence_state else Sequences(
-            artifact.spec, dict(settings.sequence_state), max_sequences=settings.max_sequences,
+        # State pairs from the settings, else those the artifact declares (e.g. silero-vad's card)
+        pairs = dict(settings.sequence_state) or dict(artifact.preprocessing.get("state") or {})
+        self.sequences = None if not pairs else Sequences(
+            artifact.spec, pairs, max_sequences=settings.max_sequences,
             idle_s=settings.sequence_idle_s, batched=self.batchable)
         self.state = "READY"
         self.pipeline: Any = None  # the task pipeline of /pipeline requests, built on first use

@@ -116,13 +116,19 @@ def write_json(result: Mapping[str, Any], directory: Path, stem: str) -> Path:
 
 def pipeline_class(task: str) -> type[Pipeline]:
     from laser.hub.pipelines.image import ClassificationPipeline, DetectionPipeline, SegmentationPipeline
+    from laser.hub.pipelines.ocr import DirectionPipeline, RecognitionPipeline, TextDetectionPipeline
     from laser.hub.pipelines.text import TextClassificationPipeline
+    from laser.hub.pipelines.vad import VADPipeline
 
     classes: dict[str, type[Pipeline]] = {
         "classification": ClassificationPipeline,
         "segmentation": SegmentationPipeline,
         "detection": DetectionPipeline,
         "text-classification": TextClassificationPipeline,
+        "ocr-detection": TextDetectionPipeline,
+        "ocr-direction": DirectionPipeline,
+        "ocr-recognition": RecognitionPipeline,
+        "vad": VADPipeline,
     }
     if task not in classes:
         raise ConfigError(f"no pipeline for task {task!r}; pipelines exist for {sorted(classes)}")
