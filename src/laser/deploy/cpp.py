@@ -58,8 +58,9 @@ def ort_paths() -> dict[str, str]:
         headers = sorted(pkg.glob("iOS~/onnxruntime.xcframework/ios-arm64/onnxruntime.framework/Headers"))
         if lib.is_file() and headers and (headers[0] / "onnxruntime_cxx_api.h").is_file():
             api = re.search(rb"#define ORT_API_VERSION (\d+)", (headers[0] / "onnxruntime_c_api.h").read_bytes())
-            found = re.search(rb"\x001\.(\d+)\.(\d+)\x00", lib.read_bytes())
-            if not api or not found or api.group(1) != found.group(1):
+            found = next((m for m in re.finditer(rb"\x001\.(\d+)\.(\d+)\x00", lib.read_bytes())
+                          if api and m.group(1) == api.group(1)), None)  # the library's own version string
+            if not api or not found:
                 raise DependencyError(f"ONNX Runtime headers (API {api and api.group(1).decode()}) and {lib} "
                                       f"(1.{found and found.group(1).decode()}) do not match; reinstall: {ORT_FETCH}")
             return {"include": str(headers[0]), "library": str(lib),
@@ -103,6 +104,8 @@ def cpp_project(artifact: Artifact, out: str | os.PathLike[str], *, build: bool 
         raise ExportError(f"laser deploy cpp runs {list(CPP_FORMATS)} artifacts, {artifact.name!r} is {fmt}; "
                           "export it first: laser export MODEL --to aoti (or onnx, torchscript)")
     header = _spec_header(artifact)
+    if build:
+        require_tools()
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target} is a file; give a directory for the C++ project")
@@ -134,14 +137,18 @@ def cpp_project(artifact: Artifact, out: str | os.PathLike[str], *, build: bool 
     return result
 
 
-def build_project(directory: Path, jobs: int | None = None) -> dict[str, Any]:
-    """``cmake -S DIR -B DIR/build`` + ``cmake --build``; the binary's path and the seconds it took."""
-    import time
-
+def require_tools() -> None:
     missing = [tool for tool in ("cmake", "g++") if shutil.which(tool) is None]
     if missing:
         raise DependencyError(f"building the C++ program needs {' and '.join(missing)}, not found on PATH; "
                               f"install them: apt-get install -y {' '.join(missing)}")
+
+
+def build_project(directory: Path, jobs: int | None = None) -> dict[str, Any]:
+    """``cmake -S DIR -B DIR/build`` + ``cmake --build``; the binary's path and the seconds it took."""
+    import time
+
+    require_tools()
     build = directory / "build"
     start = time.perf_counter()
     for cmd in (["cmake", "-S", str(directory), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"],
