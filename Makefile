@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laser-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test test-slow lint venv web-deps real-models clean
+.PHONY: demo test test-slow lint venv web-deps real-models native-deps clean
 
 venv: $(STAMP)
 
@@ -39,15 +39,28 @@ real-models: $(STAMP)
 	  else echo "fonts/espeak-ng missing; their tests will skip: sudo apt-get install -y $(REAL_APT)"; fi; fi
 	$(VENV)/bin/laser hub fetch pp-ocr silero-vad || echo "could not fetch the real models; their tests will skip"
 
+# `laser deploy cpp` for ONNX models: ONNX Runtime 1.29.0's C++ headers + linux-x64 libonnxruntime.so from the
+# npm package com.github.asus4.onnxruntime (pinned) into the venv; cmake + g++ (apt-get as root, else printed).
+ORT_NPM := com.github.asus4.onnxruntime@0.4.9
+native-deps: $(STAMP)
+	@command -v cmake >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q cmake g++ >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q cmake g++ >/dev/null; } \
+	  || echo "could not install cmake/g++; the C++ tests will fail: apt-get install -y cmake g++"; \
+	  else echo "cmake or g++ is missing; the C++ tests will fail: sudo apt-get install -y cmake g++"; fi; }
+	@test -f $(VENV)/share/laser/native/node_modules/com.github.asus4.onnxruntime/package.json || { \
+	  if command -v npm >/dev/null 2>&1; then npm install --prefix $(VENV)/share/laser/native --no-save --no-audit \
+	  --no-fund --ignore-scripts --silent $(ORT_NPM); \
+	  else echo "npm is missing; laser deploy cpp cannot build ONNX models: apt-get install -y nodejs npm && make native-deps"; fi; }
+
 # The main job on the built-in digits-cnn + digits data: recipes x formats x backends, measured on LASER;
 # writes $(DEMO_OUT)/report.html, report.json, pareto.png, winner/ and winner.toml (re-runs resume).
 demo: $(STAMP) web-deps
 	$(VENV)/bin/laser optimize -o $(DEMO_OUT)
 
-test: $(STAMP) web-deps real-models
+test: $(STAMP) web-deps real-models native-deps
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP) web-deps real-models
+test-slow: $(STAMP) web-deps real-models native-deps
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

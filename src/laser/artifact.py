@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 MANIFEST = "laser.json"
-FORMATS = ("torch", "onnx", "torchscript", "ort")  # every artifact format (the one list of them)
+FORMATS = ("torch", "onnx", "torchscript", "ort", "aoti")  # every artifact format (the one list of them)
 EXPORT_TARGETS = tuple(f for f in FORMATS if f != "torch")  # what a torch artifact exports to
 
 

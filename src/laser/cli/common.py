@@ -48,7 +48,7 @@ def add_json(p: argparse.ArgumentParser, help: str = "one JSON object on stdout"
 
 
 def add_backend(p: argparse.ArgumentParser, default: str | None = "auto",
-                help: str = "runtime backend: torch, torchscript, onnxruntime, openvino, echo or auto") -> None:
+                help: str = "runtime backend: torch, torchscript, onnxruntime, openvino, aoti, compiled, echo or auto") -> None:
     p.add_argument("--backend", default=default, help=f"{help} (default: {default})" if default else help)
 
 

@@ -17,7 +17,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a model to ONNX, TorchScript or ORT format, validated against it")
+    p = sub.add_parser("export", help="export a model to ONNX, TorchScript, ORT format or an AOTInductor .pt2, validated against it")
     add_model_args(p)
     p.add_argument("--to", default="onnx", choices=EXPORT_TARGETS, help="target format (default: onnx)")
     p.add_argument("-o", "--output", required=True,

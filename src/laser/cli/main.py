@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "laser.cli.web",
     "laser.cli.advise",
     "laser.cli.importft",
+    "laser.cli.deploy",
 )
 
 

@@ -44,9 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument("--recipes", help="comma-separated: none, int8-static, int8-dynamic, int8-nncf, int8-nncf-ac, fp16, "
                    "bf16, fp16-openvino, prune-N, prune-N+int8, search (default: " + ",".join(DEFAULT_RECIPES) + ")")
-    p.add_argument("--formats", help="comma-separated: torch, onnx, torchscript (default: all three)")
-    p.add_argument("--backends", help="comma-separated: torch, torchscript, onnxruntime, openvino "
-                   "(default: every installed one)")
+    p.add_argument("--formats", help="comma-separated: torch, onnx, torchscript, aoti (default: torch, onnx, torchscript; "
+                   "aoti compiles ahead of time: add it to answer static vs dynamic graph)")
+    p.add_argument("--backends", help="comma-separated: torch, torchscript, onnxruntime, openvino, aoti, compiled "
+                   "(default: every installed one except compiled, which torch.compiles each candidate)")
     p.add_argument("--time-budget", help="stop starting new candidates after this long, e.g. 90s, 10m, 1h")
     p.add_argument("--recipe", help="a winner.toml from an earlier run: rebuild that artifact and measure it")
     p.add_argument("--fresh", action="store_true", help="ignore the cache of an earlier run in OUTPUT")

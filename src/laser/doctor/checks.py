@@ -293,6 +293,33 @@ def first_run_build(f: Facts) -> Found | None:
                    max(0.0, 1 - warm / f.child_p50) if inflated else 0.0)
 
 
+@check("compiled-not-faster")
+def compiled_not_faster(f: Facts) -> Found | None:
+    c = f.compiled
+    if not c or not f.slow:
+        return None
+    breaks, fallbacks, recompiles = c.get("graph_breaks", 0), c.get("fallback_kernels") or {}, c.get("recompiles", 0)
+    evidence = (f"{c.get('graphs', '?')} graph(s), {breaks} graph break(s)"
+                + (f" ({'; '.join(c['break_reasons'])})" if c.get("break_reasons") else "")
+                + f", fallback kernels {fallbacks or 'none'}"
+                + (f", {recompiles} recompile(s) for a second batch size" if "recompiles" in c else "")
+                + f"; compiled p50 {f.child_p50:.3f} ms vs {f.parent_p50:.3f} ms eager")
+    if breaks:
+        cause = "the compiler split the model at graph breaks: each piece is compiled alone and Python runs between them"
+        fix = "remove the breaks (data-dependent control flow, .item(), prints, unsupported calls) named in the evidence"
+    elif fallbacks:
+        cause = "ops with no Inductor lowering run as fallback (eager ATen) kernels, with a copy around each"
+        fix = "replace those ops, or keep this model on eager / ONNX Runtime where they are native"
+    elif recompiles:
+        cause = "every new input shape recompiles the graph, and the timings held compilation"
+        fix = "compile with dynamic=True (laser.run(art, backend='compiled', dynamic=True)) or export --to aoti"
+    else:
+        cause = ("the graph compiled whole (no breaks, no fallbacks) but the model's time is in convolution / GEMM "
+                 "library calls that eager already makes: fusing the pointwise ops around them saves little")
+        fix = "keep eager or ONNX Runtime for this model; compilation pays off on models with many small pointwise ops"
+    return Found(cause, evidence, fix)
+
+
 @check("disturbed-measurement")
 def disturbed(f: Facts) -> Found | None:
     """The optimize run's figure is far above what the same child measures now, with no one-time cost to

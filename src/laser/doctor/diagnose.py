@@ -18,6 +18,7 @@ from typing import Any
 
 from laser.artifact import Artifact
 from laser.doctor.checks import run_checks
+from laser.doctor.compiled import compile_facts
 from laser.doctor.facts import Facts, Finding, GraphFacts
 from laser.doctor.probes import (
     Probes,
@@ -101,11 +102,13 @@ def diagnose_pair(parent: Artifact, child: Artifact, parent_backend: str, child_
                     "child": {b: throughput(child, child_backend, b, threads, seconds) for b in (1, 8)}}
     f.first_call = first_call(child, child_backend, threads)
     f.threads = thread_scaling(child, child_backend, threads, seconds)
+    f.compiled = compile_facts(parent, child, child_backend) if f.slow else {}
     findings = run_checks(f)
     facts = {"cpu_flags": sorted(x for x in f.cpu_flags if "avx" in x or "amx" in x or "vnni" in x or x == "f16c"),
              "throughput_per_s": f.throughput, "first_call": f.first_call, "threads": f.threads,
              "parent_macs": f.parent_macs, "child_macs": f.child_macs,
-             "child_ops": dict(f.child_graph.ops) if f.child_graph else None}
+             "child_ops": dict(f.child_graph.ops) if f.child_graph else None,
+             **({"compiled": f.compiled} if f.compiled else {})}
     return Diagnosis(_label(parent), _label(child), parent_backend, child_backend, f.parent_p50, f.child_p50,
                      f.accuracy_drop_pts, allowed_drop_pts, findings,
                      f.child_profile.to_dict() if f.child_profile else None, facts)

@@ -85,6 +85,7 @@ class Facts:
     slow_below: float = NOT_FASTER  # speed-up under which the child counts as "not faster"
     threads: dict[str, float] = field(default_factory=dict)  # threads, p50_ms (child, default threads),
     #                                                            p50_1_thread_ms, load_1m, cores
+    compiled: dict[str, Any] = field(default_factory=dict)  # graphs, graph_breaks, fallback_kernels, recompiles
 
     @property
     def slow(self) -> bool:

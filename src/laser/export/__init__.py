@@ -1,4 +1,4 @@
-"""Export: a torch artifact to ONNX, TorchScript or ORT format, always validated against its parent.
+"""Export: a torch artifact to ONNX, TorchScript, ORT format or an AOTInductor package, always validated against its parent.
 
     >>> onnx_art = laser.export.export(art, to="onnx")          # or Export(to="onnx")(art)
     >>> onnx_art.lineage[-1].results["validation"]["outputs"]   # max abs / rel error per output
@@ -33,7 +33,7 @@ MIN_OPSET, MAX_OPSET = 9, 23
 
 @dataclasses.dataclass(frozen=True)
 class Export(Stage):
-    """Export to ``to`` ('onnx' | 'torchscript' | 'ort'), then check parity with the parent on Spec
+    """Export to ``to`` ('onnx' | 'torchscript' | 'ort' | 'aoti'), then check parity with the parent on Spec
     example inputs (and ``data``: a ``laser.data.Dataset`` or dataset name, when given)."""
 
     op: ClassVar[str] = "export"
@@ -52,8 +52,8 @@ class Export(Stage):
         if self.opset is not None and not (isinstance(self.opset, int) and MIN_OPSET <= self.opset <= MAX_OPSET):
             raise ConfigError(f"Export(opset={self.opset!r}) is out of range; use an int in "
                               f"[{MIN_OPSET}, {MAX_OPSET}] or None for the exporter's default, e.g. opset=18")
-        if self.to == "torchscript" and (self.opset is not None or self.exporter != "auto"):
-            raise ConfigError("opset and exporter apply to ONNX only; drop them for Export(to='torchscript')")
+        if self.to in ("torchscript", "aoti") and (self.opset is not None or self.exporter != "auto"):
+            raise ConfigError(f"opset and exporter apply to ONNX only; drop them for Export(to={self.to!r})")
 
     def apply(self, artifact: Artifact) -> Artifact:
         if self.to == "ort":
@@ -68,6 +68,8 @@ class Export(Stage):
                               + ("; an ONNX artifact can be converted with to='ort'" if artifact.format == "onnx" else ""))
         if self.to == "torchscript":
             return self._to_torchscript(artifact)
+        if self.to == "aoti":
+            return self._to_aoti(artifact)
         if self.exporter == "fastest":
             return self._fastest_onnx(artifact)
         return self._to_onnx(artifact)
@@ -173,6 +175,17 @@ class Export(Stage):
         child = artifact.derive(Step("export", params=self.params()), files={"model.pt": path},
                                 format="torchscript", spec=spec, architecture=None)
         return self._finish(artifact, child, {"exporter_used": f"torch.jit.{info['method']} + freeze", "export": info})
+
+    def _to_aoti(self, artifact: Artifact) -> Artifact:
+        from laser.export.aoti import export_aoti
+
+        path = workspace(f"{artifact.name}-aoti") / "model.pt2"
+        spec = self._child_spec(artifact)
+        info = export_aoti(artifact.module.eval(), spec, path, dynamic_batch=self.dynamic_batch)
+        child = artifact.derive(Step("export", params=self.params()), files={"model.pt2": path},
+                                format="aoti", spec=spec, architecture=None)
+        return self._finish(artifact, child, {"exporter_used": "torch.export + AOTInductor", "export": info,
+                                              "compile_seconds": info["compile_seconds"]})
 
     def _to_ort(self, artifact: Artifact) -> Artifact:
         from laser.export.ort_format import convert_to_ort

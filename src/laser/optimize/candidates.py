@@ -36,10 +36,13 @@ from laser.stages import Stage, stage_class
 DEFAULT_RECIPES = ("none", "int8-static", "int8-nncf", "fp16", "bf16", "prune-30", "prune-50", "prune-70",
                    "prune-50+int8", "search")
 DEFAULT_FORMATS = ("torch", "onnx", "torchscript")
-TORCH_FORMATS = ("torch", "onnx", "torchscript")  # where a torch-domain result can go
+TORCH_FORMATS = ("torch", "onnx", "torchscript", "aoti")  # where a torch-domain result can go
 # backend -> the module it needs (a backend whose runtime is not installed is left out, with a note)
 BACKEND_NEEDS: dict[str, str] = {"torch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime",
-                                 "openvino": "openvino"}
+                                 "openvino": "openvino", "aoti": "torch", "compiled": "torch"}
+# Measured only when named in --backends: torch.compile spends seconds to minutes per candidate compiling.
+# (The aoti format is opt-in the same way: it is not in DEFAULT_FORMATS; --formats ...,aoti adds it.)
+OPT_IN_BACKENDS = ("compiled",)
 _PRUNE = re.compile(r"^prune-(\d{1,2})(\+int8)?$")
 
 
@@ -258,7 +261,7 @@ def backends_for_format(fmt: str, wanted: Sequence[str] | None) -> list[str]:
 
     here = installed_backends()
     out = [b for b, (_, formats) in BACKENDS.items() if fmt in formats and b != "echo" and b in here]
-    return [b for b in out if b in wanted] if wanted else out
+    return [b for b in out if b in wanted] if wanted else [b for b in out if b not in OPT_IN_BACKENDS]
 
 
 def plan(recipes: Sequence[str | Recipe], formats: Sequence[str], backends: Sequence[str] | None,

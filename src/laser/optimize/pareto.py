@@ -64,7 +64,7 @@ def plot(points: Sequence[Mapping[str, Any]], path: Path, *, title: str = "",
     sizes = [float(p.get("bytes") or 0) for p in pts]
     biggest = max(sizes, default=1) or 1
     colours = {"torch": "#d62728", "torchscript": "#ff7f0e", "onnxruntime": "#1f77b4",
-               "openvino": "#9467bd"}
+               "openvino": "#9467bd", "aoti": "#8c564b", "compiled": "#e377c2"}
     for p, size in zip(pts, sizes):
         area = 40 + 560 * math.sqrt(size / biggest)  # area grows with the square root: small ones stay visible
         x, y = p["p50_ms"], 100 * p["accuracy"]

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 SCHEMA = 1
 # (format, backend) -> short name used on the plot
 RUNTIME = {("torch", "torch"): "eager", ("onnx", "onnxruntime"): "ORT", ("onnx", "openvino"): "OpenVINO",
-           ("torchscript", "torchscript"): "TorchScript", ("ort", "onnxruntime"): "ORT (.ort)"}
+           ("torchscript", "torchscript"): "TorchScript", ("ort", "onnxruntime"): "ORT (.ort)",
+           ("aoti", "aoti"): "AOTInductor", ("torch", "compiled"): "torch.compile"}
 
 
 

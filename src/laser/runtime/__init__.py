@@ -18,13 +18,16 @@ from laser.runtime.base import Runner, default_threads
 BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "torch": ("laser.runtime.torch:TorchRunner", ("torch",)),
     "torchscript": ("laser.runtime.torchscript:TorchScriptRunner", ("torchscript",)),
+    "aoti": ("laser.runtime.aoti:AOTIRunner", ("aoti",)),
+    "compiled": ("laser.runtime.compiled:CompiledRunner", ("torch",)),
     "onnxruntime": ("laser.runtime.onnxruntime:OnnxRuntimeRunner", ("onnx", "ort")),
     "openvino": ("laser.runtime.openvino:OpenVINORunner", ("onnx",)),
     "echo": ("laser.runtime.echo:EchoRunner", FORMATS),
     "browser": ("laser.runtime.browser:BrowserRunner", ("onnx",)),
 }
-# Run only when asked for by name: echo computes nothing real; browser starts headless Chromium.
-BY_NAME_ONLY = ("echo", "browser")
+# Run only when asked for by name: echo computes nothing real; browser starts headless Chromium;
+# compiled spends seconds to minutes compiling before its first answer.
+BY_NAME_ONLY = ("echo", "browser", "compiled")
 
 
 def backends_for(artifact: Artifact) -> list[str]:
