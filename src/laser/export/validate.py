@@ -21,7 +21,8 @@ from laser.errors import ConfigError, ParityError
 from laser.spec import EXAMPLE_DIM_SIZE
 
 # The backend a format is checked on when none is asked for: the reference runtime of each format.
-REFERENCE_BACKEND = {"torch": "torch", "onnx": "onnxruntime", "ort": "onnxruntime", "torchscript": "torchscript"}
+REFERENCE_BACKEND = {"torch": "torch", "onnx": "onnxruntime", "ort": "onnxruntime", "torchscript": "torchscript",
+                    "executorch": "executorch"}
 MAX_DATA_SAMPLES = 64
 
 

@@ -20,6 +20,7 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "torchscript": ("laser.runtime.torchscript:TorchScriptRunner", ("torchscript",)),
     "onnxruntime": ("laser.runtime.onnxruntime:OnnxRuntimeRunner", ("onnx", "ort")),
     "openvino": ("laser.runtime.openvino:OpenVINORunner", ("onnx",)),
+    "executorch": ("laser.runtime.executorch:ExecuTorchRunner", ("executorch",)),
     "echo": ("laser.runtime.echo:EchoRunner", FORMATS),
     "browser": ("laser.runtime.browser:BrowserRunner", ("onnx",)),
 }
