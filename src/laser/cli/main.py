@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "laser.cli.quantize",
     "laser.cli.web",
     "laser.cli.advise",
+    "laser.cli.edge",
 )
 
 

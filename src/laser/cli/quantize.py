@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="int8-static (calibrated QDQ, the fast one on CPU), int8-dynamic, fp16, bf16, or qat "
                         "(fine-tune with fake quantization, then int8-static); default int8-static")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
+    p.add_argument("--to", default="onnx", choices=("onnx", "executorch"),
+                   help="onnx (QDQ model, default) or executorch (PT2E with the XNNPACK quantizer: a .pte with "
+                        "quantized XNNPACK kernels; int8-static only, calibrated on a dataset name)")
     p.add_argument("--calibration", help="calibration data: dataset name (train split), folder of images or "
                                          ".npy files, a .npy/.npz file, or 'random' (latency work only)")
     p.add_argument("--samples", type=int, default=256, help="calibration samples (default 256)")
@@ -56,6 +59,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                               "its ranges and quantizes every layer); drop them or use --method int8-static")
         stage: Any = QAT(epochs=args.epochs, lr=args.lr, data=args.data or "digits", calibration=args.calibration,
                          calibration_method=args.calibration_method, samples=args.samples)
+    elif args.to == "executorch":
+        if args.method != "int8-static":
+            raise ConfigError(f"--to executorch takes --method int8-static (PT2E + XNNPACK), not {args.method}")
+        from laser.export import Export
+
+        stage = Export(to="executorch", quantize="int8", data=args.calibration or args.data or "digits")
     else:
         stage = Quantize(method=args.method, calibration=args.calibration, samples=args.samples,
                          calibration_method=args.calibration_method, per_channel=not args.per_tensor,
