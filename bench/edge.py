@@ -85,6 +85,16 @@ def bench_model(name: str, rounds: int, threads: int, samples: int) -> list[dict
     return rows
 
 
+def _print(rows: list[dict[str, Any]], threads: int) -> None:
+    print(f"\nmeasured: CPU wall time per call (ms) at batch 1, median and p90 over alternating passes; "
+          f"{threads} threads; shared CPU, expect noise")
+    print(f"{'model':<20}{'variant':<32}{'median ms':>10}{'p90 ms':>10}{'x eager':>9}{'file MiB':>10}  file")
+    for r in rows:
+        print(f"{r['model']:<20}{r['variant']:<32}{r['median_ms']:>10.2f}{r['p90_ms']:>10.2f}{r['vs_eager']:>9.2f}"
+              f"{r['bytes'] / 2**20:>10.2f}  {r['file']}"
+              + (f"  ({r['portable_ops']} portable ops)" if r["portable_ops"] else ""))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["resnet18", "mobilenet_v3_small"])
@@ -93,16 +103,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    rows = [r for m in args.models for r in bench_model(m, args.rounds, args.threads, args.samples)]
+    rows: list[dict[str, Any]] = []
+    for model in args.models:
+        mine = bench_model(model, args.rounds, args.threads, args.samples)
+        rows += mine
+        if not args.json:  # each model's table as soon as it is measured
+            _print(mine, args.threads)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"\nmeasured: CPU wall time per call (ms) at batch 1, median and p90 over alternating passes; "
-          f"{args.threads} threads; shared CPU, expect noise")
-    print(f"{'model':<20}{'variant':<32}{'median ms':>10}{'p90 ms':>10}{'x eager':>9}{'file MiB':>10}  file")
-    for r in rows:
-        print(f"{r['model']:<20}{r['variant']:<32}{r['median_ms']:>10.2f}{r['p90_ms']:>10.2f}{r['vs_eager']:>9.2f}"
-              f"{r['bytes'] / 2**20:>10.2f}  {r['file']}")
     target = next((r for r in rows if r["model"] == "mobilenet_v3_small" and r["variant"] == "ExecuTorch XNNPACK INT8"),
                   None)
     if target:
