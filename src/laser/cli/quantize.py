@@ -78,6 +78,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if issubclass(w.category, QuantizeWarning):
             print(f"laser quantize: warning: {w.message}", file=sys.stderr)
     step = result.lineage[-1].results
+    if args.to == "executorch":
+        return _executorch_summary(result, step, args.json)
     summary = {"output": str(result.location), "method": args.method, "format": result.format,
                "bytes": step.get("bytes"), "accuracy": step.get("qat_accuracy") or step.get("accuracy"),
                "accuracy_aware": step.get("accuracy_aware"), "excluded": step.get("excluded", []),
@@ -88,6 +90,24 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         emit_json(summary)
         return 0
     _print_human(summary)
+    return 0
+
+
+def _executorch_summary(result: Any, step: Any, as_json: bool) -> int:
+    from laser.export.executorch import report_line
+
+    v = step["validation"]
+    summary = {"output": str(result.location), "method": "int8-static", "format": "executorch",
+               "bytes": result.model_file.stat().st_size, "quantization": step.get("quantization"),
+               "delegation": step["delegation"], "validation": v}
+    if as_json:
+        emit_json(summary)
+        return 0
+    print(f"int8-static (PT2E, XNNPACK quantizer): {human_bytes(summary['bytes'])} .pte; bundle {summary['output']}")
+    print(f"  delegation: {report_line(step['delegation'])}")
+    print(f"  top-1 agreement with the parent on {v['data']} ({v['samples']} samples, executorch): "
+          f"{percent(v['top1_agreement'])}; accuracy FP32 {v['parent_accuracy']:.2f} %, INT8 {v['accuracy']:.2f} % "
+          f"(measured)")
     return 0
 
 
