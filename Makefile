@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[all,dev]"
+	$(PY) -m pip install --quiet --no-deps "executorch==1.5.1" "torchao==0.18.0" "ruamel.yaml==0.19.1" \
+	  "ruamel.yaml.clib==0.2.15" "expecttest==0.3.0" "parameterized==0.9.0" "kgb==7.3" "py-cpuinfo==9.0.0"
 	touch $(STAMP)
 
 # `laser web` and its browser tests: Debian's chromium (apt-get as root; otherwise the command is printed and

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 MANIFEST = "laser.json"
-FORMATS = ("torch", "onnx", "torchscript", "ort", "aoti")  # every artifact format (the one list of them)
+FORMATS = ("torch", "onnx", "torchscript", "ort", "aoti", "executorch")  # every artifact format (the one list of them)
 EXPORT_TARGETS = tuple(f for f in FORMATS if f != "torch")  # what a torch artifact exports to
 
 
@@ -50,7 +50,7 @@ def tool_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("laser", "torch", "onnx", "onnxruntime", "torch-pruning", "openvino"):
+    for pkg in ("laser", "torch", "onnx", "onnxruntime", "torch-pruning", "openvino", "executorch"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -185,7 +185,7 @@ class Artifact:
         return f"Artifact({self.name!r}, format={self.format!r}, steps={len(self.lineage)}{where})"
 
     def file(self, role: str = "model") -> Path:
-        """Path of the (first) file with this role: 'model' (onnx/torchscript/ort) or 'weights' (torch)."""
+        """Path of the (first) file with this role: 'model' (onnx/torchscript/ort/executorch) or 'weights' (torch)."""
         for rel, meta in self.manifest.files.items():
             if meta.get("role") == role:
                 return self._paths[rel]

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "laser.cli.advise",
     "laser.cli.importft",
     "laser.cli.deploy",
+    "laser.cli.edge",
 )
 
 

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="int8-static (calibrated QDQ, the fast one on CPU), int8-dynamic, fp16, bf16, or qat "
                         "(fine-tune with fake quantization, then int8-static); default int8-static")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
+    p.add_argument("--to", default="onnx", choices=("onnx", "executorch"),
+                   help="onnx (QDQ model, default) or executorch (PT2E with the XNNPACK quantizer: a .pte with "
+                        "quantized XNNPACK kernels; int8-static only, calibrated on a dataset name)")
     p.add_argument("--calibration", help="calibration data: dataset name (train split), folder of images or "
                                          ".npy files, a .npy/.npz file, or 'random' (latency work only)")
     p.add_argument("--samples", type=int, default=256, help="calibration samples (default 256)")
@@ -56,6 +59,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                               "its ranges and quantizes every layer); drop them or use --method int8-static")
         stage: Any = QAT(epochs=args.epochs, lr=args.lr, data=args.data or "digits", calibration=args.calibration,
                          calibration_method=args.calibration_method, samples=args.samples)
+    elif args.to == "executorch":
+        if args.method != "int8-static":
+            raise ConfigError(f"--to executorch takes --method int8-static (PT2E + XNNPACK), not {args.method}")
+        from laser.export import Export
+
+        stage = Export(to="executorch", quantize="int8", data=args.calibration or args.data or "digits")
     else:
         stage = Quantize(method=args.method, calibration=args.calibration, samples=args.samples,
                          calibration_method=args.calibration_method, per_channel=not args.per_tensor,
@@ -69,6 +78,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if issubclass(w.category, QuantizeWarning):
             print(f"laser quantize: warning: {w.message}", file=sys.stderr)
     step = result.lineage[-1].results
+    if args.to == "executorch":
+        return _executorch_summary(result, step, args.json)
     summary = {"output": str(result.location), "method": args.method, "format": result.format,
                "bytes": step.get("bytes"), "accuracy": step.get("qat_accuracy") or step.get("accuracy"),
                "accuracy_aware": step.get("accuracy_aware"), "excluded": step.get("excluded", []),
@@ -79,6 +90,24 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         emit_json(summary)
         return 0
     _print_human(summary)
+    return 0
+
+
+def _executorch_summary(result: Any, step: Any, as_json: bool) -> int:
+    from laser.export.executorch import report_line
+
+    v = step["validation"]
+    summary = {"output": str(result.location), "method": "int8-static", "format": "executorch",
+               "bytes": result.model_file.stat().st_size, "quantization": step.get("quantization"),
+               "delegation": step["delegation"], "validation": v}
+    if as_json:
+        emit_json(summary)
+        return 0
+    print(f"int8-static (PT2E, XNNPACK quantizer): {human_bytes(summary['bytes'])} .pte; bundle {summary['output']}")
+    print(f"  delegation: {report_line(step['delegation'])}")
+    print(f"  top-1 agreement with the parent on {v['data']} ({v['samples']} samples, executorch): "
+          f"{percent(v['top1_agreement'])}; accuracy FP32 {v['parent_accuracy']:.2f} %, INT8 {v['accuracy']:.2f} % "
+          f"(measured)")
     return 0
 
 

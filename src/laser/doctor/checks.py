@@ -4,7 +4,8 @@ They encode traps measured on CPUs like the ones laser targets: dynamic INT8 tur
 the slow ConvInteger; static INT8 with signed activations or float layers left between Q/DQ pairs
 gains little; FP16 on ONNX Runtime's CPU provider is cast back to FP32; channel counts that are not
 multiples of 8 waste SIMD lanes; INT8 without VNNI gains little; a small model is bound by per-call
-overhead, not by compute; batch 1 leaves cores idle; a first call that builds the engine inflates timings.
+overhead, not by compute; batch 1 leaves cores idle; a first call that builds the engine inflates timings; a .pte whose ops fall back to
+ExecuTorch's portable kernels is slow.
 """
 
 from __future__ import annotations
@@ -99,6 +100,24 @@ def dynamic_int8_conv(f: Facts) -> Found | None:
                    "use static INT8 (Quantize(method='int8-static', calibration=...): QDQ, U8 activations, S8 "
                    "per-channel weights -> QLinearConv), or restrict dynamic quantization to MatMul/Gemm "
                    "(transformers), where it pays", share)
+
+
+@check("executorch-portable-fallback")
+def executorch_portable(f: Facts) -> Found | None:
+    if f.child.format != "executorch":
+        return None
+    report = next((s.results["delegation"] for s in reversed(f.child.lineage) if "delegation" in s.results), None)
+    if not report or not report.get("portable_ops"):
+        return None
+    ops = sorted({w["op"] for w in report.get("portable_where", [])})
+    where = ", ".join(f"{w['op']} at {w['module']}" for w in report.get("portable_where", [])[:5])
+    total = report["portable_ops"] + report["delegated_ops"]
+    return Found(f"{report['portable_ops']} of {total} ops of the .pte fall back to ExecuTorch's portable kernels "
+                 "(reference C++ loops, no SIMD, one thread) instead of XNNPACK",
+                 f"delegation report: {report['delegated_ops']} ops in {report['partitions']} XNNPACK partition(s); "
+                 f"portable: {', '.join(ops)} ({where})",
+                 "replace those ops with ones XNNPACK lowers (see the partitioner's supported-op list), or keep "
+                 "them out of the exported forward; re-export and check portable_ops is 0")
 
 
 @check("fp16-on-cpu")

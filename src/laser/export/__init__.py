@@ -33,7 +33,7 @@ MIN_OPSET, MAX_OPSET = 9, 23
 
 @dataclasses.dataclass(frozen=True)
 class Export(Stage):
-    """Export to ``to`` ('onnx' | 'torchscript' | 'ort' | 'aoti'), then check parity with the parent on Spec
+    """Export to ``to`` ('onnx' | 'torchscript' | 'ort' | 'aoti' | 'executorch'), then check parity with the parent on Spec
     example inputs (and ``data``: a ``laser.data.Dataset`` or dataset name, when given)."""
 
     op: ClassVar[str] = "export"
@@ -43,6 +43,7 @@ class Export(Stage):
     verify: bool = True
     exporter: str = "auto"
     data: Any = None
+    quantize: str | None = None  # "int8": PT2E + XNNPACK quantizer, calibrated on ``data`` (to='executorch' only)
 
     def __post_init__(self) -> None:
         if self.to not in TARGETS:
@@ -52,8 +53,11 @@ class Export(Stage):
         if self.opset is not None and not (isinstance(self.opset, int) and MIN_OPSET <= self.opset <= MAX_OPSET):
             raise ConfigError(f"Export(opset={self.opset!r}) is out of range; use an int in "
                               f"[{MIN_OPSET}, {MAX_OPSET}] or None for the exporter's default, e.g. opset=18")
-        if self.to in ("torchscript", "aoti") and (self.opset is not None or self.exporter != "auto"):
+        if self.to in ("torchscript", "aoti", "executorch") and (self.opset is not None or self.exporter != "auto"):
             raise ConfigError(f"opset and exporter apply to ONNX only; drop them for Export(to={self.to!r})")
+        if self.quantize not in (None, "int8") or (self.quantize and self.to != "executorch"):
+            raise ConfigError(f"Export(quantize={self.quantize!r}) is not supported; use quantize='int8' with "
+                              "to='executorch' (ONNX INT8: laser.compress.Quantize)")
 
     def apply(self, artifact: Artifact) -> Artifact:
         if self.to == "ort":
@@ -70,6 +74,10 @@ class Export(Stage):
             return self._to_torchscript(artifact)
         if self.to == "aoti":
             return self._to_aoti(artifact)
+        if self.to == "executorch":
+            from laser.export.executorch import to_executorch
+
+            return to_executorch(self, artifact)
         if self.exporter == "fastest":
             return self._fastest_onnx(artifact)
         return self._to_onnx(artifact)
@@ -188,13 +196,16 @@ class Export(Stage):
                                               "compile_seconds": info["compile_seconds"]})
 
     def _to_ort(self, artifact: Artifact) -> Artifact:
-        from laser.export.ort_format import convert_to_ort
+        from laser.export.ort_format import convert_to_ort, reduced_build_config
 
         path = workspace(f"{artifact.name}-ort") / "model.ort"
         info = convert_to_ort(artifact.model_file, path)
-        child = artifact.derive(Step("export", params=self.params()), files={"model.ort": path}, format="ort",
-                                architecture=None)
-        return self._finish(artifact, child, {"exporter_used": "onnxruntime ORT-format conversion", "export": info})
+        config = reduced_build_config([path], path.parent)  # for an ORT minimal build with only these ops
+        files: dict[str, Any] = {"model.ort": path, **{n: (p, "build-config") for n, p in config["files"].items()}}
+        child = artifact.derive(Step("export", params=self.params()), files=files, format="ort", architecture=None)
+        return self._finish(artifact, child, {"exporter_used": "onnxruntime ORT-format conversion", "export": info,
+                                              "required_operators": config["operators"],
+                                              "required_types": config["types"]})
 
 
 def export(artifact: Artifact, to: str = "onnx", **options: Any) -> Artifact:

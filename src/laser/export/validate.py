@@ -22,7 +22,7 @@ from laser.spec import EXAMPLE_DIM_SIZE
 
 # The backend a format is checked on when none is asked for: the reference runtime of each format.
 REFERENCE_BACKEND = {"torch": "torch", "onnx": "onnxruntime", "ort": "onnxruntime", "torchscript": "torchscript",
-                    "aoti": "aoti"}
+                    "aoti": "aoti", "executorch": "executorch"}
 MAX_DATA_SAMPLES = 64
 
 

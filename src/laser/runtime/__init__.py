@@ -22,6 +22,7 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "compiled": ("laser.runtime.compiled:CompiledRunner", ("torch",)),
     "onnxruntime": ("laser.runtime.onnxruntime:OnnxRuntimeRunner", ("onnx", "ort")),
     "openvino": ("laser.runtime.openvino:OpenVINORunner", ("onnx",)),
+    "executorch": ("laser.runtime.executorch:ExecuTorchRunner", ("executorch",)),
     "echo": ("laser.runtime.echo:EchoRunner", FORMATS),
     "browser": ("laser.runtime.browser:BrowserRunner", ("onnx",)),
 }

@@ -1,0 +1,236 @@
+"""PyTorch -> ExecuTorch ``.pte``: ``torch.export``, then lowering with the XNNPACK delegate.
+
+The program is exported at a fixed batch of 1 (what a phone or a board runs). ``to_edge_transform_and_lower``
+hands every subgraph XNNPACK supports to the delegate; what it refuses stays on ExecuTorch's portable
+kernels, which are reference C++ loops and slow. The delegation report (delegated vs portable ops, per
+operator, with the module path of every portable one) goes into the lineage; the doctor reads it.
+
+INT8 (``quantize="int8"``): PT2E quantization with ExecuTorch's XNNPACK quantizer (symmetric, per-channel
+weights, static activations calibrated on the given batches), so the ``.pte`` carries quantized XNNPACK
+kernels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laser.errors import DependencyError, ExportError
+from laser.export.adapter import SpecAdapter, torch_args
+from laser.export.onnx import reason
+from laser.spec import ModelSpec
+
+log = logging.getLogger("laser.export")
+PORTABLE_SHOWN = 20  # portable ops listed by name in the report (the count is always complete)
+
+
+def executorch_modules() -> Any:
+    """The ExecuTorch lowering API, or a DependencyError with the install line."""
+    try:
+        logging.getLogger("torchao").setLevel(logging.ERROR)  # its CUDA-only kernels fail to load on CPU
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.exir import to_edge_transform_and_lower
+    except ImportError as exc:
+        raise DependencyError(f"ExecuTorch is not installed ({exc}); install it with: pip install "
+                              "'laser[edge]' (executorch, pinned to a build for this torch)") from exc
+    return to_edge_transform_and_lower, XnnpackPartitioner
+
+
+def _module_path(node: Any) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "(top level)"
+    path = str(list(stack.values())[-1][0]).removeprefix("L['self'].")
+    path = "" if path == "module" else path.removeprefix("module.")  # SpecAdapter holds the model as .module
+    return path or "(top level)"
+
+
+def delegation_report(graph_module: Any) -> dict[str, Any]:
+    """Delegated (XNNPACK) vs portable op counts, per operator, and where the portable ones are."""
+    delegated: Counter[str] = Counter()
+    portable: Counter[str] = Counter()
+    where: list[dict[str, str]] = []
+    partitions = 0
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr" and node.name.startswith("lowered_module_"):
+            partitions += 1
+            lowered = getattr(graph_module, node.name)
+            for inner in lowered.original_module.graph.nodes:
+                if inner.op == "call_function":
+                    delegated[_op_name(inner.target)] += 1
+        elif node.op == "call_function":
+            name = _op_name(node.target)
+            if name in ("executorch_call_delegate", "getitem"):
+                continue
+            portable[name] += 1
+            if len(where) < PORTABLE_SHOWN:
+                where.append({"op": name, "module": _module_path(node)})
+    total = sum(delegated.values()) + sum(portable.values())
+    return {"backend": "XnnpackBackend", "partitions": partitions, "delegated_ops": sum(delegated.values()),
+            "portable_ops": sum(portable.values()),
+            "delegated_fraction": round(sum(delegated.values()) / total, 4) if total else 0.0,
+            "by_operator": {op: {"delegated": delegated[op], "portable": portable[op]}
+                            for op in sorted(set(delegated) | set(portable))},
+            "portable_where": where}
+
+
+def _op_name(target: Any) -> str:
+    name = getattr(target, "__name__", None) or str(target)
+    return str(name).removeprefix("aten.").split(".default")[0]
+
+
+def _quantize(adapter: Any, args: tuple[Any, ...], calibration: Iterable[tuple[Any, ...]]) -> tuple[Any, dict]:
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    graph = torch.export.export(adapter, args).module()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(graph, quantizer)  # type: ignore[arg-type]
+    batches = 0
+    with torch.no_grad():
+        for batch in calibration:
+            prepared(*batch)
+            batches += 1
+    if not batches:
+        raise ExportError("INT8 ExecuTorch export needs calibration data; pass data= (a dataset or its name)")
+    return convert_pt2e(prepared), {"method": "pt2e", "quantizer": "XNNPACKQuantizer (symmetric, per-channel "
+                                    "weights, static per-tensor activations)", "calibration_batches": batches}
+
+
+def calibration_batches(data: Any, spec: ModelSpec, limit: int = 128) -> list[tuple[Any, ...]]:
+    """Batch-1 tensors from a dataset (or its name), for PT2E calibration."""
+    if isinstance(data, str):
+        from laser import data as datasets
+
+        data = datasets.load(data, "train")
+    out = []
+    for feeds, _ in data.take(limit).batches(spec.input_names, 1):
+        out.append(torch_args(feeds, spec))
+    return out
+
+
+def export_executorch(module: Any, spec: ModelSpec, path: Path, *, quantize: str | None = None,
+                      calibration: Iterable[tuple[Any, ...]] = ()) -> dict[str, Any]:
+    """Export ``module`` (batch 1) to ``path`` (.pte) lowered with XNNPACK; returns what happened."""
+    import torch
+
+    lower, partitioner = executorch_modules()
+    adapter = SpecAdapter(module, spec).eval()
+    args = torch_args(spec.example_inputs(batch=1), spec)
+    start = time.perf_counter()
+    quant: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ExecuTorch's own deprecation/future warnings, nothing about the model
+        try:
+            graph = adapter
+            if quantize == "int8":
+                graph, quant = _quantize(adapter, args, calibration)
+            program = torch.export.export(graph, args)
+        except ExportError:
+            raise
+        except Exception as exc:  # torch.export raises Unsupported/UserError/RuntimeError with long texts
+            raise ExportError(f"torch.export failed on {type(module).__name__}: {reason(exc)}") from exc
+        try:
+            edge = lower(program, partitioner=[partitioner()])
+        except Exception as exc:
+            raise ExportError(f"ExecuTorch could not lower {type(module).__name__}: {reason(exc)}") from exc
+        report = delegation_report(edge.exported_program().graph_module)
+        try:
+            buffer = edge.to_executorch().buffer
+        except Exception as exc:  # an op with neither an XNNPACK nor a portable kernel
+            portable = ", ".join(f"{w['op']} at {w['module']}" for w in report["portable_where"]) or "none"
+            raise ExportError(f"ExecuTorch cannot build a program for {type(module).__name__}: {reason(exc)}; "
+                              f"{report['delegated_ops']} ops delegated to XNNPACK, not delegated: {portable}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer)
+    from importlib.metadata import version
+
+    info: dict[str, Any] = {"executorch": version("executorch"), "delegate": "XNNPACK", "batch": 1,
+                            "seconds": round(time.perf_counter() - start, 3), "delegation": report}
+    if quant:
+        info["quantization"] = quant
+    if report["portable_ops"]:
+        log.warning("%d of %d ops of %s run on ExecuTorch's portable kernels (slow): %s", report["portable_ops"],
+                    report["portable_ops"] + report["delegated_ops"], type(module).__name__,
+                    ", ".join(sorted({w["op"] for w in report["portable_where"]})))
+    return info
+
+
+def to_numpy(values: Any, names: Iterable[str]) -> dict[str, np.ndarray]:
+    return {n: np.asarray(v.detach().numpy() if hasattr(v, "detach") else v) for n, v in zip(names, values, strict=False)}
+
+
+def report_line(report: Mapping[str, Any]) -> str:
+    return (f"{report['delegated_ops']} ops in {report['partitions']} XNNPACK partition(s), "
+            f"{report['portable_ops']} on portable kernels")
+
+
+def to_executorch(stage: Any, artifact: Any) -> Any:
+    """The Export stage's ``to='executorch'`` branch: a validated executorch artifact (batch 1)."""
+    from dataclasses import replace as dc_replace
+
+    from laser.artifact import Artifact, Step, workspace
+    from laser.errors import ParityError
+    from laser.export.adapter import fixed_batch_spec
+
+    spec = fixed_batch_spec(artifact.spec, 1)
+    suffix = "-int8" if stage.quantize else ""
+    path = workspace(f"{artifact.name}-executorch{suffix}") / "model.pte"
+    calibration = calibration_batches(stage.data or "digits", spec) if stage.quantize else ()
+    info = export_executorch(artifact.module.eval(), spec, path, quantize=stage.quantize, calibration=calibration)
+    child = artifact.derive(Step("export", params=stage.params()), files={"model.pte": path}, format="executorch",
+                            spec=spec, architecture=None)
+    results = {"exporter_used": "torch.export + ExecuTorch XNNPACK lowering", "export": info,
+               "delegation": info["delegation"]}
+    if not stage.quantize:
+        return stage._finish(artifact, child, results)
+    # INT8 is not within FP32 tolerance by design: it is held to the Spec's top-1 agreement on real data
+    check = int8_agreement(artifact, child, stage.data or "digits")
+    if check["top1_agreement"] < spec.tolerance.top1_agreement:
+        exc = ParityError(f"INT8 ExecuTorch program of {artifact.name!r} agrees with its parent on "
+                          f"{100 * check['top1_agreement']:.1f} % of {check['samples']} {check['data']} samples, "
+                          f"below the required {100 * spec.tolerance.top1_agreement:g} %; calibrate on more "
+                          "representative data")
+        exc.child = child  # type: ignore[attr-defined]
+        raise exc
+    results.update(validation=check, verified=True, quantization=info.get("quantization"))
+    step = Step("export", params=stage.params(), results=results)
+    return Artifact(dc_replace(child.manifest, lineage=(*artifact.lineage, step)), child.files)
+
+
+def int8_agreement(parent: Any, child: Any, data: Any, limit: int = 512) -> dict[str, Any]:
+    """Top-1 agreement of ``child`` with ``parent`` on a labelled dataset's test split (batch 1), and the
+    accuracy of both on its labels (percentage points)."""
+    from laser import data as datasets
+    from laser.runtime import run
+
+    dataset = (datasets.load(data, "test") if isinstance(data, str) else data).take(limit)
+    agree = right_parent = right_child = n = 0
+    with run(parent, backend="torch", threads=1) as p_run, run(child, backend="executorch", threads=1) as c_run:
+        for feeds, labels in dataset.batches(child.spec.input_names, 1):
+            want = next(iter(p_run(feeds).values())).argmax(-1)
+            got = next(iter(c_run(feeds).values())).argmax(-1)
+            agree += int((want == got).sum())
+            n += len(got)
+            if labels is not None:
+                right_parent += int((want == np.asarray(labels)).sum())
+                right_child += int((got == np.asarray(labels)).sum())
+    name = getattr(dataset, "name", str(data))
+    return {"data": name, "samples": n, "top1_agreement": agree / n if n else 0.0,
+            "parent_accuracy": 100 * right_parent / n if n else None,
+            "accuracy": 100 * right_child / n if n else None,
+            "accuracy_delta_pts": 100 * (right_child - right_parent) / n if n else None,
+            "method": "argmax of the first output, batch 1, test split"}

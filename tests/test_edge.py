@@ -1,0 +1,133 @@
+"""Mobile and edge: ExecuTorch .pte (XNNPACK, FP32 and INT8) and ONNX Runtime's reduced-operator config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import laser
+from laser.errors import BackendError, ConfigError, ExportError
+
+pytest.importorskip("executorch.runtime")
+
+
+@pytest.fixture(scope="module")
+def pte(digits_artifact):
+    return laser.export(digits_artifact, to="executorch", data="digits")
+
+
+def test_pte_matches_eager_on_executorch_runtime(pte, digits_artifact, digits_test):
+    from executorch.runtime import Runtime
+
+    x = np.ascontiguousarray(digits_test.take(1).inputs[0])
+    program = Runtime.get().load_program(str(pte.model_file))
+    got = program.load_method("forward").execute([torch.from_numpy(x)])[0].numpy()
+    with torch.inference_mode():
+        want = digits_artifact.module(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() < 1e-4
+    step = pte.lineage[-1].results
+    assert step["verified"] and step["validation"]["passed"]
+    assert step["validation"]["top1_samples"] >= 64  # the digits test samples were part of the check
+
+
+def test_delegation_report_lists_xnnpack_partitions(pte, digits_artifact):
+    report = pte.lineage[-1].results["delegation"]
+    assert report["backend"] == "XnnpackBackend" and report["partitions"] >= 1
+    assert report["portable_ops"] == 0 and report["delegated_fraction"] == 1.0
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in digits_artifact.module.modules())
+    assert report["by_operator"]["convolution"]["delegated"] == convs
+
+
+def test_executorch_backend_runs_the_bundle(pte, digits_test, tmp_path):
+    saved = pte.save(tmp_path / "b")
+    reopened = laser.Artifact.open(saved.location)
+    with laser.run(reopened, backend="executorch", threads=1) as runner:
+        x = np.ascontiguousarray(digits_test.take(1).inputs[0])
+        out = runner({"input": x})
+        assert out["logits"].shape == (1, 10)
+        assert runner.describe()["delegate"] == "XNNPACK"
+    with pytest.raises(BackendError, match="export it first"):
+        laser.run(laser.load("digits-cnn"), backend="executorch")
+
+
+@pytest.mark.slow  # PT2E calibration + a second lowering: ~1 min on 2 cores
+def test_int8_pte_carries_quantized_xnnpack_kernels(digits_artifact):
+    q = laser.export(digits_artifact, to="executorch", quantize="int8", data="digits")
+    step = q.lineage[-1].results
+    assert step["quantization"]["method"] == "pt2e"
+    assert step["validation"]["top1_agreement"] >= 0.99 and step["validation"]["samples"] >= 300
+    assert abs(step["validation"]["accuracy_delta_pts"]) <= 1.0
+    ops = step["delegation"]["by_operator"]
+    assert any("quantize_per" in op for op in ops) and step["delegation"]["portable_ops"] == 0
+    fp32 = laser.export(digits_artifact, to="executorch")
+    assert q.model_file.stat().st_size < fp32.model_file.stat().st_size
+
+
+def test_bad_options():
+    from laser.export import Export
+
+    with pytest.raises(ConfigError, match="quantize"):
+        Export(to="onnx", quantize="int8")
+    with pytest.raises(ConfigError, match="ONNX only"):
+        Export(to="executorch", opset=17)
+
+
+def test_untraceable_op_names_the_module():
+    class Bad(torch.nn.Module):
+        def forward(self, x):
+            return torch.from_numpy(x.numpy() * 2)  # leaves the graph: torch.export cannot trace it
+
+    from laser.export.executorch import export_executorch
+
+    spec = laser.load("digits-cnn").spec
+    with pytest.raises(ExportError, match="torch.export failed on Bad"):
+        export_executorch(Bad(), spec, __import__("pathlib").Path("/nonexistent/m.pte"))
+
+
+def test_ort_reduced_config_lists_exactly_the_graph_ops(digits_artifact, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    onnx_art = laser.export(digits_artifact, to="onnx")
+    art = laser.export(onnx_art, to="ort")
+    step = art.lineage[-1].results
+    assert "required_operators.config" in art.files and "required_operators_and_types.config" in art.files
+    listed = {op for ops in step["required_operators"].values() for op in ops}
+    # the same optimisation, saved as ONNX this time: its node types are the graph the .ort holds
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(onnx_art.model_file), so, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=["NchwcTransformer"])
+    graph_ops = {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
+    assert listed == graph_ops
+    assert all("float" in t for t in step["required_types"].values())
+
+
+def test_doctor_says_when_a_pte_falls_back_to_portable_kernels(pte, tmp_path):
+    from laser.artifact import Artifact, Step
+    from laser.doctor.checks import CHECKS
+    from laser.doctor.facts import Facts
+    from laser.export.executorch import export_executorch
+    from laser.spec import ModelSpec
+
+    class ConvCumsum(torch.nn.Module):  # XNNPACK has no cumsum: it stays on a portable kernel
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x).flatten(1).cumsum(1)
+
+    spec = ModelSpec.from_dict({"inputs": [{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8]}],
+                                "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 144]}]})
+    info = export_executorch(ConvCumsum().eval(), spec, tmp_path / "m.pte")
+    report = info["delegation"]
+    assert report["portable_ops"] >= 1 and report["by_operator"]["convolution"]["delegated"] == 1
+    assert {"op": "cumsum", "module": "(top level)"} in report["portable_where"]
+    child = Artifact.from_files({"model.pte": tmp_path / "m.pte"}, name="cc", task="other", format="executorch",
+                                spec=spec, step=Step("export", results={"delegation": report}))
+    finding = CHECKS["executorch-portable-fallback"](Facts(pte, child, "executorch", "executorch", 1.0, 1.0))
+    assert finding is not None and "cumsum" in finding.evidence
+    assert CHECKS["executorch-portable-fallback"](Facts(pte, pte, "executorch", "executorch", 1.0, 1.0)) is None
