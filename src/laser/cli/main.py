@@ -40,10 +40,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # Libraries that log at import time about things laser does not use (torchao's CUDA kernels and
+        # deprecations it triggers in torch's pytree, when transformers imports it): only errors reach the user.
+        for noisy in QUIET_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.ERROR)
     if not getattr(args, "func", None):
         p.print_help()
         return 2
