@@ -13,7 +13,7 @@ import numpy as np
 from laser.artifact import Artifact
 from laser.errors import BackendError, ConfigError
 from laser.runtime.base import Runner
-from laser.runtime.torch import outputs_to_numpy
+from laser.runtime.torch import call_module
 
 MODES = ("default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
 
@@ -53,12 +53,7 @@ class CompiledRunner(Runner):
         self.compiled_frames = self._frames_after_compile - frames_before
 
     def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[t.name])).to(self.device) for t in self.spec.inputs]
-        with torch.inference_mode():
-            result = self.module(*args)
-        return outputs_to_numpy(result, self.spec.output_names)
+        return call_module(self.module, self.spec, inputs, self.device)
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "mode": self.mode, "compile_seconds": self.compile_seconds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,16 @@ class TorchRunner(Runner):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "channels_last": self.channels_last, "tf32": self.tf32}
+
+
+def call_module(module: Any, spec: Any, inputs: Mapping[str, np.ndarray], device: str) -> dict[str, np.ndarray]:
+    """Run a torch callable (eager, scripted or compiled) on the spec's inputs, in inference mode."""
+    import torch
+
+    args = [torch.from_numpy(np.ascontiguousarray(inputs[t.name])).to(device) for t in spec.inputs]
+    with torch.inference_mode():
+        result = module(*args)
+    return outputs_to_numpy(result, spec.output_names)
 
 
 def outputs_to_numpy(result: object, names: list[str]) -> dict[str, np.ndarray]:

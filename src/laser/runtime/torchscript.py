@@ -13,7 +13,7 @@ import numpy as np
 from laser.artifact import Artifact
 from laser.errors import BackendError
 from laser.runtime.base import Runner
-from laser.runtime.torch import outputs_to_numpy
+from laser.runtime.torch import call_module
 
 
 class TorchScriptRunner(Runner):
@@ -45,12 +45,7 @@ class TorchScriptRunner(Runner):
                                    f"TorchScript archive ({str(exc).splitlines()[0][:200]})") from exc
 
     def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[t.name])).to(self.device) for t in self.spec.inputs]
-        with torch.inference_mode():
-            result = self.module(*args)
-        return outputs_to_numpy(result, self.spec.output_names)
+        return call_module(self.module, self.spec, inputs, self.device)
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), **({"allow_tf32": self.allow_tf32} if self.device.startswith("cuda") else {})}
