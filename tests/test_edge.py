@@ -131,3 +131,19 @@ def test_doctor_says_when_a_pte_falls_back_to_portable_kernels(pte, tmp_path):
     finding = CHECKS["executorch-portable-fallback"](Facts(pte, child, "executorch", "executorch", 1.0, 1.0))
     assert finding is not None and "cumsum" in finding.evidence
     assert CHECKS["executorch-portable-fallback"](Facts(pte, pte, "executorch", "executorch", 1.0, 1.0)) is None
+
+
+def test_edge_config_of_several_models_is_the_union_of_their_operators(tmp_path, capsys):
+    """`laser edge-config A B -o DIR`: one reduced-build config holding every operator either model needs."""
+
+    from laser.cli.main import main
+
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=-1))
+    torch.onnx.export(mlp, (torch.zeros(1, 4),), str(tmp_path / "mlp.onnx"), input_names=["x"], dynamo=False)
+    assert main(["edge-config", "digits-cnn", str(tmp_path / "mlp.onnx"), "-o", str(tmp_path / "ops")]) == 0
+    printed = capsys.readouterr().out
+    assert "--include_ops_by_config" in printed and str(tmp_path / "ops") in printed
+    lines = (tmp_path / "ops" / "required_operators.config").read_text().splitlines()
+    ops = {op for line in lines if line and not line.startswith("#") for op in line.split(";")[-1].split(",")}
+    assert {"Softmax", "MaxPool", "FusedConv"} <= ops, ops  # Softmax only from the MLP, the rest from digits-cnn
+    assert sum(line.startswith("# - ") for line in lines) == 2  # generated from both models
