@@ -64,7 +64,7 @@ def test_import_matches_the_source_framework(models, fw_env, source, tmp_path, c
     step = art.lineage[-1]
     assert art.format == "onnx" and step.params["converter"] == converter and converter in step.versions
     assert step.params["source"] == Path(source).name  # no local path in the bundle
-    assert art.spec.inputs[0].shape[0] == "batch" and step.params["source_inputs"][0]["shape"][0] is None
+    assert art.spec.inputs[0].shape[0] == "batch" and step.params["source_inputs"][0]["shape"][0] is None  # dynamic
     parity = step.results["parity_vs_source"]
     assert parity["vs_source"]["max_abs_diff"] < 1e-4 and parity["vs_source"]["top1_agreement"] == 1.0, parity
     assert ("max_abs_diff" in parity["vs_openvino"]) == openvino, parity

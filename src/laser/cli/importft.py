@@ -29,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json(p)
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("finetune", help="transfer learning: new head for the classes of an image folder, frozen "
-                                        "backbone, held-out accuracy in the manifest")
+    p = sub.add_parser("finetune", help="transfer learning: new head for the classes of an image folder or a "
+                                        "label<TAB>text file, frozen backbone, held-out accuracy in the manifest")
     add_model_args(p)
-    p.add_argument("--data", required=True, help="image folder (DIR/<class>/*.png) or a registered dataset name")
+    p.add_argument("--data", required=True, help="image folder (DIR/<class>/*.png), a text file of label<TAB>text "
+                                                 "lines (for a text model), or a registered dataset name")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
     p.add_argument("--epochs", type=int, default=30, help="at most this many epochs (default 30)")
     p.add_argument("--lr", type=float, default=3e-3, help="learning rate (default 3e-3)")
@@ -118,7 +119,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return 0
     print(f"fine-tuned {saved.name} on {args.data}: {len(saved.labels)} classes {list(saved.labels)}, "
           f"{r['epochs_run']} epochs, {r['trainable_params']:,} trainable parameters")
-    print(f"held-out top-1 (measured, torch eager, {r['holdout_samples']} images): {percent(r['holdout_top1'])}; "
+    print(f"held-out top-1 (measured, torch eager, {r['holdout_samples']} samples): {percent(r['holdout_top1'])}; "
           f"bundle {saved.location}")
     for f in r["skipped"]:
         print(f"skipped unreadable: {f}")

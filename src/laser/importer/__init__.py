@@ -84,6 +84,7 @@ def _from_framework(path: Path, fmt: str, to: str, name: str | None, input_shape
     run = _ort_runner(onnx_path)
     probed = _probe_dims(path, spec, run) if spec.named_dims else spec  # concrete example inputs
     results = {"parity_vs_source": fw.parity(py, fmt, path, info["signature"], probed, run)}
+    fw.fill_io(info, art.spec)
     fw.check(results["parity_vs_source"])
     params = {"source": path.name, "framework": fmt, "converter": info["converter"], "signature": info["signature"],
               "opset": fw.OPSET, "source_inputs": info["inputs"], "source_outputs": info["outputs"], "to": to}

@@ -114,6 +114,15 @@ def name_batch_dims(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def fill_io(info: dict[str, Any], spec: ModelSpec) -> None:
+    """Source tensors the framework describes by name only (Paddle's predictor) take the converted graph's
+    dtype and dims (None = dynamic), marked ``"from": "onnx"``."""
+    for side, tensors in (("inputs", spec.inputs), ("outputs", spec.outputs)):
+        for t, src in zip(tensors, info[side], strict=False):
+            if src.get("shape") is None:
+                src.update(dtype=t.dtype, shape=[d if isinstance(d, int) else None for d in t.shape], **{"from": "onnx"})
+
+
 Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 

@@ -157,9 +157,9 @@ def _load_paddle(source: str) -> tuple[Any, list[dict], list[dict]]:
         config.disable_glog_info()
     predictor = pi.create_predictor(config)
     names, out_names = predictor.get_input_names(), predictor.get_output_names()
-    inputs = [_tensor(n, _paddle_dtype(predictor.get_input_handle(n)), predictor.get_input_handle(n).shape())
-              for n in names]
-    outputs = [{"name": n, "dtype": None, "shape": []} for n in out_names]
+    # the predictor knows names only (its shapes read [0] before a run): dtypes and dims come from the ONNX
+    inputs = [{"name": n, "dtype": None, "shape": None} for n in names]
+    outputs = [{"name": n, "dtype": None, "shape": None} for n in out_names]
 
     def run(*xs: np.ndarray) -> list[np.ndarray]:
         for n, x in zip(names, xs, strict=True):
@@ -167,12 +167,6 @@ def _load_paddle(source: str) -> tuple[Any, list[dict], list[dict]]:
         predictor.run()
         return [predictor.get_output_handle(n).copy_to_cpu() for n in out_names]
     return run, inputs, outputs
-
-
-def _paddle_dtype(handle: Any) -> str:
-    with contextlib.suppress(Exception):
-        return str(handle.type()).rsplit(".", 1)[-1].lower().replace("fp", "float")
-    return "float32"
 
 
 def _run_converter(cmd: list[str], what: str) -> None:
