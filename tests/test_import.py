@@ -179,3 +179,18 @@ def test_cli_import_bad_source_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot tell what" in err and ".tflite" in err, err
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_cli_import_reads_preprocessing_from_json_or_toml(tmp_path, capsys):
+    import json
+
+    from laser.cli.main import main
+
+    src = _onnx(Small(), tmp_path / "small.onnx", (1, 8, 8))
+    (tmp_path / "pre.toml").write_text('type = "image"\nsize = [8, 8]\nmean = [0.5]\nstd = [0.25]\n')
+    assert main(["import", str(src), "--preprocessing", str(tmp_path / "pre.toml"), "-o", str(tmp_path / "t")]) == 0
+    man = json.loads((tmp_path / "t" / "laser.json").read_text())
+    assert man["preprocessing"] == {"type": "image", "size": [8, 8], "mean": [0.5], "std": [0.25]}
+    (tmp_path / "bad.json").write_text("type = 'image'")
+    assert main(["import", str(src), "--preprocessing", str(tmp_path / "bad.json"), "-o", str(tmp_path / "b")]) == 2
+    assert "is not JSON" in capsys.readouterr().err and not (tmp_path / "b").exists()

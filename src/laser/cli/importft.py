@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", default="onnx", choices=("onnx", "torch"), help="bundle format (default onnx)")
     p.add_argument("--name", help="model name (default: the file's stem)")
     p.add_argument("--labels", help="class names, comma-separated, or a file with one per line")
-    p.add_argument("--preprocessing", help="JSON file with the preprocessing dict (see laser info digits-cnn)")
+    p.add_argument("--preprocessing", help="JSON or .toml file with the preprocessing dict (see laser info digits-cnn)")
     add_input_shape(p, "per-sample input shape fixing the source's dynamic dims, e.g. 3,48,192")
     p.add_argument("--signature", help="SavedModel signature to convert (asked for when there are several)")
     p.add_argument("--python", help="Python with tensorflow+tf2onnx / paddlepaddle+paddle2onnx that converts "
@@ -60,15 +60,24 @@ def _labels(text: str | None) -> tuple[str, ...]:
 
 
 def _preprocessing(text: str | None) -> dict[str, Any]:
+    """The preprocessing dict of a JSON file, or of a TOML file (``.toml``: its top-level table)."""
     if not text:
         return {}
     path = Path(text)
     if not path.is_file():
         raise ConfigError(f"--preprocessing file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--preprocessing {path} is not JSON ({exc})") from exc
+    if path.suffix.lower() == ".toml":
+        import tomllib
+
+        try:
+            data: Any = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--preprocessing {path} is not TOML ({exc})") from exc
+    else:
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--preprocessing {path} is not JSON ({exc}); a .toml file is read as TOML") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"--preprocessing {path} must hold a JSON object like {{\"type\": \"image\", ...}}")
     return data
