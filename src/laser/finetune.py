@@ -72,7 +72,9 @@ class Finetune:
             raise ConfigError(f"{artifact.name!r} runs no Linear/Conv layer; fine-tuning needs a classifier head")
         names = {m: n for n, m in module.named_modules()}
         head = names[order[-1]]
-        module = new_head(module, layer=head, classes=len(classes))
+        with torch.random.fork_rng(devices=[]):  # the new head's initial weights: seeded, same in any process
+            torch.manual_seed(self.seed)
+            module = new_head(module, layer=head, classes=len(classes))
         trainable = self._trainable(module, [names[m] for m in order[:-1]], head)
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
                              patience=self.patience, logdir=self.logdir, checkpoint=self.checkpoint,

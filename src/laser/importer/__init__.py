@@ -33,7 +33,7 @@ def source_format(path: Path) -> str:
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
-        if any(path.glob("*.pdmodel")):
+        if any(path.glob("*.pdmodel")) or any(path.glob("*.pdiparams")):  # Paddle 3: .json + .pdiparams
             return "paddle"
     suffix = path.suffix.lower()
     table = {".onnx": "onnx", ".keras": "keras", ".h5": "keras", ".tflite": "tflite", ".pdmodel": "paddle"}
