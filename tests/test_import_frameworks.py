@@ -138,3 +138,21 @@ def test_converter_logs_name_the_unsupported_ops():
     paddle = "Oops, there are some operators not supported yet, including pd_op.unique_consecutive, pd_op.lu"
     assert unsupported_ops(paddle) == ["pd_op.lu", "pd_op.unique_consecutive"]
     assert unsupported_ops("INFO - Successfully converted TensorFlow model") == []
+
+
+@pytest.mark.slow
+def test_import_paddle_to_torch_then_prune(models, fw_env, tmp_path):
+    """Paddle -> paddle2onnx -> onnx2torch -> structured pruning: the pruned model still runs, half the MACs."""
+    import torch
+
+    from laser.artifact import Artifact
+
+    assert main(["import", str(models / "pd_old" / "cnn.pdmodel"), "--to", "torch", "-o", str(tmp_path / "t")]) == 0
+    x, want = np.load(models / "pd_old" / "cnn_x.npy"), np.load(models / "pd_old" / "cnn_y.npy")
+    with torch.inference_mode():
+        np.testing.assert_allclose(Artifact.open(tmp_path / "t").module(torch.from_numpy(x)).numpy(), want, atol=1e-4)
+    assert main(["prune", str(tmp_path / "t"), "--ratio", "0.5", "--round-to", "1", "-o", str(tmp_path / "p")]) == 0
+    pruned = Artifact.open(tmp_path / "p")
+    assert pruned.lineage[-1].results["macs_after"] < 0.6 * pruned.lineage[-1].results["macs_before"]
+    with torch.inference_mode():
+        assert pruned.module(torch.from_numpy(x)).shape == (6, 5)
