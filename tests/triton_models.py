@@ -89,3 +89,29 @@ def repository(root: Path) -> Path:
     numbers_in(simple_string(sources).save(root / "simple_string" / "1").location, (-100, 100))
     simple_identity(sources).save(root / "simple_identity" / "1")
     return root
+
+
+HEADLINES = ("United beat their rivals in the cup final", "The chipmaker unveils a new processor",
+             "Oil prices fall after the rate decision", "The president visits border officials")
+
+
+def text_classifier(root: Path):
+    """A news-title classifier (a 1-layer BERT, random weights) whose manifest carries its WordPiece
+    vocabulary and labels: served, it takes TEXT (BYTES) and answers LABEL, SCORE and logits."""
+    import torch
+
+    import laser
+    from laser.architecture import build_architecture
+    from laser.models.text import build_wordpiece_vocab, read_vocab, text_spec
+
+    vocab = read_vocab(build_wordpiece_vocab(list(HEADLINES) * 4, root / "vocab", vocab_size=120))
+    labels = ("sports", "technology", "business", "world")
+    arch = {"factory": "laser.models.text:bert_classifier",
+            "kwargs": {"classes": len(labels), "vocab_size": len(vocab), "hidden": 16, "layers": 1, "heads": 2,
+                       "intermediate": 32, "max_length": 16}}
+    torch.manual_seed(0)
+    module = build_architecture(arch).eval()
+    pre = {"type": "text", "tokenizer": "wordpiece", "lowercase": True, "max_length": 16, "vocab": vocab}
+    return laser.Artifact.from_module(module, name="news_titles", task="text-classification",
+                                      spec=text_spec(16, len(vocab), len(labels)), architecture=arch,
+                                      preprocessing=pre, labels=labels)

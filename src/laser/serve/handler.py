@@ -226,6 +226,9 @@ class Handler:
             feeds[t.name] = to_array(t, self.limits)
         # names complete, ranks, fixed dims, shared dim names (InputError -> 400)
         mv.spec.check_inputs(mv.sequences.check(feeds) if mv.sequences is not None else feeds)
+        validate = getattr(mv.runner, "validate", None)  # a runner's own checks (e.g. texts are UTF-8), before
+        if validate is not None:                          # the request joins a batch it would fail
+            validate(feeds)
         if not mv.batchable:
             return feeds, 1
         n = int(next(iter(feeds.values())).shape[0])
