@@ -180,3 +180,22 @@ def test_string_inputs_with_a_value_range_get_numeric_examples_and_a_model_no_ba
     feeds = laser.load(bundle.location).spec.example_inputs(batch=2)
     values = [int(v) for v in feeds["INPUT0"].ravel()]
     assert feeds["INPUT0"].shape == (2, 16) and all(-5 <= v < 5 for v in values)
+
+
+def test_tensors_without_dims_besides_the_batch_are_configured_with_reshape_as_triton_writes_them(tmp_path):
+    art = triton_models.doubler(tmp_path)
+    with Server([art], http_port=0, grpc_port=0, socket_port=None, backend="onnxruntime") as s:
+        http, grpc = th.InferenceServerClient(s.http_url.removeprefix("http://")), tg.InferenceServerClient(s.grpc_target)
+        cfg = http.get_model_config("doubler")
+        assert [(t["name"], t["dims"], t["reshape"]) for t in cfg["input"] + cfg["output"]] == [
+            ("x", [1], {"shape": []}), ("y", [1], {"shape": []})]
+        pcfg = grpc.get_model_config("doubler").config
+        assert list(pcfg.input[0].dims) == [1] and pcfg.input[0].HasField("reshape") and not pcfg.input[0].reshape.shape
+        assert http.get_model_metadata("doubler")["inputs"][0]["shape"] == [-1, 1]
+        x = np.arange(3, dtype=np.float32)
+        for client, mod in ((http, th), (grpc, tg)):
+            for shape in ([3, 1], [3]):  # as the config says, and as the model takes it
+                inp = mod.InferInput("x", shape, "FP32")
+                inp.set_data_from_numpy(x.reshape(shape))
+                y = client.infer("doubler", [inp]).as_numpy("y")
+                np.testing.assert_array_equal(y, 2 * x.reshape(3, 1))

@@ -115,3 +115,21 @@ def text_classifier(root: Path):
     return laser.Artifact.from_module(module, name="news_titles", task="text-classification",
                                       spec=text_spec(16, len(vocab), len(labels)), architecture=arch,
                                       preprocessing=pre, labels=labels)
+
+
+def doubler(root: Path):
+    """y = 2 x on tensors with no dims besides the batch ([batch] FP32): Triton configures them as dims [1]
+    with reshape [] (``doubler``)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    import laser
+
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "doubler",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])], [two])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    root.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(root / "doubler.onnx"))
+    return laser.load(root / "doubler.onnx", name="doubler")

@@ -130,6 +130,10 @@ def _config_to_proto(cfg: dict[str, Any]) -> Any:
                     format=formats.Value(t.get("format", "FORMAT_NONE")))
     for t in cfg["output"]:
         c.output.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"])
+    for entry, t in [*zip(c.input, cfg["input"]), *zip(c.output, cfg["output"])]:
+        if "reshape" in t:
+            entry.reshape.SetInParent()
+            entry.reshape.shape.extend(t["reshape"]["shape"])
     policy = cfg["version_policy"]
     if "latest" in policy:
         c.version_policy.latest.num_versions = policy["latest"]["num_versions"]

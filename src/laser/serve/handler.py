@@ -86,8 +86,8 @@ class Handler:
             "name": mv.name,
             "versions": [v.version for v in self.repository.versions(name)],
             "platform": f"laser_{mv.artifact.format}",
-            "inputs": [_tensor_meta(t) for t in _inputs(mv)],
-            "outputs": [_tensor_meta(t) for t in _outputs(mv)],
+            "inputs": [_tensor_meta(mv, t) for t in _inputs(mv)],
+            "outputs": [_tensor_meta(mv, t) for t in _outputs(mv)],
         }
 
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
@@ -97,8 +97,11 @@ class Handler:
         skip = 1 if mv.batchable else 0  # dims exclude the batch dim when max_batch_size > 0
 
         def tensor(t: Any) -> dict[str, Any]:
-            return {"name": t.name, "data_type": "TYPE_" + datatype_of(t.dtype).replace("BYTES", "STRING"),
-                    "dims": [d if isinstance(d, int) else -1 for d in t.shape[skip:]]}
+            entry = {"name": t.name, "data_type": "TYPE_" + datatype_of(t.dtype).replace("BYTES", "STRING"),
+                     "dims": [d if isinstance(d, int) else -1 for d in t.shape[skip:]]}
+            if _reshaped(mv, t):  # Triton's way to write a tensor with no dims besides the batch
+                entry.update(dims=[1], reshape={"shape": []})
+            return entry
 
         kind, arg = parse_policy(s.version_policy)
         policy: dict[str, Any] = {"latest": {"num_versions": arg}} if kind == "latest" else (
@@ -195,9 +198,11 @@ class Handler:
             results = await mv.sequences.run(req.sequence, feeds, lambda f: mv.batcher.submit(f, n, due))
         else:
             results = await mv.batcher.submit(feeds, n, due)
-        outputs = []
+        outputs, spec_out = [], {t.name: t for t in _outputs(mv)}
         for out in wanted:
             arr = results[out.name]
+            if _reshaped(mv, spec_out[out.name]):  # dims [1], reshape [] in the config: [n] is sent as [n, 1]
+                arr = arr.reshape((*arr.shape, 1))
             binary = req.binary_output if out.binary is None else out.binary
             if out.classification:
                 arr = classification(arr, out.classification, mv.artifact.labels)
@@ -223,7 +228,10 @@ class Handler:
             want = datatype_of(spec.dtype)
             if t.datatype != want:
                 raise ServeError(400, f"input {t.name!r} is {t.datatype}, model {mv.name!r} expects {want}")
-            feeds[t.name] = to_array(t, self.limits)
+            arr = to_array(t, self.limits)
+            if _reshaped(mv, spec) and arr.ndim == len(spec.shape) + 1 and arr.shape[-1] == 1:
+                arr = arr.reshape(arr.shape[:-1])  # [n, 1] as the config's dims [1], reshape [] say
+            feeds[t.name] = arr
         # names complete, ranks, fixed dims, shared dim names (InputError -> 400)
         mv.spec.check_inputs(mv.sequences.check(feeds) if mv.sequences is not None else feeds)
         validate = getattr(mv.runner, "validate", None)  # a runner's own checks (e.g. texts are UTF-8), before
@@ -298,5 +306,12 @@ def _image_format(pre: Mapping[str, Any], inputs: list[dict[str, Any]]) -> str:
     return "FORMAT_NHWC" if dims[-1] == channels else ""
 
 
-def _tensor_meta(t: Any) -> dict[str, Any]:
-    return {"name": t.name, "datatype": datatype_of(t.dtype), "shape": [d if isinstance(d, int) else -1 for d in t.shape]}
+def _reshaped(mv: ModelVersion, t: Any) -> bool:
+    """A tensor with no dims besides the batch (or a scalar of a model without one): Triton configures it as
+    dims [1] with reshape [], and clients send and get it with that trailing 1."""
+    return len(t.shape) == (1 if mv.batchable else 0)
+
+
+def _tensor_meta(mv: ModelVersion, t: Any) -> dict[str, Any]:
+    shape = [d if isinstance(d, int) else -1 for d in t.shape]
+    return {"name": t.name, "datatype": datatype_of(t.dtype), "shape": [*shape, 1] if _reshaped(mv, t) else shape}
