@@ -182,20 +182,59 @@ def test_string_inputs_with_a_value_range_get_numeric_examples_and_a_model_no_ba
     assert feeds["INPUT0"].shape == (2, 16) and all(-5 <= v < 5 for v in values)
 
 
-def test_tensors_without_dims_besides_the_batch_are_configured_with_reshape_as_triton_writes_them(tmp_path):
+def test_inputs_without_dims_besides_the_batch_are_configured_with_reshape_as_triton_writes_them(tmp_path):
     art = triton_models.doubler(tmp_path)
     with Server([art], http_port=0, grpc_port=0, socket_port=None, backend="onnxruntime") as s:
         http, grpc = th.InferenceServerClient(s.http_url.removeprefix("http://")), tg.InferenceServerClient(s.grpc_target)
         cfg = http.get_model_config("doubler")
-        assert [(t["name"], t["dims"], t["reshape"]) for t in cfg["input"] + cfg["output"]] == [
-            ("x", [1], {"shape": []}), ("y", [1], {"shape": []})]
+        assert (cfg["input"][0]["dims"], cfg["input"][0]["reshape"]) == ([1], {"shape": []})
+        assert cfg["output"][0]["dims"] == [] and "reshape" not in cfg["output"][0]  # outputs come as the model gives them
         pcfg = grpc.get_model_config("doubler").config
         assert list(pcfg.input[0].dims) == [1] and pcfg.input[0].HasField("reshape") and not pcfg.input[0].reshape.shape
-        assert http.get_model_metadata("doubler")["inputs"][0]["shape"] == [-1, 1]
+        assert not pcfg.output[0].HasField("reshape")
         x = np.arange(3, dtype=np.float32)
         for client, mod in ((http, th), (grpc, tg)):
             for shape in ([3, 1], [3]):  # as the config says, and as the model takes it
                 inp = mod.InferInput("x", shape, "FP32")
                 inp.set_data_from_numpy(x.reshape(shape))
-                y = client.infer("doubler", [inp]).as_numpy("y")
-                np.testing.assert_array_equal(y, 2 * x.reshape(3, 1))
+                np.testing.assert_array_equal(client.infer("doubler", [inp]).as_numpy("y"), 2 * x)
+
+
+def test_a_decoupled_model_streams_one_response_per_value_and_unary_calls_are_refused(server):
+    """simple_grpc_custom_repeat.py's calls on ``repeat_int32`` (torch module with a ``stream`` generator)."""
+    import queue
+
+    grpc = tg.InferenceServerClient(server.grpc_target)
+    http = th.InferenceServerClient(server.http_url.removeprefix("http://"))
+    assert http.get_model_config("repeat_int32")["model_transaction_policy"] == {"decoupled": True}
+    assert grpc.get_model_config("repeat_int32").config.model_transaction_policy.decoupled
+    values = np.arange(100, 105, dtype=np.int32)
+
+    def inputs(mod):
+        ins = [mod.InferInput("IN", [5], "INT32"), mod.InferInput("DELAY", [5], "UINT32"),
+               mod.InferInput("WAIT", [1], "UINT32")]
+        for inp, arr in zip(ins, (values, np.full(5, 20, np.uint32), np.zeros(1, np.uint32))):
+            inp.set_data_from_numpy(arr)
+        return ins
+
+    got: queue.Queue = queue.Queue()
+    grpc.start_stream(callback=lambda result, error: got.put(error or result))
+    try:
+        grpc.async_stream_infer("repeat_int32", inputs(tg), request_id="r1", enable_empty_final_response=True)
+        grpc.async_stream_infer("simple", _inputs(tg), request_id="s1")  # an ordinary model: one final answer
+        answers = [got.get(timeout=30) for _ in range(7)]
+    finally:
+        grpc.stop_stream()
+    assert not [a for a in answers if isinstance(a, InferenceServerException)], answers
+    by_id: dict[str, list] = {}
+    for a in answers:
+        r = a.get_response()
+        by_id.setdefault(r.id, []).append((r.parameters["triton_final_response"].bool_param, a))
+    assert [final for final, _ in by_id["r1"]] == [False] * 5 + [True]
+    assert [int(a.as_numpy("OUT")[0]) for _, a in by_id["r1"][:5]] == values.tolist()
+    assert by_id["r1"][5][1].get_response().outputs == []  # the empty final response
+    assert [final for final, _ in by_id["s1"]] == [True]
+    np.testing.assert_array_equal(by_id["s1"][0][1].as_numpy("OUTPUT0"), A + B)
+    for client, mod in ((http, th), (grpc, tg)):
+        with pytest.raises(InferenceServerException, match="decoupled transaction policy"):
+            client.infer("repeat_int32", inputs(mod))

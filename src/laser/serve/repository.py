@@ -49,6 +49,7 @@ class ModelVersion:
         self.settings, self.fingerprint, self.metrics = settings, fingerprint, metrics
         self.spec = served_spec(artifact, runner)
         self.batchable = batchable(self.spec)
+        self.decoupled = bool(getattr(runner, "decoupled", False))  # several responses to one request
         self.max_batch_size = max_batch_size(self.spec, settings)
         self.execution = execution or Execution.unmeasured()
         self.batcher = Batcher(runner, model=name, version=version, max_batch_size=max(1, self.max_batch_size),
