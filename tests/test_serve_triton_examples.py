@@ -147,19 +147,114 @@ def test_model_control_as_the_example_does_it(server):
     assert client.is_model_ready("simple")
 
 
+def test_sequences_as_the_sequence_examples_send_them(server):
+    """simple_{http,grpc}_sequence_sync_infer_client.py and the gRPC stream one on ``simple_sequence``:
+    integer and UUID correlation ids, OUTPUT = INPUT (+1 on a sequence's first request)."""
+    import queue
+    import uuid
+
+    values = [0, 11, 7, -3]
+    expected = [values[0] + 1, *values[1:]]
+
+    def one(mod, value):
+        inp = mod.InferInput("INPUT", [1, 1], "INT32")
+        inp.set_data_from_numpy(np.full((1, 1), value, np.int32))
+        return [inp], [mod.InferRequestedOutput("OUTPUT")]
+
+    for client, mod, sid in ((th.InferenceServerClient(server.http_url.removeprefix("http://")), th, 1000),
+                             (tg.InferenceServerClient(server.grpc_target), tg, str(uuid.uuid4()))):
+        got = []
+        for i, v in enumerate(values):
+            inputs, outputs = one(mod, v)
+            r = client.infer("simple_sequence", inputs, outputs=outputs, sequence_id=sid, sequence_start=i == 0,
+                             sequence_end=i == len(values) - 1)
+            got.append(int(r.as_numpy("OUTPUT")[0][0]))
+        assert got == expected
+    grpc, answers = tg.InferenceServerClient(server.grpc_target), queue.Queue()
+    grpc.start_stream(callback=lambda result, error: answers.put(error or result))
+    try:
+        for sid in (1001, 1002):
+            for i, v in enumerate(values):
+                inputs, outputs = one(tg, v * (sid - 1000))
+                grpc.async_stream_infer("simple_sequence", inputs, outputs=outputs, request_id=f"{sid}_{i}",
+                                        sequence_id=sid, sequence_start=i == 0, sequence_end=i == len(values) - 1)
+        results = [answers.get(timeout=30) for _ in range(2 * len(values))]
+    finally:
+        grpc.stop_stream()
+    by_seq: dict[str, list[int]] = {}
+    for r in results:
+        assert not isinstance(r, InferenceServerException), r
+        by_seq.setdefault(r.get_response().id.split("_")[0], []).append(int(r.as_numpy("OUTPUT")[0][0]))
+    assert by_seq == {"1001": expected, "1002": [2 * values[0] + 1, *(2 * v for v in values[1:])]}
+
+
+def test_the_aio_clients_infer_in_parallel(server):
+    """simple_{http,grpc}_aio_infer_client.py's calls: two requests at once over asyncio."""
+    import asyncio
+
+    import tritonclient.grpc.aio as tga
+    import tritonclient.http.aio as tha
+
+    async def main() -> None:
+        for mod, url in ((tha, server.http_url.removeprefix("http://")), (tga, server.grpc_target)):
+            client = mod.InferenceServerClient(url)
+            try:
+                results = await asyncio.gather(*(client.infer("simple", _inputs(mod)) for _ in range(2)))
+                for r in results:
+                    np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), A + B)
+                stats = await client.get_inference_statistics(model_name="simple")  # aiohttp asks for gzip here
+                assert len(stats["model_stats"] if mod is tha else stats.model_stats) == 1
+            finally:
+                await client.close()
+
+    asyncio.run(main())
+
+
+# image_client.py / grpc_image_client.py runs on digits-cnn (FP32 [N, 1, 8, 8], FORMAT_NCHW, 10 logits):
+# protocol, async, streaming. image_client.py's HTTP runs read the config with attrdict (not installed here:
+# `pip install --target DIR attrdict` and put DIR on PYTHONPATH); without it they are skipped.
+IMAGE_RUNS = {"image_client.py": [["-i", "grpc"], ["-i", "grpc", "-a"], ["-i", "grpc", "--streaming"], ["-i", "http"],
+                                  ["-i", "http", "-a"]],
+              "grpc_image_client.py": [[], ["-a"], ["--streaming"]]}
+
+
+def _run_example(script: Path, url: str, *args: str) -> tuple[bool, str]:
+    run = subprocess.run([sys.executable, str(script), "-u", url, *args], capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in (run.stdout + run.stderr).strip().splitlines() if not ln.startswith(("Unclosed", "conn"))]
+    return run.returncode == 0, (lines or [""])[-1][:200]
+
+
 @pytest.mark.skipif(not os.environ.get("LASER_TRITON_EXAMPLES"), reason="set LASER_TRITON_EXAMPLES to a folder of "
                     "Triton's src/python/examples to run them unchanged")
-def test_published_examples_run_unchanged(server):
+def test_published_examples_run_unchanged(server, tmp_path):
+    from PIL import Image
+
     folder = Path(os.environ["LASER_TRITON_EXAMPLES"])
     scripts = sorted(p for p in folder.glob("simple_*.py"))
     assert scripts, f"no simple_*.py in {folder}"
     results = {}
     for script in scripts:
         url = server.grpc_target if "_grpc_" in script.name else server.http_url.removeprefix("http://")
-        run = subprocess.run([sys.executable, str(script), "-u", url], capture_output=True, text=True, timeout=120)
-        results[script.name] = run.returncode == 0
-        print(f"{script.name}: {'PASS' if run.returncode == 0 else 'FAIL'}"
-              f"{'' if run.returncode == 0 else ' ' + (run.stdout + run.stderr).strip().splitlines()[-1][:200]}")
+        results[script.name], last = _run_example(script, url)
+        print(f"{script.name}: {'PASS' if results[script.name] else 'FAIL ' + last}")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (32, 32), "white").save(images / "a.png")
+    Image.new("L", (20, 28), 128).save(images / "b.jpg")
+    has_attrdict = subprocess.run([sys.executable, "-c", "import importlib.util as u; assert u.find_spec('attrdict')"],
+                                  capture_output=True).returncode == 0  # (importing it needs the example's patch)
+    with Server(["digits-cnn"], http_port=0, grpc_port=0, socket_port=None, server_name="triton") as s:
+        for name, runs in IMAGE_RUNS.items():
+            if not (folder / name).is_file():
+                continue
+            for args in runs:
+                if "http" in args and not has_attrdict:
+                    continue
+                url = s.http_url.removeprefix("http://") if "http" in args else s.grpc_target
+                key = " ".join([name, *args])
+                results[key], last = _run_example(folder / name, url, "-m", "digits-cnn", "-c", "3", "-b", "2",
+                                                  *args, str(images))
+                print(f"{key}: {'PASS' if results[key] else 'FAIL ' + last}")
     unexpected = {name for name, ok in results.items() if not ok and name not in EXPECTED_FAILURES}
     assert not unexpected, f"failed: {sorted(unexpected)}"
 
