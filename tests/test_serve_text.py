@@ -80,3 +80,11 @@ def test_the_pipeline_route_still_runs_the_model_on_its_tokens(served):
     r = httpx.post(f"{server.http_url}/v2/models/news_titles/pipeline", content=TITLES[1].encode())
     assert r.status_code == 200, r.text
     assert r.json()["label"] == expected[1]["label"]
+
+
+def test_text_input_false_serves_the_token_ids_as_the_artifact_takes_them(served, tmp_path):
+    art = triton_models.text_classifier(tmp_path)
+    with Server([art], http_port=0, grpc_port=None, socket_port=None, backend="torch", text_input=False) as s:
+        meta = httpx.get(f"{s.http_url}/v2/models/news_titles").json()
+        assert [t["name"] for t in meta["inputs"]] == ["input_ids", "attention_mask"]
+        assert [t["name"] for t in meta["outputs"]] == ["logits"]
