@@ -9,11 +9,13 @@ HTTP, gRPC and the socket protocol are thin adapters that parse and serialise ar
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ from laser.serve.shm import SharedMemory
 from laser.serve.tasks import TASKS, deadline
 
 log = logging.getLogger("laser.serve")
+DECOUPLED_STREAMS = 16  # decoupled requests producing at once; more wait for a thread
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics",
               "system_shared_memory", "sequence", "laser_tasks"]
@@ -206,7 +209,7 @@ class Handler:
             except Exception as exc:
                 loop.call_soon_threadsafe(items.put_nowait, (False, exc))
 
-        worker = loop.run_in_executor(None, produce)
+        worker = loop.run_in_executor(_stream_pool(), produce)
         try:
             while (item := await items.get())[0]:
                 await emit(self._response(mv, req, wanted, item[1]), False)
@@ -334,6 +337,12 @@ class Handler:
         except TimeoutError:
             return self.inflight == 0
         return True
+
+
+@functools.cache
+def _stream_pool() -> ThreadPoolExecutor:
+    """Threads that walk decoupled models' generators (apart from the loop's default pool, which loads models)."""
+    return ThreadPoolExecutor(DECOUPLED_STREAMS, thread_name_prefix="laser-decoupled")
 
 
 def compose(models: Sequence[Any], settings: ModelSettings, *, limits: Limits | None = None,
