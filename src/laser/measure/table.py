@@ -115,6 +115,10 @@ def markdown(report: Any) -> str:
 def hardware_line(hw: dict[str, Any]) -> str:
     cpu = hw.get("cpu", {})
     parts = [f"hardware: {cpu.get('model', '?')}, {cpu.get('usable_cores', '?')} usable cores"]
+    if hw.get("device"):  # an SSH device (runtime/ssh.py): its own fingerprint
+        parts[0] = (f"hardware: device {hw['device']} ({cpu.get('arch', '?')}"
+                    + (", EMULATED" if hw.get("emulated") else "") + f"): {parts[0].partition(': ')[2]}")
+        parts += [f"{k} {v}" for k, v in (hw.get("runtimes") or {}).items()]
     if cpu.get("isa"):
         parts.append("ISA " + " ".join(cpu["isa"]))
     for g in hw.get("gpus", []):
