@@ -64,7 +64,10 @@ def rows(report: Any) -> list[tuple[str, str, list[str]]]:
             return
         out.append((label, unit, [_fmt(v, kind) for v in values]))
 
+    # Timings from an emulated device (runtime/ssh.py under qemu) say so on every timing row.
+    emulated = any(_get(a, ("figures", "latency.p50_ms", "kind")) == "emulated" for a in arts)
     for label, unit, path, kind in FIXED:
+        label += " [emulated]" * (emulated and label != "threads")
         if kind == "ci":
             cells = [f"{a['latency']['mean_ms']:.3f} ± {a['latency']['ci95_ms'] or 0:.3f}" for a in arts]
             out.append((label, unit, cells))

@@ -131,8 +131,8 @@ class SSHRunner(Runner):
             self.close()
             raise
         self.runtime, self.runtime_version = loaded["runtime"], loaded["version"]
-        self.backend = f"ssh:{self.runtime}"
         self.emulated: str | None = self.fingerprint.get("emulated")
+        self.backend = f"ssh:{self.runtime}" + ":emulated" * bool(self.emulated)
         self._last: tuple[int, int] = (0, 0)
 
     # -- protocol ------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ class SSHRunner(Runner):
         from laser.runtime.hardware import ISA_FLAGS
 
         fp = self.fingerprint
-        flags = set(fp.get("cpu_flags") or ())
+        flags = set() if self.emulated else set(fp.get("cpu_flags") or ())  # emulated: the host's flags
         model = fp.get("cpu_model", "?") + (f" (EMULATED {fp.get('arch')}: {self.emulated})" if self.emulated else "")
         hw: dict[str, Any] = {"cpu": {"model": model, "logical_cores": fp.get("logical_cores"), "usable_cores": fp.get("usable_cores"),
                       "isa": [f for f in ISA_FLAGS if f in flags], "arch": fp.get("arch")},
