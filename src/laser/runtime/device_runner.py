@@ -135,7 +135,10 @@ class Model:
             import openvino as ov
 
             core = ov.Core()
-            compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads})
+            # As laser's openvino backend: FP32 means FP32 (no bf16 on AMX CPUs, no dynamic int8 of weights).
+            compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                        "INFERENCE_PRECISION_HINT": "f32",
+                                                        "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0})
             self.request = compiled.create_infer_request()
             self.names = [o.get_any_name() for o in compiled.outputs]
             self.version = ov.__version__

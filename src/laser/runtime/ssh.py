@@ -22,6 +22,7 @@ import json
 import os
 import select
 import shlex
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -65,6 +66,8 @@ def parse_target(on: str) -> tuple[str, int | None]:
 def ssh_command(on: str, identity: str | None = None) -> list[str]:
     """The ``ssh`` argv (without the remote command) for a target URL."""
     target, port = parse_target(on)
+    if shutil.which("ssh") is None:
+        raise DependencyError("--on ssh:// needs OpenSSH's client here: apt-get install -y openssh-client")
     argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
     if port:
