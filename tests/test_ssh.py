@@ -30,7 +30,7 @@ def device(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def digits_onnx(digits_artifact, tmp_path_factory):
-    return laser.export(digits_artifact, to="onnx").save(tmp_path_factory.mktemp("digits-onnx") / "digits-cnn-onnx")
+    return laser.export(digits_artifact, to="onnx", exporter="legacy").save(tmp_path_factory.mktemp("digits-onnx") / "digits-cnn-onnx")
 
 
 @pytest.fixture(scope="module")
