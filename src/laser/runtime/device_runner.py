@@ -7,8 +7,9 @@ payload (npz bytes for arrays, raw bytes for files). In order:
 1. device → ``{"hello": fingerprint}`` (or ``{"error": "missing", "module": ...}``: numpy absent);
 2. laser → ``{"op": "file", "name": REL}`` + bytes, once per bundle file; the files go to a fresh temp dir;
 3. laser → ``{"op": "load", "model": REL, "format": F, "runtime": R|"auto", "threads": N}`` → ``{"runtime", "version"}``;
-4. laser → ``{"op": "run"}`` + npz inputs → ``{"wall_ns", "cpu_ns"}`` + npz outputs, timed here around one
-   inference call with ``time.perf_counter_ns`` / ``time.process_time_ns``;
+4. laser → ``{"op": "run"}`` + npz inputs → npz outputs; or ``{"op": "time", "warmup", "warmup_seconds",
+   "min_iters", "max_seconds", "iters"}`` + npz inputs → ``{"wall_ns", "cpu_s", "warmup_done"}`` + the per-call
+   ns (``.npy``): laser's latency loop run here, inference calls back to back timed by ``time.perf_counter_ns``;
 5. ``{"op": "close"}`` or end of input → the temp dir is removed and the process exits.
 
 It also exits (removing the temp dir) when its parent (the SSH session) goes away, or after ``IDLE_S`` seconds
@@ -17,6 +18,7 @@ without a request, so nothing is left running on the device.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -182,6 +184,31 @@ def pick_runtime(fmt: str, wanted: str) -> str:
     raise ModuleNotFoundError(candidates[0] if candidates else fmt)
 
 
+def time_calls(call: Any, feeds: dict[str, Any], p: dict[str, Any]) -> tuple[list[int], int, float, int]:
+    """laser.measure.latency.time_calls, here: warm-up calls, then calls timed one by one, back to back."""
+    clock = time.perf_counter_ns
+    warm_until = clock() + int(p["warmup_seconds"] * 1e9)
+    done = 0
+    while done < p["warmup"] or clock() < warm_until:
+        call(feeds)
+        done += 1
+    budget_ns, iters = int(p["max_seconds"] * 1e9), p.get("iters")
+    samples: list[int] = []
+    cpu0 = time.process_time()
+    start = clock()
+    while True:
+        t0 = clock()
+        call(feeds)
+        t1 = clock()
+        samples.append(t1 - t0)
+        if iters is not None:
+            if len(samples) >= iters:
+                break
+        elif len(samples) >= p["min_iters"] and t1 - start >= budget_ns:
+            break
+    return samples, clock() - start, time.process_time() - cpu0, done
+
+
 def _watch(parent: int, workdir: str) -> None:
     """Exit (removing the temp dir) when the SSH session that started us is gone."""
     while True:
@@ -225,12 +252,16 @@ def serve(inp: Stream, out: Stream, workdir: str) -> None:
             elif op == "run" and model is not None:
                 with np.load(io.BytesIO(payload), allow_pickle=False) as z:
                     feeds = {k: z[k] for k in z.files}
-                c0, t0 = time.process_time_ns(), time.perf_counter_ns()
-                result = model.call(feeds, order)
-                t1, c1 = time.perf_counter_ns(), time.process_time_ns()
                 buf = io.BytesIO()
-                np.savez(buf, **result)
-                send(out, {"ok": True, "wall_ns": t1 - t0, "cpu_ns": c1 - c0}, buf.getvalue())
+                np.savez(buf, **model.call(feeds, order))
+                send(out, {"ok": True}, buf.getvalue())
+            elif op == "time" and model is not None:
+                with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+                    feeds = {k: z[k] for k in z.files}
+                samples, wall_ns, cpu_s, done = time_calls(functools.partial(model.call, order=order), feeds, header)
+                buf = io.BytesIO()
+                np.save(buf, np.asarray(samples, dtype=np.int64))
+                send(out, {"ok": True, "wall_ns": wall_ns, "cpu_s": cpu_s, "warmup_done": done}, buf.getvalue())
             else:
                 send(out, {"error": "protocol", "message": f"unexpected request {op!r}"})
         except ModuleNotFoundError as exc:

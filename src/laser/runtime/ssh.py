@@ -5,9 +5,10 @@
 so it never hangs; extra options from ``LASER_SSH_OPTS``) that runs ``device_runner.py`` with the device's own
 ``python3`` (``LASER_SSH_PYTHON`` to pick another). The bundle's files are copied through that connection into a
 temp dir on the device, loaded with the runtime the device has (onnxruntime, OpenVINO or ExecuTorch), and
-each call is one request/answer over it. The device times every inference call itself
-(``time.perf_counter_ns`` there), so latency figures are the device's, without the network round trip:
-``laser.measure`` uses ``timed_call`` for them and records the device's fingerprint as the report's hardware.
+each call is one request/answer over it. Latency is laser's own timing loop run on the device
+(``time_calls``: warm-up, then inference calls back to back, each timed with ``time.perf_counter_ns`` there), so
+the figures are the device's, without the network in them; ``laser.measure`` records the device's fingerprint
+as the report's hardware.
 When the device's python runs under qemu user-mode emulation, every timing is labelled ``emulated``.
 
 Nothing is left behind: the device runner removes its temp dir and exits on ``close()``, on end of input,
@@ -136,7 +137,6 @@ class SSHRunner(Runner):
         self.runtime, self.runtime_version = loaded["runtime"], loaded["version"]
         self.emulated: str | None = self.fingerprint.get("emulated")
         self.backend = f"ssh:{self.runtime}" + ":emulated" * bool(self.emulated)
-        self._last: tuple[int, int] = (0, 0)
 
     # -- protocol ------------------------------------------------------------------------------
     def _upload(self, artifact: Artifact) -> None:
@@ -208,26 +208,35 @@ class SSHRunner(Runner):
         return DeviceError(diagnose(self.on, stderr, rc))
 
     # -- Runner --------------------------------------------------------------------------------
-    def _call(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _feeds(self, inputs: Mapping[str, np.ndarray]) -> bytes:
         buf = io.BytesIO()
         np.savez(buf, **{t.name: np.ascontiguousarray(inputs[t.name]) for t in self.spec.inputs})  # type: ignore[arg-type]
-        answer, data = self._request({"op": "run"}, buf.getvalue())
-        self._last = (int(answer["wall_ns"]), int(answer["cpu_ns"]))
+        return buf.getvalue()
+
+    def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        _, data = self._request({"op": "run"}, self._feeds(inputs))
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}
         return {n: out[n] for n in self.spec.output_names if n in out} or out
 
-    def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._call(inputs)
-
-    def timed_call(self, inputs: Mapping[str, np.ndarray]) -> tuple[int, int]:
-        """(wall ns, process CPU ns) of one inference call, measured on the device around the runtime's call."""
-        self(inputs)
-        return self._last
+    def time_calls(self, inputs: Mapping[str, np.ndarray], warmup: int, warmup_seconds: float, min_iters: int,
+                   max_seconds: float, iters: int | None) -> tuple[list[int], int, float, int]:
+        """``laser.measure.latency.time_calls`` run on the device: (per-call ns, wall ns, CPU s, warm-ups done)."""
+        self.spec.check_inputs(inputs)
+        params = {"warmup": warmup, "warmup_seconds": warmup_seconds, "min_iters": min_iters,
+                  "max_seconds": max_seconds, "iters": iters}
+        timeout = self.timeout
+        self.timeout += warmup_seconds + max_seconds  # the loop's own time budget, on top of the per-request one
+        try:
+            answer, data = self._request({"op": "time", **params}, self._feeds(inputs))
+        finally:
+            self.timeout = timeout
+        samples = np.load(io.BytesIO(data), allow_pickle=False)
+        return [int(v) for v in samples], int(answer["wall_ns"]), float(answer["cpu_s"]), int(answer["warmup_done"])
 
     @property
     def timing_method(self) -> str:
-        clock = "time.perf_counter_ns on the device around each inference call (SSH transfer excluded)"
+        clock = "time.perf_counter_ns on the device around each inference call, back to back there (no SSH in it)"
         return f"emulated ({self.emulated}): {clock}" if self.emulated else f"measured: {clock}"
 
     def hardware(self) -> dict[str, Any]:
