@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,7 @@ def arm64_root():
         pytest.skip(f"{' and '.join(missing)} missing: apt-get install -y debootstrap qemu-user-static")
     root = Path(os.environ.get("LASER_ARM64_ROOT") or Path.home() / ".cache" / "laser" / "arm64-root")
     subprocess.run(["sh", str(REPO / "scripts" / "arm64-device.sh"), str(root)], check=True, timeout=1800,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, env={**os.environ, "PYTHON": sys.executable})  # its pip downloads wheels
     return root
 
 

@@ -120,6 +120,9 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
     """
     from laser.runtime import run
 
+    if on and device != "cpu":
+        raise ConfigError(f"device {device!r} is one of this machine's; the model runs on {on} instead (on its CPU): "
+                          "drop --device or --on")
     arts = _artifacts(artifacts)
     if isinstance(backends, str):
         backends = [b.strip() for b in backends.split(",") if b.strip()]
