@@ -4,8 +4,8 @@ sshd is not touched), stopped by ``stop()``.
 
 Every session runs ``device.sh``, which gives the remote command the environment the client names with
 ``SetEnv LASER_DEVICE=...`` (``options(kind)``): ``x86`` (this venv's python3, with numpy + onnxruntime),
-``arm64`` (Debian arm64 python3 under qemu-aarch64-static, see scripts/arm64-device.sh), ``noruntime`` (a
-python3 whose onnxruntime import fails) or ``nopython`` (no python3 on the PATH).
+``arm64`` (Debian arm64 python3 under qemu-aarch64-static, see scripts/arm64-device.sh), ``noruntime`` / ``nonumpy``
+(a python3 whose onnxruntime and openvino / numpy imports fail) or ``nopython`` (no python3 on the PATH).
 """
 
 from __future__ import annotations
@@ -74,19 +74,20 @@ class Device:
         raise RuntimeError("sshd did not listen within 10 s")
 
     def _device_script(self, arm64_root: Path | None) -> None:
-        bins = {"x86": Path(sys.executable).parent, "noruntime": self.root / "noruntime-bin",
-                "nopython": self.root / "empty-bin"}
+        bins = {"x86": Path(sys.executable).parent, "nopython": self.root / "empty-bin"}
         if arm64_root is not None:
             bins["arm64"] = arm64_root / "laser-bin"
-        for d in (bins["noruntime"], bins["nopython"]):
-            d.mkdir()
-        broken = self.root / "broken-onnxruntime"
-        (broken / "onnxruntime").mkdir(parents=True)
-        (broken / "onnxruntime" / "__init__.py").write_text("raise ImportError('onnxruntime is not installed')\n")
-        (broken / "openvino").mkdir()
-        (broken / "openvino" / "__init__.py").write_text("raise ImportError('openvino is not installed')\n")
-        (bins["noruntime"] / "python3").write_text(f"#!/bin/sh\nPYTHONPATH={broken} exec {sys.executable} \"$@\"\n")
-        (bins["noruntime"] / "python3").chmod(0o755)
+        bins["nopython"].mkdir()
+        # This venv's python3 with some packages made unimportable (a package dir whose import raises).
+        for kind, hidden in (("noruntime", ("onnxruntime", "openvino")), ("nonumpy", ("numpy",))):
+            bins[kind] = self.root / f"{kind}-bin"
+            shadow = self.root / f"{kind}-shadow"
+            for module in hidden:
+                (shadow / module).mkdir(parents=True)
+                (shadow / module / "__init__.py").write_text(f"raise ImportError('{module} is not installed')\n")
+            bins[kind].mkdir()
+            (bins[kind] / "python3").write_text(f"#!/bin/sh\nPYTHONPATH={shadow} exec {sys.executable} \"$@\"\n")
+            (bins[kind] / "python3").chmod(0o755)
         cases = "\n".join(f"  {k}) PATH={v}:/usr/bin:/bin ;;" for k, v in bins.items() if k != "nopython")
         (self.root / "device.sh").write_text(
             "case \"$LASER_DEVICE\" in\n" + cases + f"\n  nopython) PATH={bins['nopython']} ;;\n"

@@ -95,13 +95,14 @@ def test_bench_on_device_reports_device_timings_and_fingerprint(monkeypatch, dev
 
 @pytest.mark.parametrize("case, expected", [
     ("noruntime", "has no onnxruntime in its python3: run `python3 -m pip install onnxruntime numpy` on the device"),
+    ("nonumpy", "has no numpy in its python3: run `python3 -m pip install numpy` on the device"),
     ("nopython", "has no python3"),
     ("refused", "refused the key"),
     ("unreachable", "cannot reach"),
     ("hostkey", "host key is not trusted"),
 ])
 def test_bad_device_is_one_line(monkeypatch, capsys, device, digits_onnx, digit_npy, case, expected):
-    kind = case if case in ("noruntime", "nopython") else "x86"
+    kind = case if case in ("noruntime", "nonumpy", "nopython") else "x86"
     monkeypatch.setenv("LASER_SSH_OPTS", device.options(kind).replace(
         str(device.root / "known_hosts"), os.devnull if case == "hostkey" else str(device.root / "known_hosts")))
     url = f"ssh://{device.user}@127.0.0.1:{ssh_device._free_port()}" if case == "unreachable" else device.url

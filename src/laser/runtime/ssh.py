@@ -114,9 +114,9 @@ class SSHRunner(Runner):
                                f"{artifact.format}: export it first (laser export {artifact.name} --to onnx)")
         super().__init__(artifact, threads, device)
         self.on, self.timeout = on, timeout
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         python = os.environ.get("LASER_SSH_PYTHON", "python3")
         argv = [*ssh_command(on, identity), f"exec {shlex.quote(python)} -c {shlex.quote(BOOTSTRAP)}"]
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0)
         try:
@@ -158,9 +158,9 @@ class SSHRunner(Runner):
         if answer["error"] == "missing":
             module = answer.get("module", "?")
             pip = {"onnx": "onnxruntime", "ort": "onnxruntime", "executorch": "executorch"}.get(self.artifact.format)
-            wanted = pip if module in ("onnxruntime", "openvino", "executorch") and pip else module
+            wanted = f"{pip} numpy" if module in ("onnxruntime", "openvino", "executorch") and pip else module
             return DependencyError(f"the device {self.on} has no {module} in its python3: run "
-                                   f"`python3 -m pip install {wanted} numpy` on the device (or set LASER_SSH_PYTHON "
+                                   f"`python3 -m pip install {wanted}` on the device (or set LASER_SSH_PYTHON "
                                    "to a python that has it)")
         return DeviceError(f"on {self.on}: {answer.get('message', answer['error'])}")
 
