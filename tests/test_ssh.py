@@ -77,7 +77,8 @@ def test_run_on_device_prints_device_and_parity(monkeypatch, capsys, device, dig
     assert "within the spec tolerance" in out
 
 
-def test_bench_on_device_reports_device_timings_and_fingerprint(monkeypatch, device, digits_onnx, digits_artifact):
+def test_bench_on_device_reports_device_timings_and_fingerprint(monkeypatch, device, digits_onnx, digits_artifact,
+                                                                tmp_path):
     monkeypatch.setenv("LASER_SSH_OPTS", device.options("x86"))
     report = laser.measure(digits_onnx, data="digits", reference=digits_artifact, repeats=1, max_seconds=0.1,
                            warmup=2, warmup_seconds=0, min_iters=5, peak=False, on=device.url,
@@ -90,6 +91,8 @@ def test_bench_on_device_reports_device_timings_and_fingerprint(monkeypatch, dev
     assert entry["latency"]["iters"] >= 5 and entry["latency"]["p50_ms"] > 0
     assert entry["accuracy"]["top1_agreement"] == 1.0  # the device's answers are the torch parent's on every sample
     assert f"hardware: device {device.url}" in report.to_markdown()
+    page = report.write_html(tmp_path / "report")
+    assert device.url in page.read_text() and "onnxruntime " in page.read_text()
     assert device.leftovers() == []
 
 
