@@ -5,7 +5,8 @@ sshd is not touched), stopped by ``stop()``.
 Every session runs ``device.sh``, which gives the remote command the environment the client names with
 ``SetEnv LASER_DEVICE=...`` (``options(kind)``): ``x86`` (this venv's python3, with numpy + onnxruntime),
 ``arm64`` (Debian arm64 python3 under qemu-aarch64-static, see scripts/arm64-device.sh), ``noruntime`` / ``nonumpy``
-(a python3 whose onnxruntime and openvino / numpy imports fail) or ``nopython`` (no python3 on the PATH).
+(a python3 whose onnxruntime and openvino / numpy imports fail), ``hang`` (a python3 that never answers) or
+``nopython`` (no python3 on the PATH).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class Device:
         if arm64_root is not None:
             bins["arm64"] = arm64_root / "laser-bin"
         bins["nopython"].mkdir()
+        bins["hang"] = self.root / "hang-bin"  # a python3 that never answers (and ends by itself in 5 s)
+        bins["hang"].mkdir()
+        (bins["hang"] / "python3").write_text("#!/bin/sh\nexec /bin/sleep 5\n")
+        (bins["hang"] / "python3").chmod(0o755)
         # This venv's python3 with some packages made unimportable (a package dir whose import raises).
         for kind, hidden in (("noruntime", ("onnxruntime", "openvino")), ("nonumpy", ("numpy",))):
             bins[kind] = self.root / f"{kind}-bin"

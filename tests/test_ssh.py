@@ -117,6 +117,21 @@ def test_bad_device_is_one_line(monkeypatch, capsys, device, digits_onnx, digit_
     assert device.leftovers() == []
 
 
+def test_a_device_that_never_answers_is_stopped_in_bounded_time(monkeypatch, device, digits_onnx):
+    import time
+
+    from laser.runtime import ssh
+    from laser.runtime.ssh import DeviceError
+
+    monkeypatch.setattr(ssh, "CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setenv("LASER_SSH_OPTS", device.options("hang"))
+    monkeypatch.setenv("LASER_SSH_TIMEOUT", "1")
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError, match="no answer from the device in time .* LASER_SSH_TIMEOUT"):
+        laser.run(digits_onnx, backend="ssh", on=device.url, identity=str(device.key))
+    assert time.monotonic() - t0 < 30  # deadlines, not a hang
+
+
 def test_device_cleans_up_when_the_connection_dies(monkeypatch, device, digits_onnx):
     import time
 

@@ -3,7 +3,7 @@
 ``SSHRunner(artifact, on="ssh://USER@HOST[:PORT]")`` starts one ``ssh`` process (OpenSSH's client, so
 ``~/.ssh/config``, agents and ``ProxyJump`` work; ``BatchMode=yes`` so it never prompts, ``ConnectTimeout``
 so it never hangs; extra options from ``LASER_SSH_OPTS``) that runs ``device_runner.py`` with the device's own
-``python3`` (``LASER_SSH_PYTHON`` to pick another). The bundle's files are copied through that connection into a
+``python3`` (``LASER_SSH_PYTHON`` to pick another; ``LASER_SSH_TIMEOUT`` seconds per request, default 120). The bundle's files are copied through that connection into a
 temp dir on the device, loaded with the runtime the device has (onnxruntime, OpenVINO or ExecuTorch), and
 each call is one request/answer over it. Latency is laser's own timing loop run on the device
 (``time_calls``: warm-up, then inference calls back to back, each timed with ``time.perf_counter_ns`` there), so
@@ -45,6 +45,18 @@ BOOTSTRAP = ("import os,sys\n"
              "def r(n):\n b=b''\n while len(b)<n:\n  c=os.read(0,n-len(b))\n  if not c:sys.exit(4)\n  b+=c\n return b\n"
              "exec(compile(r(int(r(10))),'laser_device_runner.py','exec'),{'__name__':'__main__'})")
 FIX_PYTHON = "install it there (Debian/Raspberry Pi OS: sudo apt-get install -y python3 python3-pip)"
+
+
+def _timeout(given: float | None) -> float:
+    """Seconds each request to the device may take: ``timeout=``, else ``LASER_SSH_TIMEOUT``, else 120."""
+    text = os.environ.get("LASER_SSH_TIMEOUT", "120") if given is None else str(given)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"the SSH request timeout must be a number of seconds > 0, got {text!r} (LASER_SSH_TIMEOUT)")
+    return value
 
 
 class DeviceError(BackendError):
@@ -106,14 +118,14 @@ class SSHRunner(Runner):
     remote = True  # laser.measure: timings and hardware come from the device, energy is estimated
 
     def __init__(self, artifact: Artifact, threads: int | None = None, device: str = "cpu", *, on: str = "",
-                 identity: str | None = None, runtime: str = "auto", timeout: float = 120.0):
+                 identity: str | None = None, runtime: str = "auto", timeout: float | None = None):
         if not on:
             raise ConfigError("the ssh backend needs a device: on='ssh://USER@HOST[:PORT]' (--on on the command line)")
         if artifact.format not in ("onnx", "ort", "executorch"):
             raise BackendError(f"--on ssh:// runs onnx, ort and executorch artifacts; {artifact.name!r} is "
                                f"{artifact.format}: export it first (laser export {artifact.name} --to onnx)")
         super().__init__(artifact, threads, device)
-        self.on, self.timeout = on, timeout
+        self.on, self.timeout = on, _timeout(timeout)
         python = os.environ.get("LASER_SSH_PYTHON", "python3")
         argv = [*ssh_command(on, identity), f"exec {shlex.quote(python)} -c {shlex.quote(BOOTSTRAP)}"]
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
@@ -121,8 +133,8 @@ class SSHRunner(Runner):
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0)
         try:
             source = (Path(__file__).parent / "device_runner.py").read_bytes()
-            self._write(b"%010d" % len(source) + source, CONNECT_TIMEOUT_S + timeout)
-            hello, _ = self._receive(CONNECT_TIMEOUT_S + timeout)
+            self._write(b"%010d" % len(source) + source, CONNECT_TIMEOUT_S + self.timeout)
+            hello, _ = self._receive(CONNECT_TIMEOUT_S + self.timeout)
             if "error" in hello:
                 raise self._device_error(hello)
             self.fingerprint: dict[str, Any] = hello["hello"]
@@ -204,7 +216,8 @@ class SSHRunner(Runner):
         self._stderr.seek(0)
         stderr = self._stderr.read().decode(errors="replace")
         if rc is None or (rc == 0 and not stderr.strip()):
-            return DeviceError(f"{what} ({self.on}); the session was stopped. Raise timeout= or check the device")
+            return DeviceError(f"{what} ({self.on}, {self.timeout:g} s per request); the session was stopped: check "
+                               "the device, or allow more with LASER_SSH_TIMEOUT=SECONDS")
         return DeviceError(diagnose(self.on, stderr, rc))
 
     # -- Runner --------------------------------------------------------------------------------
