@@ -157,7 +157,7 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
             # Agreement is against the given reference, else the torch model an export came from.
             agree_ref = ref if ref is not None else (parent if art is not parent else None)
             options: dict[str, Any] = {"threads": threads}
-            if device != "cpu" and not on:
+            if device != "cpu":
                 options["device"] = device
             if on:
                 backend, runtime = "ssh", backend.partition(":")[2]
