@@ -79,6 +79,18 @@ def _ssh_jobs(art: Artifact, wanted: Sequence[str] | None, export: bool,
     return [(art, f"ssh:{r}") for r in runtimes], []
 
 
+def _runner_options(backend: str, threads: int | None, device: str, on: str | None,
+                    identity: str | None) -> tuple[str, dict[str, Any]]:
+    """(backend, options) for ``laser.run``: a job ``ssh:RUNTIME`` runs on the backend ``ssh`` with the device's."""
+    options: dict[str, Any] = {"threads": threads}
+    if device != "cpu":
+        options["device"] = device
+    if on:
+        backend, runtime = "ssh", backend.partition(":")[2]
+        options.update(on=on, identity=identity, runtime=runtime)
+    return backend, options
+
+
 def _dataset(data: Dataset | str | None) -> Dataset | None:
     if data is None or isinstance(data, Dataset):
         return data
@@ -156,12 +168,7 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
                 sizes[id(art)] = size_of(art, activations=activations)
             # Agreement is against the given reference, else the torch model an export came from.
             agree_ref = ref if ref is not None else (parent if art is not parent else None)
-            options: dict[str, Any] = {"threads": threads}
-            if device != "cpu":
-                options["device"] = device
-            if on:
-                backend, runtime = "ssh", backend.partition(":")[2]
-                options.update(on=on, identity=identity, runtime=runtime)
+            backend, options = _runner_options(backend, threads, device, on, identity)
             with run(art, backend=backend, **options) as runner:
                 if on and not hw:
                     hw.update(runner.hardware())  # type: ignore[attr-defined]
