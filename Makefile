@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laser-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test test-slow lint venv web-deps real-models native-deps ssh-deps arm64-device clean
+.PHONY: demo test test-slow lint venv web-deps real-models native-deps ssh-deps arm64-device frameworks-venv clean
 
 venv: $(STAMP)
 
@@ -80,12 +80,23 @@ demo: $(STAMP) web-deps
 test: $(STAMP) web-deps real-models native-deps ssh-deps
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP) web-deps real-models native-deps arm64-device
-	$(PY) -m pytest -q -m slow
+# `laser import` of TF / Keras / TFLite / Paddle models: tensorflow-cpu + tf2onnx and paddlepaddle + paddle2onnx
+# in their own venv (no torch, no laser: their protobuf/numpy pins stay out of .venv). laser runs the converters
+# there through LASER_FRAMEWORKS_PYTHON (or --python); the slow tests build their source models with it.
+FW_VENV ?= .venv-frameworks
+frameworks-venv: $(FW_VENV)/.installed
+$(FW_VENV)/.installed:
+	test -x $(FW_VENV)/bin/python || $(PYTHON) -m venv $(FW_VENV)
+	$(FW_VENV)/bin/python -m pip install --quiet "tensorflow-cpu==2.21.0" "tf2onnx==1.17.0" \
+	  "paddlepaddle==3.3.1" "paddle2onnx==2.1.0"
+	touch $@
+
+test-slow: $(STAMP) web-deps real-models native-deps arm64-device frameworks-venv
+	LASER_FRAMEWORKS_PYTHON=$(CURDIR)/$(FW_VENV)/bin/python $(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) $(FW_VENV) out build *.egg-info
