@@ -189,7 +189,9 @@ def test_cli_import_reads_preprocessing_from_json_or_toml(tmp_path, capsys):
     src = _onnx(Small(), tmp_path / "small.onnx", (1, 8, 8))
     (tmp_path / "pre.toml").write_text('type = "image"\nsize = [8, 8]\nmean = [0.5]\nstd = [0.25]\n')
     assert main(["import", str(src), "--preprocessing", str(tmp_path / "pre.toml"), "-o", str(tmp_path / "t")]) == 0
-    man = json.loads((tmp_path / "t" / "laser.json").read_text())
+    text = (tmp_path / "t" / "laser.json").read_text()
+    assert str(tmp_path) not in text  # the bundle names its source file, never a local path
+    man = json.loads(text)
     assert man["preprocessing"] == {"type": "image", "size": [8, 8], "mean": [0.5], "std": [0.25]}
     (tmp_path / "bad.json").write_text("type = 'image'")
     assert main(["import", str(src), "--preprocessing", str(tmp_path / "bad.json"), "-o", str(tmp_path / "b")]) == 2

@@ -135,7 +135,7 @@ def import_onnx(path: Path, *, name: str | None = None, task: str | None = None)
         for entry in init.external_data:
             if entry.key == "location":
                 files[entry.value] = (path.parent / entry.value, "external-data")
-    step = Step("import", params={"source": str(path), "opset": max((o.version for o in model.opset_import), default=0),
+    step = Step("import", params={"source": path.name, "opset": max((o.version for o in model.opset_import), default=0),
                                   "producer": f"{model.producer_name} {model.producer_version}".strip()})
     return Artifact.from_files(files, name=name or path.stem, task=task or _guess_task(spec), format="onnx",
                                spec=spec, step=step)

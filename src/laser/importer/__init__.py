@@ -63,7 +63,7 @@ def import_model(source: str | os.PathLike[str], *, to: str = "onnx", name: str 
 
     art = import_onnx(path, name=name)
     spec = _fixed_spec(art.spec, input_shape)
-    params = {"source": str(path), "framework": "onnx", "to": to}
+    params = {"source": path.name, "framework": "onnx", "to": to}  # no local paths inside artifacts
     if to == "onnx":  # dynamic dims stay dynamic: onnxruntime runs any size
         return art.derive(Step("import", params={**params, "converter": None}), spec=spec, **extra)
     return _to_torch(path, art, spec, {**params, "converter": "onnx2torch"}, extra)
