@@ -133,9 +133,19 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
             options: dict[str, Any] = {"threads": threads}
             if device != "cpu":
                 options["device"] = device
+            timed = [b for b in batch_sizes if art.spec.accepts_batch(b)]
+            untimed = [b for b in batch_sizes if b not in timed]
+            if not timed:  # a fixed-batch program (ExecuTorch .pte) asked only for batches it cannot take
+                report.skipped.append({"name": art.name, "format": art.format, "backends": [backend],
+                                       "reason": art.spec.batch_note(untimed) + f"; measure it with --batch-sizes "
+                                                 f"{art.spec.fixed_batch}"})
+                continue
             with run(art, backend=backend, **options) as runner:
-                entry = _measure_one(art, runner, sizes[id(art)], ds, agree_ref, hw, batch_sizes, repeats, lat_kw,
+                entry = _measure_one(art, runner, sizes[id(art)], ds, agree_ref, hw, timed, repeats, lat_kw,
                                      options)
+                if untimed:
+                    entry["warnings"].append(art.spec.batch_note(untimed))
+                    entry["latency_untimed_batches"] = untimed
                 if robustness and ds is not None:
                     entry["robustness"], how = _robustness(art, runner, ds, agree_ref, [parent, *arts], epsilons,
                                                            robust_samples)
