@@ -1,0 +1,85 @@
+"""`laser optimize --target mobile` and programs with a fixed batch (ExecuTorch .pte): what runs where."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from laser.errors import ConfigError
+from laser.optimize import Settings, optimize
+from laser.optimize import candidates as cands
+from laser.optimize.targets import TARGETS, target
+from laser.spec import ModelSpec
+from test_optimize_engine import FakeMeasure, FakeTimer
+
+
+def _plan(name: str) -> list[tuple[str, str, str]]:
+    t = target(name)
+    chosen = cands.plan(list(t.recipes or cands.DEFAULT_RECIPES), t.choose("formats", []) or [],
+                        t.choose("backends", []), "torch")
+    return [(c.recipe, c.format, c.backend) for c in chosen]
+
+
+def test_mobile_target_plans_pte_and_ort_only_beside_the_eager_reference():
+    planned = _plan("mobile")
+    assert planned[0] == ("none", "torch", "torch")  # the reference every speed-up is quoted against
+    assert set(planned[1:]) == {("none", "executorch", "executorch"), ("int8-pt2e", "executorch", "executorch"),
+                                ("none", "ort", "onnxruntime"), ("int8-static", "ort", "onnxruntime")}
+    mobile = TARGETS["mobile"]
+    assert not mobile.deployable("torch", "torch") and mobile.deployable("ort", "onnxruntime")
+    with pytest.raises(ConfigError, match="do not run on target 'mobile'"):
+        mobile.choose("formats", ["onnx"])
+    with pytest.raises(ConfigError, match="unknown --target"):
+        target("phone")
+
+
+def test_server_target_is_the_default_plan_unchanged():
+    default = cands.plan(list(cands.DEFAULT_RECIPES), cands.DEFAULT_FORMATS, None, "torch")
+    assert _plan("server") == [(c.recipe, c.format, c.backend) for c in default]
+    assert not any(c.format in ("executorch", "ort") or c.backend == "browser" for c in default)
+
+
+def test_mobile_winner_is_never_the_eager_reference_and_the_report_names_the_target(tmp_path):
+    result = optimize("digits-cnn", target="mobile", recipes=["none"], formats="ort", output=tmp_path,
+                      settings=Settings.fast(doctor=False), progress=False, evaluate=FakeMeasure(),
+                      timer=FakeTimer())
+    eager = result.get("none", "torch", "torch")
+    assert eager is not None and eager.measured and eager.off_target and not eager.feasible
+    assert result.winner is not None and result.winner.candidate.format == "ort"
+    assert "for target mobile" in result.verdict() and "reference (off target)" in result.summary()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["target"] == "mobile" and report["verdict"] == result.verdict()
+    assert 'target = "mobile"' in (tmp_path / "winner.toml").read_text()
+    assert any("target mobile" in n for n in result.notes)
+
+
+def test_fixed_batch_is_part_of_the_spec_and_the_manifest(digits_artifact, tmp_path):
+    from laser.export.adapter import fixed_batch_spec
+
+    spec = fixed_batch_spec(digits_artifact.spec, 1)
+    assert spec.fixed_batch == 1 and spec.inputs[0].shape[0] == 1
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert "fixed_batch" not in digits_artifact.spec.to_dict()  # other specs serialise as they did
+    assert spec.accepts_batch(1) and not spec.accepts_batch(8) and spec.batch_step(64) == 1
+    with pytest.raises(ConfigError, match="fixed_batch"):
+        ModelSpec(spec.inputs, spec.outputs, fixed_batch=0)
+
+
+@pytest.mark.slow  # builds and measures five candidates, PT2E calibration included: ~2 min on 2 cores
+def test_optimize_target_mobile_on_digits_cli(tmp_path, capsys):
+    pytest.importorskip("executorch.runtime")
+    from laser.cli.main import main
+
+    code = main(["optimize", "--target", "mobile", "--quick", "--no-progress", "-o", str(tmp_path),
+                 "--budget", "accuracy_drop<=1%"])
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert code == 0 and report["target"] == "mobile" and "Winner for target mobile" in printed
+    measured = {(c["recipe"], c["format"], c["backend"]): c for c in report["candidates"] if c["status"] == "measured"}
+    assert ("int8-pt2e", "executorch", "executorch") in measured and ("none", "ort", "onnxruntime") in measured
+    winner = next(c for c in report["candidates"] if c["name"] == report["winner"])
+    assert winner["format"] in ("executorch", "ort")
+    pte = measured[("none", "executorch", "executorch")]
+    assert any("batch 1 only" in w for w in pte["warnings"])
+    assert all(r["batch_size"] == 1 for r in pte["entry"]["latency_sweep"])
