@@ -76,6 +76,28 @@ def test_pte_is_timed_and_served_at_batch_1_only(pte, digits_artifact, digits_te
     assert got.shape == (5, 10) and np.abs(got - want).max() < 1e-4
 
 
+def test_serve_admits_one_sample_per_request_to_a_pte(pte, digits_test):
+    import httpx
+
+    from laser.serve import Server
+
+    x = np.ascontiguousarray(digits_test.take(2).inputs[0])
+
+    def body(rows):
+        return {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
+                            "data": rows.ravel().tolist()}]}
+
+    with Server([pte], http_port=0, grpc_port=0, socket_port=0, max_batch_size=8) as server, \
+            httpx.Client(base_url=server.http_url, timeout=30) as http:
+        name = pte.name
+        config = http.get(f"/v2/models/{name}/config").json()
+        assert config["max_batch_size"] == 1 and config["input"][0]["dims"] == [1, 8, 8]
+        ok = http.post(f"/v2/models/{name}/infer", json=body(x[:1]))
+        assert ok.status_code == 200 and ok.json()["outputs"][0]["shape"] == [1, 10]
+        two = http.post(f"/v2/models/{name}/infer", json=body(x))
+        assert two.status_code == 400 and "dim 0 must be 1" in two.text
+
+
 @pytest.mark.slow  # PT2E calibration + a second lowering: ~1 min on 2 cores
 def test_int8_pte_carries_quantized_xnnpack_kernels(digits_artifact):
     q = laser.export(digits_artifact, to="executorch", quantize="int8", data="digits")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
+import laser
 from laser.errors import ConfigError
 from laser.optimize import Settings, optimize
 from laser.optimize import candidates as cands
@@ -83,3 +86,43 @@ def test_optimize_target_mobile_on_digits_cli(tmp_path, capsys):
     pte = measured[("none", "executorch", "executorch")]
     assert any("batch 1 only" in w for w in pte["warnings"])
     assert all(r["batch_size"] == 1 for r in pte["entry"]["latency_sweep"])
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    from laser.models.factory import with_batchnorm_statistics
+
+    torch.manual_seed(0)
+    art = laser.load("torchvision.models:mobilenet_v3_small", random_weights=True, input_shape=(3, 224, 224))
+    return with_batchnorm_statistics(art)  # realistic activation scales for random weights
+
+
+@pytest.mark.slow  # two lowerings of MobileNetV3-small, PT2E calibration included: ~4 min on 2 cores
+def test_mobilenet_v3_small_to_pte_fp32_and_int8(mobilenet, capsys):
+    pytest.importorskip("executorch.runtime")
+    fp32 = laser.export(mobilenet, to="executorch")
+    step = fp32.lineage[-1].results
+    assert step["verified"] and step["validation"]["passed"] and fp32.spec.fixed_batch == 1
+    x = np.ascontiguousarray(fp32.spec.example_inputs(batch=1, seed=7)["input"])
+    with torch.inference_mode():
+        want = mobilenet.module(torch.from_numpy(x)).numpy()
+    with laser.run(fp32, backend="executorch") as runner:
+        got = runner({"input": x})["logits"]
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))  # FP32: tight
+    report = step["delegation"]
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in mobilenet.module.modules())
+    assert report["partitions"] >= 1 and report["by_operator"]["convolution"]["delegated"] == convs
+    assert report["delegated_fraction"] > 0.9
+
+    int8 = laser.export(mobilenet, to="executorch", quantize="int8", data="random")
+    s8 = int8.lineage[-1].results
+    check = s8["validation"]
+    # calibrated and checked on random inputs: reported, not held to the spec (no accuracy claim)
+    assert s8["verified"] is False and check["samples"] == 64 and "held out" in check["data"]
+    assert check["top1_agreement"] >= 0.5 and check["rel_l2"] < 0.5  # 1000 classes: chance is 0.1 %
+    assert any("quantize_per" in op for op in s8["delegation"]["by_operator"]) and s8["delegation"]["partitions"] >= 1
+    assert int8.model_file.stat().st_size < 0.5 * fp32.model_file.stat().st_size
+    with capsys.disabled():
+        print(f"\nMobileNetV3-small INT8 .pte vs FP32 eager on {check['samples']} random inputs: top-1 agreement "
+              f"{100 * check['top1_agreement']:.1f} %, relative L2 {100 * check['rel_l2']:.1f} %; delegation "
+              f"FP32 {report['delegated_ops']}/{report['delegated_ops'] + report['portable_ops']} ops to XNNPACK")

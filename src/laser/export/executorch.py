@@ -171,11 +171,20 @@ def _quantize(adapter: Any, args: tuple[Any, ...], calibration: Iterable[tuple[A
 def calibration_batches(data: Any, spec: ModelSpec, preprocessing: Mapping[str, Any] | None = None,
                         limit: int = 128) -> list[tuple[Any, ...]]:
     """Batch-1 tensors for PT2E calibration from any calibration source (``laser.compress.calibration``): a
-    dataset or its name (train split), an image folder, .npy/.npz files, or 'random' (spec examples)."""
+    dataset or its name (train split), an image folder, .npy/.npz files, or 'random' (spec examples).
+    ``spec``: the parent's (batch dim dynamic)."""
+    return [torch_args(feeds, spec) for feeds in _rows(data, spec, preprocessing, limit, seed=0)[1]]
+
+
+def _rows(data: Any, spec: ModelSpec, preprocessing: Mapping[str, Any] | None, limit: int,
+          seed: int) -> tuple[str, list[dict[str, np.ndarray]]]:
+    """(what they are, up to ``limit`` single-sample feeds) from a calibration source."""
     from laser.compress.calibration import calibration_set
 
-    calib = calibration_set(data, spec, preprocessing, samples=limit, seed=0)
-    return [torch_args(feeds, spec) for feeds in calib.feeds]
+    calib = calibration_set(data, spec, preprocessing, samples=limit, seed=seed)
+    rows = [{k: v[i:i + 1] for k, v in feeds.items()} for feeds in calib.feeds
+            for i in range(len(next(iter(feeds.values()))))]
+    return calib.source, rows
 
 
 def export_executorch(module: Any, spec: ModelSpec, path: Path, *, quantize: str | None = None,
@@ -248,7 +257,7 @@ def to_executorch(stage: Any, artifact: Any) -> Any:
     if stage.quantize and stage.data is None:
         raise ConfigError("INT8 ExecuTorch export calibrates on data: pass data= (a dataset name such as 'digits', "
                           "an image folder, .npy/.npz files, or 'random' for latency work only)")
-    calibration = calibration_batches(stage.data, spec, artifact.preprocessing) if stage.quantize else ()
+    calibration = calibration_batches(stage.data, artifact.spec, artifact.preprocessing) if stage.quantize else ()
     info = export_executorch(artifact.module.eval(), spec, path, quantize=stage.quantize, calibration=calibration)
     child = artifact.derive(Step("export", params=stage.params()), files={"model.pte": path}, format="executorch",
                             spec=spec, architecture=None)
@@ -288,17 +297,14 @@ def _check_set(data: Any, parent: Any, limit: int) -> tuple[str, Any]:
     """(name, iterable of (feeds, labels or None) at batch 1) the INT8 program is checked on: a dataset's
     test split, else samples of the unlabelled calibration source (for 'random': another seed)."""
     from laser import data as datasets
-    from laser.compress.calibration import calibration_set
     from laser.data import Dataset
-    from laser.export.adapter import fixed_batch_spec
 
     if isinstance(data, Dataset) or (isinstance(data, str) and data in datasets.LOADERS):
         dataset = (datasets.load(data, "test") if isinstance(data, str) else data).take(limit)
         return dataset.name, dataset.batches(parent.spec.input_names, 1)
-    spec = fixed_batch_spec(parent.spec, 1)
-    calib = calibration_set(data, spec, parent.preprocessing, samples=min(limit, 64), seed=1)
+    source, rows = _rows(data, parent.spec, parent.preprocessing, min(limit, 64), seed=1)
     held = " (held out: another seed than calibration)" if data == "random" else ""
-    return f"{calib.source}{held}", ((f, None) for f in calib.feeds)
+    return f"{source}{held}", ((f, None) for f in rows)
 
 
 def int8_agreement(parent: Any, child: Any, data: Any, limit: int = 512) -> dict[str, Any]:
@@ -309,10 +315,14 @@ def int8_agreement(parent: Any, child: Any, data: Any, limit: int = 512) -> dict
     name, batches = _check_set(data, parent, limit)
     agree = right_parent = right_child = n = 0
     labelled = False
+    err2 = ref2 = 0.0
     with run(parent, backend="torch", threads=1) as p_run, run(child, backend="executorch", threads=1) as c_run:
         for feeds, labels in batches:
-            want = next(iter(p_run(feeds).values())).argmax(-1)
-            got = next(iter(c_run(feeds).values())).argmax(-1)
+            want_out = next(iter(p_run(feeds).values())).astype(np.float64)
+            got_out = next(iter(c_run(feeds).values())).astype(np.float64)
+            err2 += float(((got_out - want_out) ** 2).sum())
+            ref2 += float((want_out ** 2).sum())
+            want, got = want_out.argmax(-1), got_out.argmax(-1)
             agree += int((want == got).sum())
             n += len(got)
             if labels is not None:
@@ -321,7 +331,9 @@ def int8_agreement(parent: Any, child: Any, data: Any, limit: int = 512) -> dict
                 right_child += int((got == np.asarray(labels)).sum())
     scored = labelled and n
     return {"data": name, "samples": n, "top1_agreement": agree / n if n else 0.0,
+            "rel_l2": (err2 / ref2) ** 0.5 if ref2 else None,
             "parent_accuracy": 100 * right_parent / n if scored else None,
             "accuracy": 100 * right_child / n if scored else None,
             "accuracy_delta_pts": 100 * (right_child - right_parent) / n if scored else None,
-            "method": "argmax of the first output, batch 1, " + ("test split" if labelled else "held-out inputs")}
+            "method": "argmax of the first output (rel_l2: its relative L2 vs the parent), batch 1, "
+                      + ("test split" if labelled else "held-out inputs")}
