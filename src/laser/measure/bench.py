@@ -152,7 +152,8 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
                     entry["figures"].update(how)
             report.artifacts.append(entry)
     if not report.artifacts:
-        raise BackendError(f"nothing was measured: {report.skipped}; pick backends that run these formats "
+        why = "; ".join(f"{s['name']} on {', '.join(s['backends'])}: {s['reason']}" for s in report.skipped)
+        raise BackendError(f"nothing was measured: {why}; pick backends that run these formats "
                            "(see laser.runtime.BACKENDS) or export the artifacts first")
     _unique_labels(report.artifacts)
     return report
