@@ -37,6 +37,12 @@ def test_mobile_target_plans_pte_and_ort_only_beside_the_eager_reference():
         target("phone")
 
 
+def test_browser_target_plans_the_web_page_backend_only():
+    pytest.importorskip("playwright")
+    assert _plan("browser") == [("none", "torch", "torch"), ("none", "onnx", "browser"),
+                                ("int8-static", "onnx", "browser")]
+
+
 def test_server_target_is_the_default_plan_unchanged():
     default = cands.plan(list(cands.DEFAULT_RECIPES), cands.DEFAULT_FORMATS, None, "torch")
     assert _plan("server") == [(c.recipe, c.format, c.backend) for c in default]
@@ -97,7 +103,7 @@ def mobilenet():
     return with_batchnorm_statistics(art)  # realistic activation scales for random weights
 
 
-@pytest.mark.slow  # two lowerings of MobileNetV3-small, PT2E calibration included: ~4 min on 2 cores
+@pytest.mark.slow  # two lowerings of MobileNetV3-small, PT2E calibration included: 4-9 min on 2 shared cores
 def test_mobilenet_v3_small_to_pte_fp32_and_int8(mobilenet, capsys):
     pytest.importorskip("executorch.runtime")
     fp32 = laser.export(mobilenet, to="executorch")
