@@ -149,6 +149,30 @@ def test_data_dependent_control_flow_names_the_module_path_and_the_op():
     assert err.value.site["module"] == "body.1"
 
 
+def test_an_op_executorch_cannot_lower_is_named_with_its_module_path():
+    class Histogram(torch.nn.Module):  # aten.histc is outside the Core ATen opset ExecuTorch compiles
+        def forward(self, x):
+            return torch.histc(x, bins=64).reshape(1, 64)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 1, 1)
+            self.head = torch.nn.Sequential(Histogram())
+
+        def forward(self, x):
+            return self.head(self.conv(x))
+
+    from laser.export.executorch import export_executorch
+    from laser.spec import ModelSpec
+
+    spec = ModelSpec.from_dict({"inputs": [{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8]}],
+                                "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 64]}]})
+    with pytest.raises(ExportError, match=r"could not lower Net: aten\.histc at head\.0; nothing was delegated "
+                                          r"to XNNPACK \(0 of \d+ ops"):
+        export_executorch(Net().eval(), spec, __import__("pathlib").Path("/nonexistent/m.pte"))
+
+
 def test_untraceable_op_names_the_module():
     class Bad(torch.nn.Module):
         def forward(self, x):

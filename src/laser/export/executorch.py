@@ -13,6 +13,7 @@ kernels.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from collections import Counter
@@ -141,6 +142,20 @@ def _export_error(exc: BaseException, module: Any, adapter: Any) -> ExportError:
     return err
 
 
+def _lowering_error(exc: BaseException, module: Any, program: Any) -> ExportError:
+    """ExecuTorch refused the exported graph (an op outside the Core ATen opset, mismatched dtypes...): name
+    the ops the error mentions and the module path of each, as the graph records them."""
+    named = set(re.findall(r"aten\.([A-Za-z0-9_]+)", str(exc)))
+    nodes = [n for n in program.graph_module.graph.nodes if n.op == "call_function"]
+    hits = [n for n in nodes if _op_name(n.target) in named] or [  # else a variant (linalg_inv -> linalg_inv_ex)
+        n for n in nodes if any(name.startswith(_op_name(n.target) + "_") for name in named)]
+    where = list(dict.fromkeys(f"aten.{_op_name(n.target)} at {_module_path(n)}" for n in hits))
+    at = f": {', '.join(where[:PORTABLE_SHOWN])}" if where else ""
+    return ExportError(f"ExecuTorch could not lower {type(module).__name__}{at}; nothing was delegated to XNNPACK "
+                       f"(0 of {len(nodes)} ops; no program was built): {reason(exc)}; replace that op with Core "
+                       "ATen ops ExecuTorch compiles, or keep it out of the exported model")
+
+
 def _op_name(target: Any) -> str:
     name = getattr(target, "__name__", None) or str(target)
     return str(name).removeprefix("aten.").split(".default")[0]
@@ -211,7 +226,7 @@ def export_executorch(module: Any, spec: ModelSpec, path: Path, *, quantize: str
         try:
             edge = lower(program, partitioner=[partitioner()])
         except Exception as exc:
-            raise ExportError(f"ExecuTorch could not lower {type(module).__name__}: {reason(exc)}") from exc
+            raise _lowering_error(exc, module, program) from exc
         report = delegation_report(edge.exported_program().graph_module)
         try:
             buffer = edge.to_executorch().buffer
