@@ -5,6 +5,9 @@ hands every subgraph XNNPACK supports to the delegate; what it refuses stays on 
 kernels, which are reference C++ loops and slow. The delegation report (delegated vs portable ops, per
 operator, with the module path of every portable one) goes into the lineage; the doctor reads it.
 
+A graph torch.export cannot trace, or an op ExecuTorch cannot lower, is an ExportError naming the module path
+(and the source line and op, where the traceback or the graph says) and how much was delegated.
+
 INT8 (``quantize="int8"``): PT2E quantization with ExecuTorch's XNNPACK quantizer (symmetric, per-channel
 weights, static activations calibrated on the given batches), so the ``.pte`` carries quantized XNNPACK
 kernels.
@@ -92,7 +95,7 @@ def failure_site(exc: BaseException, root: Any) -> dict[str, str]:
 
     import torch
 
-    names = {id(m): n.removeprefix(PREFIX).removeprefix("module") for n, m in root.named_modules()}
+    names = {id(m): "" if n in ("", "module") else n.removeprefix(PREFIX) for n, m in root.named_modules()}
     site: dict[str, str] = {}
     ops: dict[str, str] = {}
     seen: set[int] = set()
