@@ -132,3 +132,12 @@ def test_mobilenet_v3_small_to_pte_fp32_and_int8(mobilenet, capsys):
         print(f"\nMobileNetV3-small INT8 .pte vs FP32 eager on {check['samples']} random inputs: top-1 agreement "
               f"{100 * check['top1_agreement']:.1f} %, relative L2 {100 * check['rel_l2']:.1f} %; delegation "
               f"FP32 {report['delegated_ops']}/{report['delegated_ops'] + report['portable_ops']} ops to XNNPACK")
+
+
+def test_cli_refuses_a_format_the_target_does_not_run_in_one_line(tmp_path, capsys):
+    from laser.cli.main import main
+
+    assert main(["optimize", "--target", "mobile", "--formats", "onnx", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "do not run on target 'mobile'" in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # refused before anything was written

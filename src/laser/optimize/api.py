@@ -68,6 +68,9 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         objective, random_weights = filled["objective"], filled["random_weights"]
         target = target or replay.meta.get("target")
     where = targets.target(target)
+    # formats/backends the target does not run are refused before anything is loaded or written
+    chosen_formats = where.choose("formats", cands.parse_list(formats, [])) or list(cands.DEFAULT_FORMATS)
+    chosen_backends = where.choose("backends", cands.parse_list(backends, [])) or None
     source, base = _base(model, random_weights, inputs)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
@@ -84,11 +87,9 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         names: list[str | Recipe] = [replay.recipe]
         early_notes: list[str] = []
         chosen_formats = [str(replay.meta["format"])]
-        chosen_backends: list[str] | None = [str(replay.meta["backend"])]
+        chosen_backends = [str(replay.meta["backend"])]
     else:
         names, early_notes = _recipe_names(recipes, data, where.recipes or cands.DEFAULT_RECIPES)
-        chosen_formats = where.choose("formats", cands.parse_list(formats, [])) or list(cands.DEFAULT_FORMATS)
-        chosen_backends = where.choose("backends", cands.parse_list(backends, [])) or None
     if where.restricted:
         early_notes.append(f"target {where.name}: {where.description}; candidates in {', '.join(where.formats)} "
                            "are measured on this machine with the runtime the target ships; PyTorch eager is "
