@@ -51,6 +51,53 @@ def test_executorch_backend_runs_the_bundle(pte, digits_test, tmp_path):
         laser.run(laser.load("digits-cnn"), backend="executorch")
 
 
+def test_pte_is_timed_and_served_at_batch_1_only(pte, digits_artifact, digits_test, tmp_path):
+    from laser.serve.repository import batchable, max_batch_size
+    from laser.serve.settings import ModelSettings
+
+    opened = laser.Artifact.open(pte.save(tmp_path / "pte").location)
+    assert opened.spec.fixed_batch == 1  # read back from the manifest
+    data = digits_test.take(40)
+    report = laser.measure(opened, backends=["executorch"], data=data, batch_sizes=(1, 8), repeats=1, min_iters=3,
+                           max_seconds=0.0, warmup=1, peak=False)
+    entry = report.artifacts[0]
+    assert [r["batch_size"] for r in entry["latency_sweep"]] == [1] and entry["latency_untimed_batches"] == [8]
+    assert any("batch size(s) 8 not timed" in w for w in entry["warnings"])
+    assert entry["accuracy"]["samples"] == 40  # evaluated in calls of batch 1
+    with pytest.raises(BackendError, match="takes batch 1 only"):
+        laser.measure(opened, backends=["executorch"], batch_sizes=(8,), repeats=1, min_iters=3, max_seconds=0.0,
+                      peak=False)
+    assert batchable(opened.spec) and max_batch_size(opened.spec, ModelSettings()) == 1
+    with laser.run(opened, backend="executorch", threads=1) as runner:
+        x = data.take(5).inputs[0]
+        got = runner.in_steps({"input": np.ascontiguousarray(x)})["logits"]
+    with torch.inference_mode():
+        want = digits_artifact.module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    assert got.shape == (5, 10) and np.abs(got - want).max() < 1e-4
+
+
+def test_serve_admits_one_sample_per_request_to_a_pte(pte, digits_test):
+    import httpx
+
+    from laser.serve import Server
+
+    x = np.ascontiguousarray(digits_test.take(2).inputs[0])
+
+    def body(rows):
+        return {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
+                            "data": rows.ravel().tolist()}]}
+
+    with Server([pte], http_port=0, grpc_port=0, socket_port=0, max_batch_size=8) as server, \
+            httpx.Client(base_url=server.http_url, timeout=30) as http:
+        name = pte.name
+        config = http.get(f"/v2/models/{name}/config").json()
+        assert config["max_batch_size"] == 1 and config["input"][0]["dims"] == [1, 8, 8]
+        ok = http.post(f"/v2/models/{name}/infer", json=body(x[:1]))
+        assert ok.status_code == 200 and ok.json()["outputs"][0]["shape"] == [1, 10]
+        two = http.post(f"/v2/models/{name}/infer", json=body(x))
+        assert two.status_code == 400 and "dim 0 must be 1" in two.text
+
+
 @pytest.mark.slow  # PT2E calibration + a second lowering: ~1 min on 2 cores
 def test_int8_pte_carries_quantized_xnnpack_kernels(digits_artifact):
     q = laser.export(digits_artifact, to="executorch", quantize="int8", data="digits")
@@ -71,6 +118,59 @@ def test_bad_options():
         Export(to="onnx", quantize="int8")
     with pytest.raises(ConfigError, match="ONNX only"):
         Export(to="executorch", opset=17)
+
+
+def test_data_dependent_control_flow_names_the_module_path_and_the_op():
+    class Gate(torch.nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:  # a Python branch on a tensor's value: torch.export cannot trace it
+                return x * 2
+            return x - 1
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+            self.body = torch.nn.Sequential(torch.nn.ReLU(), Gate())
+
+        def forward(self, x):
+            return self.body(self.conv(x)).flatten(1)
+
+    from laser.export.executorch import export_executorch
+    from laser.spec import ModelSpec
+
+    spec = ModelSpec.from_dict({"inputs": [{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8]}],
+                                "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 144]}]})
+    with pytest.raises(ExportError) as err:
+        export_executorch(Net().eval(), spec, __import__("pathlib").Path("/nonexistent/m.pte"))
+    text = str(err.value)
+    assert "at body.1 (Gate.forward: `if x.sum() > 0:" in text and "op Tensor.__bool__" in text, text
+    assert "0 ops delegated to XNNPACK" in text and "torch.where" in text and "\n" not in text
+    assert err.value.site["module"] == "body.1"
+
+
+def test_an_op_executorch_cannot_lower_is_named_with_its_module_path():
+    class Histogram(torch.nn.Module):  # aten.histc is outside the Core ATen opset ExecuTorch compiles
+        def forward(self, x):
+            return torch.histc(x, bins=64).reshape(1, 64)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 1, 1)
+            self.head = torch.nn.Sequential(Histogram())
+
+        def forward(self, x):
+            return self.head(self.conv(x))
+
+    from laser.export.executorch import export_executorch
+    from laser.spec import ModelSpec
+
+    spec = ModelSpec.from_dict({"inputs": [{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8]}],
+                                "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 64]}]})
+    with pytest.raises(ExportError, match=r"could not lower Net: aten\.histc at head\.0; nothing was delegated "
+                                          r"to XNNPACK \(0 of \d+ ops"):
+        export_executorch(Net().eval(), spec, __import__("pathlib").Path("/nonexistent/m.pte"))
 
 
 def test_untraceable_op_names_the_module():
@@ -112,20 +212,25 @@ def test_doctor_says_when_a_pte_falls_back_to_portable_kernels(pte, tmp_path):
     from laser.export.executorch import export_executorch
     from laser.spec import ModelSpec
 
-    class ConvCumsum(torch.nn.Module):  # XNNPACK has no cumsum: it stays on a portable kernel
+    class Cumsum(torch.nn.Module):  # XNNPACK has no cumsum: it stays on a portable kernel
+        def forward(self, x):
+            return x.flatten(1).cumsum(1)
+
+    class ConvCumsum(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(1, 4, 3)
+            self.head = torch.nn.Sequential(Cumsum())
 
         def forward(self, x):
-            return self.conv(x).flatten(1).cumsum(1)
+            return self.head(self.conv(x))
 
     spec = ModelSpec.from_dict({"inputs": [{"name": "input", "dtype": "float32", "shape": [1, 1, 8, 8]}],
                                 "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 144]}]})
     info = export_executorch(ConvCumsum().eval(), spec, tmp_path / "m.pte")
     report = info["delegation"]
     assert report["portable_ops"] >= 1 and report["by_operator"]["convolution"]["delegated"] == 1
-    assert {"op": "cumsum", "module": "(top level)"} in report["portable_where"]
+    assert {"op": "cumsum", "module": "head.0"} in report["portable_where"]  # the module path of the portable op
     child = Artifact.from_files({"model.pte": tmp_path / "m.pte"}, name="cc", task="other", format="executorch",
                                 spec=spec, step=Step("export", results={"delegation": report}))
     finding = CHECKS["executorch-portable-fallback"](Facts(pte, child, "executorch", "executorch", 1.0, 1.0))

@@ -68,7 +68,7 @@ def test_no_verify_records_that_nothing_was_checked(digits_artifact):
 
 def test_fixed_batch_export_has_batch_one_in_its_spec_and_graph(digits_artifact):
     out = export(digits_artifact, to="onnx", exporter="legacy", dynamic_batch=False)
-    assert out.spec.inputs[0].shape == (1, 1, 8, 8)
+    assert out.spec.inputs[0].shape == (1, 1, 8, 8) and out.spec.fixed_batch == 1
     dim = onnx.load(str(out.model_file)).graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_value == 1
 

@@ -130,9 +130,15 @@ class ModelSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     tolerance: Tolerance = field(default_factory=Tolerance)
+    # Set when the program was exported at a fixed batch (an ExecuTorch .pte: 1): dim 0 of every tensor is that
+    # batch, so callers feed exactly that many samples per call, serve admits no more, and timings at other
+    # batch sizes are skipped (and said so), never attempted. None: the batch dim is dynamic, or there is none.
+    fixed_batch: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
+        if self.fixed_batch is not None and (not isinstance(self.fixed_batch, int) or self.fixed_batch < 1):
+            raise ConfigError(f"fixed_batch must be an int >= 1 or None, got {self.fixed_batch!r}")
         object.__setattr__(self, "outputs", tuple(self.outputs))
         if not self.inputs:
             raise ConfigError("a model spec needs at least one input")
@@ -203,12 +209,29 @@ class ModelSpec:
                     )
                 seen[dim] = (t.name, size)
 
+    def batch_step(self, wanted: int) -> int:
+        """Samples per call when ``wanted`` are asked for: ``wanted``, or the fixed batch of the program."""
+        return self.fixed_batch or wanted
+
+    def accepts_batch(self, batch: int) -> bool:
+        """Whether one call may hold ``batch`` samples (always, unless the program has a fixed batch)."""
+        return self.fixed_batch is None or batch == self.fixed_batch
+
+    def batch_note(self, skipped: Any) -> str:
+        """Why the batch sizes ``skipped`` are not timed (for reports)."""
+        sizes = ", ".join(str(b) for b in skipped)
+        return (f"batch size(s) {sizes} not timed: the program takes batch {self.fixed_batch} only (exported at a "
+                "fixed batch)")
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "tolerance": asdict(self.tolerance),
         }
+        if self.fixed_batch is not None:  # written only when set: other specs serialise as they did
+            d["fixed_batch"] = self.fixed_batch
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
@@ -216,6 +239,7 @@ class ModelSpec:
             inputs=tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
             tolerance=Tolerance(**d.get("tolerance", {})),
+            fixed_batch=d.get("fixed_batch"),
         )
 
 

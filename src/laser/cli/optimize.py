@@ -42,12 +42,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "maximises (accuracy, throughput); default p50")
     from laser.optimize.candidates import DEFAULT_RECIPES
 
-    p.add_argument("--recipes", help="comma-separated: none, int8-static, int8-dynamic, int8-nncf, int8-nncf-ac, fp16, "
+    p.add_argument("--recipes", help="comma-separated: none, int8-static, int8-dynamic, int8-nncf, int8-nncf-ac, int8-pt2e, fp16, "
                    "bf16, fp16-openvino, prune-N, prune-N+int8, search (default: " + ",".join(DEFAULT_RECIPES) + ")")
-    p.add_argument("--formats", help="comma-separated: torch, onnx, torchscript, aoti (default: torch, onnx, torchscript; "
+    p.add_argument("--formats", help="comma-separated: torch, onnx, torchscript, aoti, ort, executorch (default: torch, onnx, torchscript; "
                    "aoti compiles ahead of time: add it to answer static vs dynamic graph)")
     p.add_argument("--backends", help="comma-separated: torch, torchscript, onnxruntime, openvino, aoti, compiled "
                    "(default: every installed one except compiled, which torch.compiles each candidate)")
+    from laser.optimize.targets import TARGETS
+
+    p.add_argument("--target", choices=sorted(TARGETS), default=None,
+                   help="where the winner runs: " + "; ".join(f"{t.name} = {t.description}" for t in TARGETS.values())
+                   + " (default: server). Sets the default formats, backends and recipes and refuses others")
     p.add_argument("--time-budget", help="stop starting new candidates after this long, e.g. 90s, 10m, 1h")
     p.add_argument("--recipe", help="a winner.toml from an earlier run: rebuild that artifact and measure it")
     p.add_argument("--fresh", action="store_true", help="ignore the cache of an earlier run in OUTPUT")
@@ -93,12 +98,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                       formats=args.formats, backends=args.backends, output=args.output,
                       time_budget=args.time_budget, resume=not args.fresh, recipe=args.recipe, settings=settings,
                       progress=not args.no_progress,
-                      random_weights=args.random_weights)
+                      random_weights=args.random_weights, target=args.target)
     out = Path(args.output)
     view = _advise(result, out) if args.advise else None
     if args.json:
         d = result.to_dict()
-        emit_json({k: d[k] for k in ("verdict", "winner", "feasible", "front", "budget", "interrupted",
+        emit_json({k: d[k] for k in ("target", "verdict", "winner", "feasible", "front", "budget", "interrupted",
                                      "timed_out", "elapsed_s")} | {"output": str(out)}
                   | ({"advice": view[1]} if view else {}))
     else:

@@ -98,8 +98,11 @@ def diagnose_pair(parent: Artifact, child: Artifact, parent_backend: str, child_
     if parent.format in ("onnx", "ort") and parent_backend == "onnxruntime":
         f.parent_profile = ort_profile(parent, runs=probes.profile_runs, threads=threads)
     # batch 1 and 8 timed back to back with the same settings, so their ratio is like for like
-    f.throughput = {"parent": {b: throughput(parent, parent_backend, b, threads, seconds) for b in (1, 8)},
-                    "child": {b: throughput(child, child_backend, b, threads, seconds) for b in (1, 8)}}
+    # (a fixed-batch program, an ExecuTorch .pte, is timed only at the batch it takes)
+    f.throughput = {"parent": {b: throughput(parent, parent_backend, b, threads, seconds) for b in (1, 8)
+                               if parent.spec.accepts_batch(b)},
+                    "child": {b: throughput(child, child_backend, b, threads, seconds) for b in (1, 8)
+                              if child.spec.accepts_batch(b)}}
     f.first_call = first_call(child, child_backend, threads)
     f.threads = thread_scaling(child, child_backend, threads, seconds)
     f.compiled = compile_facts(parent, child, child_backend) if f.slow else {}

@@ -57,10 +57,13 @@ def torch_args(feeds: Mapping[str, np.ndarray], spec: ModelSpec) -> tuple[torch.
 
 
 def fixed_batch_spec(spec: ModelSpec, batch: int = 1) -> ModelSpec:
-    """The spec with every ``batch`` dim replaced by a fixed size (export without a dynamic batch)."""
+    """The spec with every ``batch`` dim replaced by a fixed size (export without a dynamic batch); when the
+    spec had a batch dim, ``fixed_batch`` records the size so measurement and serving keep to it."""
     from dataclasses import replace
 
     def fix(t: Any) -> Any:
         return replace(t, shape=tuple(batch if d == "batch" else d for d in t.shape))
 
-    return replace(spec, inputs=tuple(fix(t) for t in spec.inputs), outputs=tuple(fix(t) for t in spec.outputs))
+    had_batch = any("batch" in t.shape for t in spec.inputs)
+    return replace(spec, inputs=tuple(fix(t) for t in spec.inputs), outputs=tuple(fix(t) for t in spec.outputs),
+                   fixed_batch=batch if had_batch else spec.fixed_batch)

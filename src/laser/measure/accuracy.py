@@ -37,10 +37,11 @@ def topk(scores: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -
 
 
 def predict(runner: Any, data: Dataset, batch_size: int = 64, output: int = 0) -> np.ndarray:
-    """One output of ``runner`` (by index in the spec) over the whole dataset, concatenated."""
+    """One output of ``runner`` (by index in the spec) over the whole dataset, concatenated (in calls of
+    ``batch_size`` samples, or of the program's fixed batch)."""
     names = runner.spec.input_names
     key = runner.spec.output_names[output]
-    outs = [runner(feeds)[key] for feeds, _ in data.batches(names, batch_size)]
+    outs = [runner(feeds)[key] for feeds, _ in data.batches(names, runner.spec.batch_step(batch_size))]
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
@@ -140,7 +141,7 @@ def detection(runner: Any, data: Dataset, batch_size: int = 8, iou_threshold: fl
     if missing:
         raise ConfigError(f"detection needs outputs named boxes, scores, labels; the model has {names}")
     preds = []
-    for feeds, _ in data.batches(runner.spec.input_names, batch_size):
+    for feeds, _ in data.batches(runner.spec.input_names, runner.spec.batch_step(batch_size)):
         out = runner(feeds)
         for i in range(len(out["boxes"])):
             valid = out["scores"][i] > 0

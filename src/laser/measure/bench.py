@@ -169,18 +169,29 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
             # Agreement is against the given reference, else the torch model an export came from.
             agree_ref = ref if ref is not None else (parent if art is not parent else None)
             backend, options = _runner_options(backend, threads, device, on, identity)
+            timed = [b for b in batch_sizes if art.spec.accepts_batch(b)]
+            untimed = [b for b in batch_sizes if b not in timed]
+            if not timed:  # a fixed-batch program (ExecuTorch .pte) asked only for batches it cannot take
+                report.skipped.append({"name": art.name, "format": art.format, "backends": [backend],
+                                       "reason": art.spec.batch_note(untimed) + f"; measure it with --batch-sizes "
+                                                 f"{art.spec.fixed_batch}"})
+                continue
             with run(art, backend=backend, **options) as runner:
                 if on and not hw:
                     hw.update(runner.hardware())  # type: ignore[attr-defined]
-                entry = _measure_one(art, runner, sizes[id(art)], ds, agree_ref, hw, batch_sizes, repeats, lat_kw,
+                entry = _measure_one(art, runner, sizes[id(art)], ds, agree_ref, hw, timed, repeats, lat_kw,
                                      options)
+                if untimed:
+                    entry["warnings"].append(art.spec.batch_note(untimed))
+                    entry["latency_untimed_batches"] = untimed
                 if robustness and ds is not None:
                     entry["robustness"], how = _robustness(art, runner, ds, agree_ref, [parent, *arts], epsilons,
                                                            robust_samples)
                     entry["figures"].update(how)
             report.artifacts.append(entry)
     if not report.artifacts:
-        raise BackendError(f"nothing was measured: {report.skipped}; pick backends that run these formats "
+        why = "; ".join(f"{s['name']} on {', '.join(s['backends'])}: {s['reason']}" for s in report.skipped)
+        raise BackendError(f"nothing was measured: {why}; pick backends that run these formats "
                            "(see laser.runtime.BACKENDS) or export the artifacts first")
     _unique_labels(report.artifacts)
     return report

@@ -5,7 +5,7 @@ higher accuracy, then fewer bytes, then less energy, so it is never dominated by
 When no candidate is feasible the best effort is the one that misses the budget by the least (sum of
 each failed constraint's excess relative to its limit), then the best objective. An unverified candidate
 (it changes the function and there was no data to recover or check it) is never chosen, not even as the
-best effort. After the final round (finals.py) only finalists compete, and ratios are quoted only between
+best effort; nor is a candidate the run's --target does not run (the PyTorch eager reference of --target mobile). After the final round (finals.py) only finalists compete, and ratios are quoted only between
 figures of that one set of rounds.
 """
 
@@ -47,8 +47,12 @@ def _ratio(parent: Outcome | None, child: Outcome, same_rounds: bool = True) -> 
 
 
 def analyse(result: OptimizeResult) -> None:
+    from laser.optimize.targets import target
+
     measured = result.measured
+    where = target(result.target)
     for o in measured:
+        o.off_target = not where.deployable(o.candidate.format, o.candidate.backend)
         o.violations = result.budget.check(o.metrics)
         parent = parent_of(o, result)
         o.parent = parent.name if parent is not None else None
@@ -71,7 +75,7 @@ def _tiebreak(o: Outcome) -> tuple[float, float, float]:
 
 def choose(result: OptimizeResult) -> tuple[Outcome | None, bool]:
     objective = result.budget.objective
-    pool = [o for o in result.measured if not o.unverified
+    pool = [o for o in result.measured if not o.unverified and not o.off_target
             and (not result.winner_from or o.candidate.recipe in result.winner_from)]
     if result.finals is not None:  # after the final round, only figures of that one set are compared
         pool = [o for o in pool if o.final] or pool

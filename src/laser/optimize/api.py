@@ -11,6 +11,7 @@ from typing import Any
 from laser.artifact import Artifact
 from laser.data import Dataset
 from laser.optimize import candidates as cands
+from laser.optimize import targets
 from laser.optimize.budget import Budget, parse_duration
 from laser.optimize.candidates import Recipe
 from laser.optimize.engine import Search
@@ -31,7 +32,8 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
              time_budget: str | float | None = None, resume: bool = True, robustness: bool = False,
              recipe: str | os.PathLike[str] | None = None, settings: Settings | None = None,
              progress: bool = True, random_weights: bool = False, inputs: str | os.PathLike[str] | None = None,
-             evaluate: Callable[..., dict[str, Any]] | None = None, timer: Timer | None = None) -> OptimizeResult:
+             evaluate: Callable[..., dict[str, Any]] | None = None, timer: Timer | None = None,
+             target: str | None = None) -> OptimizeResult:
     """Build, measure and rank candidates (recipes × formats × backends); return the outcome.
 
     ``model``: a catalog name, bundle, file or Artifact (default: the built-in digits-cnn).
@@ -51,6 +53,8 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     ``time_budget``: e.g. "10m"; candidates not reached in time are reported as skipped.
     ``recipes``: names (see ``laser.optimize.candidates``) or ``Recipe`` objects with your own stages.
     ``recipe``: a winner.toml from an earlier run: rebuild that artifact from the base model and measure it.
+    ``target``: where the winner is to run (``laser.optimize.targets``: server, mobile, browser); it sets the
+    default formats, backends and recipes, refuses those that do not run there, and the winner is one that does.
     """
     settings = settings or Settings(robustness=robustness)
     if robustness and not settings.robustness:
@@ -62,6 +66,11 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         filled = replay.fill(given, "default", DEFAULT_BUDGET)
         model, data, inputs, budget = filled["model"], filled["data"], filled["inputs"], filled["budget"]
         objective, random_weights = filled["objective"], filled["random_weights"]
+        target = target or replay.meta.get("target")
+    where = targets.target(target)
+    # formats/backends the target does not run are refused before anything is loaded or written
+    chosen_formats = where.choose("formats", cands.parse_list(formats, [])) or list(cands.DEFAULT_FORMATS)
+    chosen_backends = where.choose("backends", cands.parse_list(backends, [])) or None
     source, base = _base(model, random_weights, inputs)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
@@ -78,16 +87,18 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         names: list[str | Recipe] = [replay.recipe]
         early_notes: list[str] = []
         chosen_formats = [str(replay.meta["format"])]
-        chosen_backends: list[str] | None = [str(replay.meta["backend"])]
+        chosen_backends = [str(replay.meta["backend"])]
     else:
-        names, early_notes = _recipe_names(recipes, data)
-        chosen_formats = cands.parse_list(formats, cands.DEFAULT_FORMATS)
-        chosen_backends = cands.parse_list(backends, []) or None
+        names, early_notes = _recipe_names(recipes, data, where.recipes or cands.DEFAULT_RECIPES)
+    if where.restricted:
+        early_notes.append(f"target {where.name}: {where.description}; candidates in {', '.join(where.formats)} "
+                           "are measured on this machine with the runtime the target ships; PyTorch eager is "
+                           "measured as the reference speed-ups are quoted against, never the winner")
     search = Search(base, source, data=data, budget=b, recipes=names, formats=chosen_formats,
                     backends=chosen_backends,
                     settings=settings, output=out, resume=resume, time_budget_s=parse_duration(time_budget),
                     progress=progress, evaluate=evaluate, inputs=str(inputs) if inputs is not None else None,
-                    timer=timer)
+                    timer=timer, target=where.name)
     search.notes[:0] = early_notes
     result = search.run(winner_from=[replay.recipe.name] if replay is not None else None)
     note = replay.base_note(search.base_digest) if replay is not None else None
@@ -126,15 +137,15 @@ def _base(model: Artifact | str | os.PathLike[str] | None, random_weights: bool,
     return source, base
 
 
-def _recipe_names(recipes: Sequence[str | Recipe] | str | None,
-                  data: Dataset | str | None) -> tuple[list[str | Recipe], list[str]]:
+def _recipe_names(recipes: Sequence[str | Recipe] | str | None, data: Dataset | str | None,
+                  default: Sequence[str] = cands.DEFAULT_RECIPES) -> tuple[list[str | Recipe], list[str]]:
     """The recipes to try, and a note when the defaults leave some out (no data to recover them with)."""
-    if recipes is None and data is None:  # nothing to recover a function-changing recipe with, or check it on
-        left = [r for r in cands.DEFAULT_RECIPES if cands.needs_data(r)]
-        return [r for r in cands.DEFAULT_RECIPES if not cands.needs_data(r)], [
+    left = [r for r in default if cands.needs_data(r)]
+    if recipes is None and data is None and left:  # nothing to recover a function-changing recipe with
+        return [r for r in default if not cands.needs_data(r)], [
             f"no labelled data: {', '.join(left)} left out (they change the function and need data to fine-tune, "
             "distil or rank widths; asked for with --recipes they are measured and listed as unverified)"]
-    return cands.parse_list(recipes, cands.DEFAULT_RECIPES), []
+    return cands.parse_list(recipes, default), []
 
 
 def _with_batchnorm_statistics(base: Artifact, inputs: str | os.PathLike[str] | None) -> Artifact:
@@ -172,7 +183,8 @@ def write_outputs(result: OptimizeResult, out: Path, stages: Sequence[Any] = (),
                 "data": result.reference.data.name if result.reference.data is not None else "",
                 "budget": result.requested_budget or result.budget.text, "objective": result.budget.objective.metric,
                 "feasible": result.feasible, "measured_p50_ms": w.metrics.get("p50_ms"),
-                "measured_accuracy": w.metrics.get("accuracy"), "inputs": result.inputs}
+                "measured_accuracy": w.metrics.get("accuracy"), "inputs": result.inputs,
+                "target": result.target if result.target != targets.DEFAULT_TARGET else None}
         save_recipe(out / "winner.toml", stages, {k: v for k, v in meta.items() if v is not None})  # TOML has no null
     elif (out / "winner").exists() and w is None:
         shutil.rmtree(out / "winner", ignore_errors=True)

@@ -15,6 +15,7 @@ Recipe names (``--recipes``):
     int8-nncf-ac     the same with NNCF's accuracy control (top-1 drop <= 1 point on --data; needs --data)
     bf16             the FP32 ONNX model run in bfloat16 on OpenVINO (only where the CPU has bf16 kernels)
     fp16-openvino    the same in float16 (CPUs with AMX-FP16 / AVX512-FP16 kernels in OpenVINO)
+    int8-pt2e        post-training INT8 with PT2E and ExecuTorch's XNNPACK quantizer: an INT8 .pte (executorch format)
     prune-N          structured pruning of N % of the channels + distillation from the base model
     prune-N+int8     the same, then int8-static
     search           latency-aware width search for a latency budget on ONNX Runtime
@@ -36,13 +37,16 @@ from laser.stages import Stage, stage_class
 DEFAULT_RECIPES = ("none", "int8-static", "int8-nncf", "fp16", "bf16", "prune-30", "prune-50", "prune-70",
                    "prune-50+int8", "search")
 DEFAULT_FORMATS = ("torch", "onnx", "torchscript")
-TORCH_FORMATS = ("torch", "onnx", "torchscript", "aoti")  # where a torch-domain result can go
+TORCH_FORMATS = ("torch", "onnx", "torchscript", "aoti", "ort", "executorch")  # where a torch-domain result can go
+ONNX_FORMATS = ("onnx", "ort")  # where an ONNX-domain result (quantized ONNX) can go
 # backend -> the module it needs (a backend whose runtime is not installed is left out, with a note)
 BACKEND_NEEDS: dict[str, str] = {"torch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime",
-                                 "openvino": "openvino", "aoti": "torch", "compiled": "torch"}
+                                 "openvino": "openvino", "aoti": "torch", "compiled": "torch",
+                                 "executorch": "executorch", "browser": "playwright"}
 # Measured only when named in --backends: torch.compile spends seconds to minutes per candidate compiling.
 # (The aoti format is opt-in the same way: it is not in DEFAULT_FORMATS; --formats ...,aoti adds it.)
-OPT_IN_BACKENDS = ("compiled",)
+# (browser starts headless Chromium per candidate: asked for by name, or by --target browser)
+OPT_IN_BACKENDS = ("compiled", "browser")
 _PRUNE = re.compile(r"^prune-(\d{1,2})(\+int8)?$")
 
 
@@ -170,6 +174,16 @@ def _int8_nncf(ctx: Context, accuracy_control: bool = False) -> Stage:
                       **_optional("quantize", progress=False))
 
 
+def _int8_pt2e(ctx: Context) -> tuple[Stage, ...]:
+    """Export(to='executorch', quantize='int8'): PT2E calibrated on the data (else the user's samples, else
+    spec examples), held to the spec's top-1 agreement with the parent."""
+    if ctx.base_format != "torch":
+        raise Unavailable(f"int8-pt2e quantizes a torch model with torch.export; the base is {ctx.base_format}")
+    if importlib.util.find_spec("executorch") is None:
+        raise Unavailable("int8-pt2e needs ExecuTorch: pip install 'laser[edge]'")
+    return (make_stage("export", to="executorch", quantize="int8", data=ctx.data or ctx.inputs or "random"),)
+
+
 def _runtime_precision(precision: str, ctx: Context) -> tuple[Stage, ...]:
     """The Precision stage (bf16/f16 at run time on OpenVINO), Unavailable where the CPU has no such kernels."""
     try:
@@ -193,6 +207,7 @@ RECIPES: dict[str, tuple[Callable[[Context], tuple[Stage, ...]], str, str]] = {
     "int8-nncf": (lambda ctx: (_int8_nncf(ctx),), "onnx", "post-training INT8 with NNCF (QDQ for OpenVINO)"),
     "int8-nncf-ac": (lambda ctx: (_int8_nncf(ctx, accuracy_control=True),), "onnx",
                      f"NNCF INT8 with accuracy control (drop <= {NNCF_AC_DROP_POINTS:g} point on the data)"),
+    "int8-pt2e": (_int8_pt2e, "executorch", "post-training INT8 with PT2E + XNNPACK quantizer (ExecuTorch .pte)"),
     "bf16": (lambda ctx: _runtime_precision("bf16", ctx), "onnx", "bfloat16 inference precision on OpenVINO"),
     "fp16-openvino": (lambda ctx: _runtime_precision("f16", ctx), "onnx", "float16 inference precision on OpenVINO"),
 }
@@ -248,6 +263,8 @@ def describe(name: str, data: bool = True) -> str:
 def formats_for(domain: str, wanted: Sequence[str]) -> list[str]:
     if domain == "torch":
         return [f for f in wanted if f in TORCH_FORMATS]
+    if domain == "onnx":
+        return [f for f in wanted if f in ONNX_FORMATS]
     return [f for f in wanted if f == domain]
 
 

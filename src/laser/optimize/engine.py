@@ -51,13 +51,14 @@ class Search:
                  recipes: Sequence[str | Recipe], formats: Sequence[str], backends: Sequence[str] | None,
                  settings: Settings, output: Path | None, resume: bool = True, time_budget_s: float | None = None,
                  progress: bool = True, evaluate: Callable[..., dict[str, Any]] | None = None,
-                 inputs: str | None = None, timer: Timer | None = None):
+                 inputs: str | None = None, timer: Timer | None = None, target: str = "server"):
         self.base, self.source, self.budget, self.settings = base, source, budget, settings
         self.requested_budget = budget.text  # as given, before the fidelity mapping of a run without labels
         self.output, self.time_budget_s, self.progress = output, time_budget_s, progress
         self.evaluate = evaluate or measure_candidate
         self.timer = timer or side_by_side_timer
         self.inputs = inputs
+        self.target = target
         self.data_name = data if isinstance(data, str) else (data.name if data is not None else None)
         self.data = data
         self.cache = Cache(output / "cache" if output is not None and resume else None)
@@ -113,7 +114,7 @@ class Search:
         result = OptimizeResult(self.base, self.source, self.budget, ref, self.settings, list(outcomes.values()),
                                 interrupted=interrupted, timed_out=timed_out, notes=self.notes,
                                 output=self.output, winner_from=list(winner_from or []), hardware=_hardware(),
-                                inputs=self.inputs, requested_budget=self.requested_budget)
+                                inputs=self.inputs, requested_budget=self.requested_budget, target=self.target)
         from laser.optimize.analysis import analyse
 
         analyse(result)
@@ -199,7 +200,7 @@ class Search:
                                artifact_key=art_key, warnings=_messages(caught) + logged.messages)
         out = Outcome(c, "measured", stages=dicts, metrics=figures(entry, ref), entry=entry,
                       seconds=time.monotonic() - t0, key=key, artifact_key=art_key,
-                      warnings=_messages(caught) + logged.messages,
+                      warnings=_messages(caught) + logged.messages + _batch_label(art),
                       load_1m=os.getloadavg()[0], unverified=not recipe.verified)
         self.cache.put(key, out.record())
         return out
@@ -272,6 +273,15 @@ class _StageLog(logging.Handler):
     def __exit__(self, *exc: object) -> None:
         self._logger.removeHandler(self)
         self._logger.propagate = self._propagate
+
+
+def _batch_label(art: Artifact) -> list[str]:
+    """Said of a fixed-batch program (an ExecuTorch .pte): what it can be timed and served at."""
+    n = art.spec.fixed_batch
+    if n is None:
+        return []
+    return [f"batch {n} only: the {art.format} program was exported at a fixed batch of {n}; timed at batch {n} "
+            f"(as every candidate is), never at larger batches; laser serve admits {n} sample(s) per call"]
 
 
 def _messages(caught: list[warnings.WarningMessage]) -> list[str]:

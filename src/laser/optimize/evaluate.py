@@ -127,7 +127,7 @@ class Reference:
     def fidelity(self, runner: Any) -> dict[str, Any]:
         """The runner's fidelity figures against the parent's stored outputs (see laser.measure.fidelity)."""
         names = list(runner.spec.output_names)
-        got = [runner(feeds) for feeds in self.inputs]
+        got = [runner.in_steps(feeds) for feeds in self.inputs]  # a fixed-batch program: in calls it takes
         child = {n: np.concatenate([g[n] for g in got]) for n in names}
         parent = {n: np.concatenate([o[n] for o in self.outputs]) for n in names}
         return compare(child, parent, names, self.classifier)

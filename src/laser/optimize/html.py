@@ -105,7 +105,8 @@ def _table(result: OptimizeResult) -> str:
         pareto = ("<span class='tag front'>front</span>" if o.on_front else
                   f"<span class='tag domi' title='dominated by {_e(', '.join(o.dominated_by))}'>dominated</span>")
         budget = ("<span class='fail'>unverified: changes the function, no data to recover or check it</span>"
-                  if o.unverified else "<span class='pass'>✓ meets</span>" if o.feasible else "<span class='fail'>" + "<br>".join(
+                  if o.unverified else f"reference: not a candidate for target {_e(result.target)}" if o.off_target
+                  else "<span class='pass'>✓ meets</span>" if o.feasible else "<span class='fail'>" + "<br>".join(
             f"<span title='{_e(v.message())}'>✗ {_e(v.constraint.text)}: {_e(_value(v))}</span>"
             for v in o.violations) + "</span>")
         energy = "—" if m.get("energy_j") is None else fmt(m["energy_j"], "energy") + (
@@ -262,7 +263,7 @@ def write_html(result: OptimizeResult, path: Path) -> Path:
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>laser optimize: {_e(result.base.name)}</title><style>{CSS}</style></head><body>
 <h1>laser optimize: {_e(result.base.name)}</h1>
-<div class="sub">budget <b>{_e(result.budget.text)}</b> · objective <b>{_e(result.budget.objective.describe())}</b> ·
+<div class="sub">target <b>{_e(result.target)}</b> · budget <b>{_e(result.budget.text)}</b> · objective <b>{_e(result.budget.objective.describe())}</b> ·
 accuracy = {_e(result.reference.label)} · {len(result.measured)} of {len(result.outcomes)} candidates measured</div>
 <div class="verdict {cls}">{_e(verdict(result))}{''.join(f'<br><b>{_e(f)}</b>' for f in flags)}</div>
 {_cards(result)}

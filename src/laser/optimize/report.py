@@ -23,7 +23,8 @@ SCHEMA = 1
 # (format, backend) -> short name used on the plot
 RUNTIME = {("torch", "torch"): "eager", ("onnx", "onnxruntime"): "ORT", ("onnx", "openvino"): "OpenVINO",
            ("torchscript", "torchscript"): "TorchScript", ("ort", "onnxruntime"): "ORT (.ort)",
-           ("aoti", "aoti"): "AOTInductor", ("torch", "compiled"): "torch.compile"}
+           ("aoti", "aoti"): "AOTInductor", ("torch", "compiled"): "torch.compile",
+           ("executorch", "executorch"): "ExecuTorch (.pte)", ("onnx", "browser"): "browser (WASM)"}
 
 
 
@@ -68,17 +69,20 @@ def describe_metrics(o: Outcome, result: OptimizeResult) -> str:
 
 
 def verdict(result: OptimizeResult) -> str:
+    from laser.optimize.targets import DEFAULT_TARGET
+
+    on = "" if result.target == DEFAULT_TARGET else f" for target {result.target}"
     w = result.winner
     if w is None:
-        return "Nothing was measured: " + ("interrupted before the first candidate finished." if result.interrupted
-                                           else "every candidate failed or was skipped (see the table).")
+        return f"Nothing was measured{on}: " + ("interrupted before the first candidate finished." if result.interrupted
+                                                else "every candidate failed or was skipped (see the table).")
     head = f"{w.name}: {describe_metrics(w, result)}."
     if result.feasible:
         tail = (f" Meets the budget ({result.budget.text}); {result.budget.objective.describe()} among "
                 f"{sum(o.feasible for o in result.measured)} feasible of {len(result.measured)} measured.")
-        return "Winner: " + head + tail
+        return f"Winner{on}: " + head + tail
     fails = "; ".join(v.message() for v in w.violations)
-    return (f"No candidate meets the budget ({result.budget.text}). Best effort: {head} It misses: {fails}.")
+    return (f"No candidate{on} meets the budget ({result.budget.text}). Best effort: {head} It misses: {fails}.")
 
 
 def constraints_applied(result: OptimizeResult) -> str:
@@ -105,6 +109,7 @@ def result_dict(result: OptimizeResult) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model": {"name": base.name, "source": result.source, "format": base.format, "task": base.task,
                   "sha256": artifact_digest(base)},
+        "target": result.target,
         "budget": result.budget.to_dict(),
         "reference": result.reference.to_dict(),
         "settings": result.settings.to_dict(),
@@ -163,7 +168,8 @@ def terminal_summary(result: OptimizeResult, limit: int = 14) -> str:
         m = o.metrics
         if o.measured:
             acc = "—" if m.get("accuracy") is None else f"{100 * m['accuracy']:.2f}%"
-            budget = ("unverified" if o.unverified else "ok" if o.feasible else
+            budget = ("unverified" if o.unverified else "reference (off target)" if o.off_target else
+                      "ok" if o.feasible else
                       "; ".join(v.constraint.text for v in o.violations))
             body.append(("*" if o is result.winner else "", o.name, fmt(m["p50_ms"], "time"),
                          speed(o.speedup_vs_eager), acc, fmt(m["bytes"], "bytes") if m.get("bytes") else "—",

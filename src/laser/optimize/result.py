@@ -26,6 +26,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)  # what the stages warned about while building it
     load_1m: float | None = None  # the machine's 1-minute load average right after it was measured
     unverified: bool = False  # changes the function and had no data to recover: listed, never the winner
+    off_target: bool = False  # not a format/backend the --target runs (the eager reference): never the winner
     final: bool = False  # re-timed side by side with the other finalists (metrics hold those figures)
     seconds: float = 0.0
     key: str = ""
@@ -50,7 +51,7 @@ class Outcome:
 
     @property
     def feasible(self) -> bool:
-        return self.measured and not self.violations and not self.unverified
+        return self.measured and not self.violations and not self.unverified and not self.off_target
 
     def record(self) -> dict[str, Any]:
         """What the cache keeps."""
@@ -65,7 +66,7 @@ class Outcome:
                 "feasible": self.feasible, "violations": [v.to_dict() for v in self.violations],
                 "on_front": self.on_front, "dominated_by": self.dominated_by, "parent": self.parent,
                 "speedup_vs_parent": self.speedup_vs_parent, "speedup_vs_eager": self.speedup_vs_eager,
-                "final": self.final, "diagnosis": self.diagnosis}
+                "final": self.final, "diagnosis": self.diagnosis, "off_target": self.off_target}
 
 
 @dataclass
@@ -91,6 +92,7 @@ class OptimizeResult:
     finals: dict[str, Any] | None = None  # the side-by-side re-timing of the finalists (finals.run_finals)
     inputs: str | None = None  # unlabelled samples fidelity was measured on (None: spec examples)
     requested_budget: str = ""  # the budget as given, before the default accuracy and the fidelity mapping
+    target: str = "server"  # where the winner is to run (laser.optimize.targets)
 
     @property
     def measured(self) -> list[Outcome]:

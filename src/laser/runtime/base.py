@@ -57,6 +57,16 @@ class Runner:
             out = self._run(feeds)
         return out
 
+    def in_steps(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``inputs`` of any batch size, run in calls of the program's fixed batch when it has one (an
+        ExecuTorch .pte takes batch 1), outputs concatenated; one call otherwise."""
+        step = self.spec.fixed_batch
+        rows = len(next(iter(inputs.values()))) if inputs else 0
+        if not step or rows == step:
+            return self(inputs)
+        parts = [self({k: v[i:i + step] for k, v in inputs.items()}) for i in range(0, rows, step)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
     def describe(self) -> dict[str, object]:
         """What this runner is: backend, device/provider, threads. Recorded next to every measurement."""
         return {"backend": self.backend, "device": self.device, "threads": self.threads}

@@ -90,13 +90,18 @@ def served_spec(artifact: Artifact, runner: Any) -> Any:
 
 
 def batchable(spec: Any) -> bool:
-    """Every input starts with the same named dynamic dim (the batch)."""
+    """Every input starts with the same named dynamic dim (the batch), or with the fixed batch of a program
+    exported at one (an ExecuTorch .pte: served with max_batch_size 1, requests shaped like its parent's)."""
+    if spec.fixed_batch:
+        return True
     firsts = {t.shape[0] if t.shape else None for t in spec.inputs}
     return len(firsts) == 1 and isinstance(next(iter(firsts)), str)
 
 
 def max_batch_size(spec: Any, settings: ModelSettings) -> int:
     """0 = the model has no batch dim (Triton's convention): requests pass through whole."""
+    if spec.fixed_batch:
+        return min(settings.max_batch_size, spec.fixed_batch)
     return settings.max_batch_size if batchable(spec) else 0
 
 
