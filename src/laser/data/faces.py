@@ -44,7 +44,7 @@ def _skimage() -> Any:
     return skimage.data
 
 
-def annotations() -> dict[str, Any]:
+def face_annotations() -> dict[str, Any]:
     return json.loads((resources.files("laser") / "assets" / "faces.json").read_text())["images"]  # type: ignore[no-any-return]
 
 
@@ -54,7 +54,7 @@ def photos() -> list[tuple[str, Any, np.ndarray]]:
 
     sk = _skimage()
     out = []
-    for name, entry in annotations().items():
+    for name, entry in face_annotations().items():
         pic = Image.fromarray(getattr(sk, name)()).convert("RGB")
         out.append((name, pic, np.asarray(entry["faces"], np.float32).reshape(-1, 4)))
     return out
@@ -98,7 +98,7 @@ def augment(pic: Any, boxes: np.ndarray, kind: str, rng: np.random.Generator) ->
     if kind in ("dark", "bright"):
         a = a * (0.6 if kind == "dark" else 1.4)
     elif kind == "noise":
-        a = a + rng.normal(0, 12, a.shape)
+        a = (a + rng.normal(0, 12, a.shape)).astype(np.float32)
     else:
         raise ConfigError(f"unknown augmentation {kind!r}")
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)), boxes
@@ -117,7 +117,7 @@ def scenes(split: str) -> list[tuple[Any, np.ndarray]]:
     lfw = _skimage().lfw_subset()
     faces, others = (lfw[:50], lfw[100:150]) if split == "test" else (lfw[50:100], lfw[150:])
     base = [(p, b) for _, p, b in photos()] if split == "test" else []
-    for i in range(MOSAICS[split]):
+    for _ in range(MOSAICS[split]):
         pick = rng.choice(len(faces), size=int(rng.integers(2, 5)), replace=False)
         base.append(mosaic(faces[pick], others[rng.choice(len(others), size=2, replace=False)], rng))
     out = list(base)
@@ -129,12 +129,12 @@ def scenes(split: str) -> list[tuple[Any, np.ndarray]]:
 
 def _stage_inputs(pic: Any, nets: Any, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                           np.ndarray]:
-    """One scene through the FP32 P-Net and R-Net: (P-Net tiles, R-Net crops, O-Net crops, O-Net crop boxes)."""
+    """One scene through the FP32 P-Net and R-Net runners: (P-Net tiles, R-Net crops, O-Net crops, O-Net crop boxes)."""
     import torch
 
     from laser.hub.pipelines import faces as mt
 
-    pnet, rnet, onet = nets
+    pnet, rnet = nets
     rgb = np.asarray(pic.convert("RGB"), dtype=np.float32)
     img = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
     pre = pnet.artifact.preprocessing
@@ -159,7 +159,7 @@ def stage_arrays(split: str) -> dict[str, np.ndarray]:
     path = cache_dir().parent / "datasets" / f"faces-v1-{split}.npz"
     if not path.is_file():
         pics = scenes(split)
-        nets = [run(hub.load(n, progress=False), backend="torch") for n in ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")]
+        nets = [run(hub.load(n, progress=False), backend="torch") for n in ("mtcnn-pnet", "mtcnn-rnet")]
         rng = np.random.default_rng(SEEDS[split] + 100)
         parts: dict[str, list[np.ndarray]] = {"pnet": [], "rnet": [], "onet": [], "labels": []}
         for i, (pic, truth) in enumerate(pics):
@@ -178,7 +178,8 @@ def stage_arrays(split: str) -> dict[str, np.ndarray]:
             net.close()
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_name(path.stem + ".part.npz")
-        np.savez(part, **{k: np.concatenate(v) for k, v in parts.items()})
+        joined = {k: np.concatenate(v) for k, v in parts.items()}
+        np.savez(part, pnet=joined["pnet"], rnet=joined["rnet"], onet=joined["onet"], labels=joined["labels"])
         part.replace(path)
     with np.load(path) as f:
         return {k: f[k] for k in f.files}

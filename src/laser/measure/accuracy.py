@@ -245,7 +245,10 @@ def face_landmarks(runner: Any, data: Dataset, batch_size: int = 64) -> dict[str
     names, outs = runner.spec.input_names, runner.spec.output_names
     got = [runner(feeds) for feeds, _ in data.batches(names, batch_size)]
     prob, reg, marks = (np.concatenate([g[k] for g in got]) for k in outs[:3])
-    pre = runner.artifact.preprocessing
+    from laser import hub
+
+    # an intermediate model of a search may carry no preprocessing: the card's O-Net rules then apply
+    pre = {**hub.card("mtcnn-onet").preprocessing, **(getattr(runner.artifact, "preprocessing", None) or {})}
     tp = fp = fn = 0
     for scene in np.unique(labels[:, 0]):
         rows = np.flatnonzero(labels[:, 0] == scene)
@@ -255,7 +258,7 @@ def face_landmarks(runner: Any, data: Dataset, batch_size: int = 64) -> dict[str
         boxes, _ = finish(labels[rows, 1:5].astype(np.float32), prob[rows, 1], reg[rows], marks[rows], pre)
         a, b, c = detection_counts(boxes[:, :4], truth)
         tp, fp, fn = tp + a, fp + b, fn + c
-    return {**precision_recall(tp, fp, fn), "faces": tp + fn, "samples": int(len(np.unique(labels[:, 0])))}
+    return {**precision_recall(tp, fp, fn), "faces": tp + fn, "samples": len(np.unique(labels[:, 0]))}
 
 
 # task -> (metric function, method text)
