@@ -1,7 +1,7 @@
 """Face detection with MTCNN: a picture -> face boxes, scores and 5 landmarks (eyes, nose, mouth corners).
 
 ``laser.pipeline("face-detection").run("photo.jpg", output=DIR)`` (or ``laser hub run mtcnn``) runs the
-cascade of the three catalog nets, with the pre/post-processing written here (numpy + torch):
+cascade of the three catalog nets, with the pre/post-processing written here (numpy + PIL; laser's NMS):
 
 1. image pyramid: scales 12 / min_face x factor^k while the shorter side stays >= 12 px; each level resized
    (area averaging), RGB, (x - 127.5) / 128, through P-Net; windows with p >= thresholds[0] become boxes
@@ -52,16 +52,20 @@ def scales(width: int, height: int, min_face: float = 20, factor: float = 0.709,
     return out
 
 
-def _resize(img: Any, height: int, width: int) -> Any:
-    import torch
+def _normalise(pixels: np.ndarray, pre: Mapping[str, Any]) -> np.ndarray:
+    """(N, H, W, 3) or (H, W, 3) uint8 RGB -> (N, 3, H, W) float32, (x - mean) / std."""
+    x = np.asarray(pixels, np.float32).reshape(-1, *np.shape(pixels)[-3:])
+    mean = np.asarray(pre.get("mean", [127.5] * 3), np.float32)
+    std = np.asarray(pre.get("std", [128.0] * 3), np.float32)
+    return np.ascontiguousarray(((x - mean) / std).transpose(0, 3, 1, 2), dtype=np.float32)
 
-    return torch.nn.functional.interpolate(img, size=(height, width), mode="area")
 
+def level(image: Any, scale: float, pre: Mapping[str, Any]) -> np.ndarray:
+    """One pyramid level: the picture resized by ``scale`` (area averaging), as (1, 3, h, w) P-Net input."""
+    from PIL import Image
 
-def _normalise(x: Any, pre: Mapping[str, Any]) -> np.ndarray:
-    mean = np.asarray(pre.get("mean", [127.5] * 3), np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(pre.get("std", [128.0] * 3), np.float32).reshape(1, 3, 1, 1)
-    return np.ascontiguousarray((x.numpy() - mean) / std, dtype=np.float32)
+    w, h = image.size
+    return _normalise(np.asarray(image.resize((int(w * scale + 1), int(h * scale + 1)), Image.Resampling.BOX)), pre)
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "iou") -> np.ndarray:
@@ -92,32 +96,24 @@ def correct(boxes: np.ndarray, reg: np.ndarray, plus_one: bool = True) -> np.nda
     return boxes + reg * np.stack([w, h, w, h], axis=1)
 
 
-def crops(img: Any, boxes: np.ndarray, size: int, pre: Mapping[str, Any]) -> np.ndarray:
-    """(N, 3, size, size) normalised crops of (1, 3, H, W) ``img`` (0-255), zero outside the picture."""
-    import torch
+def crops(image: Any, boxes: np.ndarray, size: int, pre: Mapping[str, Any]) -> np.ndarray:
+    """(N, 3, size, size) normalised crops of the PIL picture (black outside it), area-resized."""
+    from PIL import Image
 
-    _, _, height, width = img.shape
-    out = []
-    for x1, y1, x2, y2 in np.trunc(boxes).astype(int):
-        x1, y1 = x1 - 1, y1 - 1  # MTCNN's boxes are 1-based inclusive
-        w, h = max(1, x2 - x1), max(1, y2 - y1)
-        patch = torch.zeros((1, 3, h, w), dtype=img.dtype)
-        sx, sy, ex, ey = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
-        if ex > sx and ey > sy:
-            patch[:, :, sy - y1:ey - y1, sx - x1:ex - x1] = img[:, :, sy:ey, sx:ex]
-        out.append(_resize(patch, size, size))
-    return _normalise(torch.cat(out), pre) if out else np.zeros((0, 3, size, size), np.float32)
+    out = [np.asarray(image.crop((int(x1) - 1, int(y1) - 1, max(int(x2), int(x1)), max(int(y2), int(y1))))
+                      .resize((size, size), Image.Resampling.BOX))
+           for x1, y1, x2, y2 in np.trunc(boxes)]  # MTCNN's boxes are 1-based, inclusive
+    return _normalise(np.stack(out), pre) if out else np.zeros((0, 3, size, size), np.float32)
 
 
-def proposals(img: Any, pre: Mapping[str, Any], infer: Any) -> np.ndarray:
-    """Stage 1: (N, 5) squared boxes + P-Net score from every pyramid level."""
-    _, _, height, width = img.shape
+def proposals(image: Any, pre: Mapping[str, Any], infer: Any) -> np.ndarray:
+    """Stage 1: (N, 5) squared boxes + P-Net score from every pyramid level of the PIL picture."""
+    width, height = image.size
     t, (nms_level, nms_all) = float(pre["thresholds"][0]), pre["nms"][:2]
     cell, stride = int(pre.get("cell", 12)), int(pre.get("stride", 2))
     found = []
     for s in scales(width, height, float(pre["min_face"]), float(pre["factor"]), cell):
-        x = _normalise(_resize(img, int(height * s + 1), int(width * s + 1)), pre)
-        out = infer({"input": x})
+        out = infer({"input": level(image, s, pre)})
         prob, reg = out["prob"], out["reg"]
         if prob.ndim != 4 or reg.ndim != 4:
             raise BackendError(f"P-Net returned shapes {list(prob.shape)}, {list(reg.shape)}; expected (1, 2, h, w) "
@@ -143,11 +139,11 @@ def _run_crops(infer: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def refine(img: Any, boxes: np.ndarray, pre: Mapping[str, Any], infer: Any) -> np.ndarray:
+def refine(image: Any, boxes: np.ndarray, pre: Mapping[str, Any], infer: Any) -> np.ndarray:
     """Stage 2 (R-Net): (N, 5) candidates -> the ones it keeps, corrected and squared."""
     if len(boxes) == 0:
         return boxes
-    out = _run_crops(infer, crops(img, boxes[:, :4], int(pre["size"]), pre))
+    out = _run_crops(infer, crops(image, boxes[:, :4], int(pre["size"]), pre))
     score = out["prob"][:, 1]
     ok = score >= float(pre["threshold"])
     kept, score, reg = boxes[ok, :4], score[ok], out["reg"][ok]
@@ -156,11 +152,11 @@ def refine(img: Any, boxes: np.ndarray, pre: Mapping[str, Any], infer: Any) -> n
     return np.concatenate([squared, score[pick, None]], axis=1).astype(np.float32)
 
 
-def landmarks(img: Any, boxes: np.ndarray, pre: Mapping[str, Any], infer: Any) -> tuple[np.ndarray, np.ndarray]:
+def landmarks(image: Any, boxes: np.ndarray, pre: Mapping[str, Any], infer: Any) -> tuple[np.ndarray, np.ndarray]:
     """Stage 3 (O-Net): ((N, 5) final boxes + score, (N, 5, 2) landmark x, y in pixels)."""
     if len(boxes) == 0:
         return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
-    out = _run_crops(infer, crops(img, boxes[:, :4], int(pre["size"]), pre))
+    out = _run_crops(infer, crops(image, boxes[:, :4], int(pre["size"]), pre))
     return finish(boxes[:, :4], out["prob"][:, 1], out["reg"], out["landmarks"], pre)
 
 
@@ -194,13 +190,10 @@ class FaceDetectionPipeline(Pipeline):
 
     def detect(self, image: Any) -> tuple[np.ndarray, np.ndarray]:
         """((N, 5) boxes x1, y1, x2, y2 + score, (N, 5, 2) landmarks) for a PIL picture."""
-        import torch
-
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-        img = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
-        boxes = proposals(img, self.artifact.preprocessing, self.infer)
-        boxes = refine(img, boxes, self.rnet.preprocessing, self.rnet_runner)
-        return landmarks(img, boxes, self.onet.preprocessing, self.onet_runner)
+        image = image.convert("RGB")
+        boxes = proposals(image, self.artifact.preprocessing, self.infer)
+        boxes = refine(image, boxes, self.rnet.preprocessing, self.rnet_runner)
+        return landmarks(image, boxes, self.onet.preprocessing, self.onet_runner)
 
     def run(self, source: Any, output: str | Path | None = None, **_: Any) -> dict[str, Any]:
         image = load_image(source).convert("RGB")
