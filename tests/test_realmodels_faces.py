@@ -151,7 +151,6 @@ def test_int8_cascade_keeps_recall_within_5_points(real_cache):
     assert ref["recall"] - got["recall"] <= RECALL_DROP and got["precision"] >= ref["precision"] - 0.1
 
 
-@pytest.mark.slow
 def test_served_pipeline_route_finds_the_astronaut(real_cache):
     import io
 
@@ -168,3 +167,4 @@ def test_served_pipeline_route_finds_the_astronaut(real_cache):
     assert r.status_code == 200, r.text
     faces = r.json()["faces"]
     assert len(faces) == 1 and _iou(faces[0]["box"], photos()[0][2][0]) >= 0.5
+    assert r.json()["models"] == list(NETS)  # P-Net through the server's batcher, then R-Net and O-Net

@@ -123,10 +123,25 @@ def card_dict(name: str) -> dict[str, Any]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    members = _aliases().get(args.name)
+    if members:  # a pipeline of several cards: each of them
+        if args.json:
+            emit_json({"pipeline": args.name, "models": [card_dict(n) for n in members]})
+            return 0
+        print(f"{args.name}: a pipeline of {len(members)} models ({', '.join(members)}; `laser hub run {args.name}`)")
+        for name in members:
+            print(f"\n{'=' * 72}")
+            _print_info(card_dict(name))
+        return 0
     d = card_dict(args.name)
     if args.json:
         emit_json(d)
         return 0
+    _print_info(d)
+    return 0
+
+
+def _print_info(d: dict[str, Any]) -> None:
     print(f"{d['name']}  ({d['task']})\n{d['description']}\n")
     rows = [("input", t["name"], t["dtype"], t["shape"]) for t in d["inputs"]]
     rows += [("output", t["name"], t["dtype"], t["shape"]) for t in d["outputs"]]
@@ -149,7 +164,6 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(card.get("markdown", json.dumps(card.get("figures", {}))))
     else:
         print(f"\nLASER card: not measured yet; run `laser hub bench {d['name']}`")
-    return 0
 
 
 def _aliases() -> dict[str, tuple[str, ...]]:

@@ -32,8 +32,9 @@ WEIGHTS = "laser.models.onnx_weights:weights_as_initializers"  # Paddle2ONNX kee
 
 
 FACENET = ("facenet-pytorch", "2.6.0")
-MTCNN_LICENSE = ("MIT (facenet-pytorch, Tim Esler); the weights are the MTCNN authors' released models "
-                 "(Zhang, Zhang, Li, Qiao 2016, kpzhang93/MTCNN_face_detection_alignment, MIT), converted to PyTorch")
+MTCNN_LICENSE = ("MIT (facenet-pytorch, Tim Esler). The weights are the MTCNN authors' released Caffe models "
+                 "(Zhang, Zhang, Li, Qiao 2016, github.com/kpzhang93/MTCNN_face_detection_alignment), converted by "
+                 "davidsandberg/facenet (MIT) and then to PyTorch; the authors' repository states the weights' own terms")
 MTCNN_NORM = {"mean": [127.5] * 3, "std": [128.0] * 3, "scale": 1.0, "channel_order": "RGB"}
 MTCNN_MODELS = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
 
