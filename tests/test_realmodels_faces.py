@@ -168,3 +168,29 @@ def test_served_pipeline_route_finds_the_astronaut(real_cache):
     faces = r.json()["faces"]
     assert len(faces) == 1 and _iou(faces[0]["box"], photos()[0][2][0]) >= 0.5
     assert r.json()["models"] == list(NETS)  # P-Net through the server's batcher, then R-Net and O-Net
+
+
+def test_augmented_copies_move_the_boxes_with_the_picture():
+    pytest.importorskip("skimage", reason="the faces data needs scikit-image (laser[faces])")
+    from laser.data.faces import augment, photos
+
+    _, pic, boxes = photos()[0]
+    rng = np.random.default_rng(0)
+    flipped, fb = augment(pic, boxes, "flip", rng)
+    assert fb.tolist() == [[512 - 266, 76, 512 - 178, 180]]
+    assert np.array_equal(np.asarray(flipped)[:, ::-1], np.asarray(pic))
+    small, sb = augment(pic, boxes, "scale", rng)
+    s = small.width / pic.width
+    assert 0.35 <= s <= 0.8 and np.allclose(sb, boxes * s, atol=1e-4)
+    dark, db = augment(pic, boxes, "dark", rng)
+    assert np.asarray(dark).mean() < 0.7 * np.asarray(pic).mean() and np.array_equal(db, boxes)
+
+
+def test_hub_info_mtcnn_shows_its_three_cards(capsys):
+    from laser.cli.main import main
+
+    assert main(["hub", "info", "mtcnn"]) == 0
+    out = capsys.readouterr().out
+    for name in NETS:
+        assert f"{name}  (" in out
+    assert "pypi:facenet-pytorch==2.6.0/facenet_pytorch/data/onet.pt" in out and "min_face" in out

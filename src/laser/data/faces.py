@@ -95,7 +95,9 @@ def augment(pic: Any, boxes: np.ndarray, kind: str, rng: np.random.Generator) ->
             [w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1).reshape(-1, 4)
     if kind == "scale":
         s = float(rng.uniform(0.35, 0.8))
-        return pic.resize((round(w * s), round(h * s)), Image.Resampling.BILINEAR), boxes * s
+        size = (round(w * s), round(h * s))
+        ratio = np.asarray([size[0] / w, size[1] / h] * 2, np.float32)  # as resized, after rounding
+        return pic.resize(size, Image.Resampling.BILINEAR), boxes * ratio
     a = np.asarray(pic, np.float32)
     if kind in ("dark", "bright"):
         a = a * float(rng.uniform(0.35, 0.6) if kind == "dark" else rng.uniform(1.4, 1.8))
@@ -154,7 +156,7 @@ def stage_arrays(split: str) -> dict[str, np.ndarray]:
     from laser.hub.download import cache_dir
     from laser.runtime import run
 
-    path = cache_dir().parent / "datasets" / f"faces-v2-{split}.npz"
+    path = cache_dir().parent / "datasets" / f"faces-v3-{split}.npz"
     if not path.is_file():
         pics = scenes(split)
         nets = [run(hub.load(n, progress=False), backend="torch") for n in ("mtcnn-pnet", "mtcnn-rnet")]

@@ -179,7 +179,9 @@ class FaceDetectionPipeline(Pipeline):
 
     def __init__(self, artifact: Artifact, backend: str = "auto", runner: Any = None,
                  rnet: Artifact | None = None, onet: Artifact | None = None, **options: Any):
-        super().__init__(artifact, _stage_backend(artifact, backend), runner=runner, **options)
+        # echo: the server puts its batched runner in place of P-Net's; R-Net and O-Net run here for real
+        own = "echo" if backend == "echo" else _stage_backend(artifact, backend)
+        super().__init__(artifact, own, runner=runner, **options)
         from laser import hub
 
         stages = list(artifact.preprocessing.get("stages", ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")))
