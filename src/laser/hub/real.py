@@ -120,7 +120,7 @@ REAL_CARDS = (
                        outputs=(TensorSpec("prob", "float32", ("batch", 2, "rows", "cols")),
                                 TensorSpec("reg", "float32", ("batch", 4, "rows", "cols")))),
         preprocessing={"type": "mtcnn", **MTCNN_NORM, "min_face": 20, "factor": 0.709,
-                       "thresholds": [0.6, 0.7, 0.7], "nms": [0.5, 0.7, 0.7, 0.7], "cell": 12, "stride": 2,
+                       "threshold": 0.6, "nms": [0.5, 0.7], "cell": 12, "stride": 2,
                        "stages": list(MTCNN_MODELS)},
         weights=_facenet("pnet", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
         license=MTCNN_LICENSE, source="MTCNN P-Net (facenet-pytorch 2.6.0 facenet_pytorch/data/pnet.pt)",

@@ -4,14 +4,15 @@
 cascade of the three catalog nets, with the pre/post-processing written here (numpy + PIL; laser's NMS):
 
 1. image pyramid: scales 12 / min_face x factor^k while the shorter side stays >= 12 px; each level resized
-   (area averaging), RGB, (x - 127.5) / 128, through P-Net; windows with p >= thresholds[0] become boxes
-   (12 px cells at stride 2, mapped back by the scale); NMS 0.5 per level, 0.7 over all levels; boxes
-   corrected by P-Net's regression and squared;
-2. each box cropped (zero outside the picture), resized to 24 x 24, through R-Net: p >= thresholds[1], NMS
-   0.7, corrected and squared;
-3. the same at 48 x 48 through O-Net: p >= thresholds[2], landmarks placed in the box, box corrected, NMS
-   0.7 over the smaller box's area.
+   (area averaging), RGB, (x - 127.5) / 128, through P-Net; windows with p >= 0.6 become boxes (12 px cells
+   at stride 2, mapped back by the scale); NMS 0.5 per level, 0.7 over all levels; boxes corrected by
+   P-Net's regression and squared;
+2. each box cropped (black outside the picture), resized to 24 x 24, through R-Net: p >= 0.7, NMS 0.7,
+   corrected and squared;
+3. the same at 48 x 48 through O-Net: p >= 0.7, landmarks placed in the box, box corrected, NMS 0.7 over
+   the smaller box's area.
 
+Thresholds, NMS overlaps and the pyramid's parameters are read from each card's ``preprocessing``.
 The pipeline's artifact is P-Net (the stage that sees the picture: a server's batched runner stands in
 for it); R-Net and O-Net are the catalog cards the P-Net card names (``preprocessing["stages"]``), or any
 artifacts given as ``rnet=`` / ``onet=`` (e.g. their INT8 versions).
@@ -109,7 +110,7 @@ def crops(image: Any, boxes: np.ndarray, size: int, pre: Mapping[str, Any]) -> n
 def proposals(image: Any, pre: Mapping[str, Any], infer: Any) -> np.ndarray:
     """Stage 1: (N, 5) squared boxes + P-Net score from every pyramid level of the PIL picture."""
     width, height = image.size
-    t, (nms_level, nms_all) = float(pre["thresholds"][0]), pre["nms"][:2]
+    t, (nms_level, nms_all) = float(pre["threshold"]), pre["nms"][:2]
     cell, stride = int(pre.get("cell", 12)), int(pre.get("stride", 2))
     found = []
     for s in scales(width, height, float(pre["min_face"]), float(pre["factor"]), cell):
