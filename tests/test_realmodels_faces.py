@@ -83,6 +83,8 @@ def test_cli_runs_mtcnn_and_a_broken_file_is_one_line(real_cache, tmp_path, caps
     assert main(["hub", "run", "mtcnn", "--input", str(tmp_path / "bad.jpg")]) == InputError.exit_code
     err = capsys.readouterr().err.strip()
     assert "cannot read an image" in err and len(err.splitlines()) == 1
+    assert main(["hub", "run", "mtcnn-onet", "--input", str(tmp_path / "astronaut.jpg")]) == 2  # a stage alone
+    assert "stages of MTCNN's cascade" in capsys.readouterr().err
 
 
 def test_a_missing_package_file_offline_says_how_to_get_it(tmp_path, monkeypatch):

@@ -133,6 +133,9 @@ def pipeline_class(task: str) -> type[Pipeline]:
         "vad": VADPipeline,
         "face-detection": FaceDetectionPipeline,
     }
+    if task in ("face-refine", "face-landmarks"):  # MTCNN's R-Net / O-Net: stages, not detectors on their own
+        raise ConfigError(f"{task!r} models are stages of MTCNN's cascade; run the whole detector: `laser hub run "
+                          "mtcnn` (Python: laser.pipeline('face-detection', rnet=..., onet=...))")
     if task not in classes:
         raise ConfigError(f"no pipeline for task {task!r}; pipelines exist for {sorted(classes)}")
     return classes[task]
