@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laser-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test test-slow lint venv web-deps real-models native-deps clean
+.PHONY: demo test test-slow lint venv web-deps real-models native-deps ssh-deps arm64-device frameworks-venv clean
 
 venv: $(STAMP)
 
@@ -54,20 +54,49 @@ native-deps: $(STAMP)
 	  --no-fund --ignore-scripts --silent $(ORT_NPM); \
 	  else echo "npm is missing; laser deploy cpp cannot build ONNX models: apt-get install -y nodejs npm && make native-deps"; fi; }
 
+# `laser run/bench --on ssh://` tests: Debian's OpenSSH server (started by the tests on 127.0.0.1 with a throwaway key;
+# the system's sshd is not configured or started). apt-get as root; otherwise the command is printed and they skip.
+ssh-deps:
+	@test -x /usr/sbin/sshd || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q openssh-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q openssh-server >/dev/null; } \
+	  || echo "could not install openssh-server; the ssh tests will skip: apt-get install -y openssh-server"; \
+	  else echo "sshd is missing; the ssh tests will skip: sudo apt-get install -y openssh-server"; fi; }
+
+# The emulated ARM64 device of `make test-slow`: a Debian arm64 root (debootstrap --foreign, no binfmt_misc needed)
+# with python3 and PyPI's aarch64 onnxruntime + numpy, run by qemu-aarch64-static; built once into
+# $${XDG_CACHE_HOME:-~/.cache}/laser/arm64-root (scripts/arm64-device.sh).
+arm64-device: ssh-deps
+	@command -v debootstrap >/dev/null 2>&1 && command -v qemu-aarch64-static >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q debootstrap qemu-user-static >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap qemu-user-static >/dev/null; } \
+	  || echo "could not install debootstrap/qemu-user-static: apt-get install -y debootstrap qemu-user-static"; \
+	  else echo "debootstrap or qemu-user-static is missing: sudo apt-get install -y debootstrap qemu-user-static"; fi; }
+	PYTHON=$(PY) sh scripts/arm64-device.sh
+
 # The main job on the built-in digits-cnn + digits data: recipes x formats x backends, measured on LASER;
 # writes $(DEMO_OUT)/report.html, report.json, pareto.png, winner/ and winner.toml (re-runs resume).
 demo: $(STAMP) web-deps
 	$(VENV)/bin/laser optimize -o $(DEMO_OUT)
 
-test: $(STAMP) web-deps real-models native-deps
+test: $(STAMP) web-deps real-models native-deps ssh-deps
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP) web-deps real-models native-deps
-	$(PY) -m pytest -q -m slow
+# `laser import` of TF / Keras / TFLite / Paddle models: tensorflow-cpu + tf2onnx and paddlepaddle + paddle2onnx
+# in their own venv (no torch, no laser: their protobuf/numpy pins stay out of .venv). laser runs the converters
+# there through LASER_FRAMEWORKS_PYTHON (or --python); the slow tests build their source models with it.
+FW_VENV ?= .venv-frameworks
+frameworks-venv: $(FW_VENV)/.installed
+$(FW_VENV)/.installed:
+	test -x $(FW_VENV)/bin/python || $(PYTHON) -m venv $(FW_VENV)
+	$(FW_VENV)/bin/python -m pip install --quiet "tensorflow-cpu==2.21.0" "tf2onnx==1.17.0" \
+	  "paddlepaddle==3.3.1" "paddle2onnx==2.1.0"
+	touch $@
+
+test-slow: $(STAMP) web-deps real-models native-deps arm64-device frameworks-venv
+	LASER_FRAMEWORKS_PYTHON=$(CURDIR)/$(FW_VENV)/bin/python $(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) $(FW_VENV) out build *.egg-info

@@ -76,3 +76,73 @@ def test_text_file_labels_name_the_line(tmp_path):
         text_file(f, labels=("neg", "pos"))
     texts, labels, classes = text_file(f)
     assert classes == ("meh", "neg", "pos") and labels.tolist() == [2, 1, 0] and texts[0] == "great film"
+
+
+TOPICS = {"sport": ["goal", "match", "team", "score", "coach", "league", "player", "referee", "stadium", "win"],
+          "food": ["bread", "soup", "cheese", "recipe", "oven", "spicy", "dinner", "salad", "sauce", "bake"],
+          "weather": ["rain", "snow", "wind", "storm", "sunny", "cloud", "forecast", "cold", "thunder", "fog"]}
+FILLER = ["the", "a", "today", "we", "it", "was", "very", "and", "really", "about", "this", "that", "some"]
+
+
+def topic_lines(n: int = 40, seed: int = 0) -> list[str]:
+    """label<TAB>text lines: two words of the topic among four filler words, shuffled."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for label, words in TOPICS.items():
+        for _ in range(n):
+            ws = [*rng.choice(words, 2), *rng.choice(FILLER, 4)]
+            rng.shuffle(ws)
+            lines.append(f"{label}\t{' '.join(ws)}")
+    return lines
+
+
+def tiny_bert(root: Path, texts: list[str]) -> Path:
+    """A 1-layer BERT classifier (hidden 32, 2 classes, 12 tokens); its vocabulary: the texts' words, sorted
+    (a trained WordPiece vocabulary orders equally frequent pieces differently from run to run)."""
+    from laser.models.text import SPECIAL_TOKENS, bert_classifier, text_spec
+
+    vocab = [*SPECIAL_TOKENS, *sorted({w for t in texts for w in t.split()})]
+    kw = {"classes": 2, "vocab_size": len(vocab), "hidden": 32, "layers": 1, "heads": 2, "intermediate": 64,
+          "max_length": 12}
+    torch.manual_seed(0)
+    pre = {"type": "text", "tokenizer": "wordpiece", "lowercase": True, "max_length": 12, "vocab": vocab}
+    art = Artifact.from_module(bert_classifier(**kw).eval(), name="tiny-bert", task="text-classification",
+                               spec=text_spec(12, len(vocab), 2), preprocessing=pre,
+                               architecture={"factory": "laser.models.text:bert_classifier", "kwargs": kw})
+    return art.save(root / "bert").location or root / "bert"
+
+
+def test_finetune_text_model_on_a_labelled_text_file(tmp_path, capsys):
+    lines = topic_lines(n=40)
+    (tmp_path / "topics.tsv").write_text("\n".join(lines) + "\n")
+    model = tiny_bert(tmp_path, [ln.split("\t")[1] for ln in lines])
+    assert main(["finetune", str(model), "--data", str(tmp_path / "topics.tsv"), "-o", str(tmp_path / "ft"),
+                 "--full", "--epochs", "10", "--lr", "1e-2", "--patience", "4", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["holdout_samples"] == 18 and r["epochs_run"] <= 10, r
+    man = json.loads((tmp_path / "ft" / "laser.json").read_text())
+    assert man["labels"] == ["food", "sport", "weather"] and man["outputs"][0]["shape"] == ["batch", 3]
+    assert man["metrics"]["holdout_top1"] >= 0.9, man["metrics"]
+    from laser.hub.pipelines.text import encode
+
+    art = Artifact.open(tmp_path / "ft")  # rebuilds: bert factory -> new head -> weights; classifies new texts
+    feeds = encode(art.preprocessing, ["rain and cold fog today", "the cheese soup was spicy"], art.spec.input_names)
+    with torch.inference_mode():
+        pred = art.module(*(torch.from_numpy(feeds[n]) for n in art.spec.input_names)).argmax(-1).tolist()
+    assert [art.labels[k] for k in pred] == ["weather", "food"]
+
+
+def test_finetune_text_frozen_head_and_bad_lines(tmp_path, capsys):
+    from laser.finetune import Finetune
+
+    lines = topic_lines(n=6)
+    (tmp_path / "t.tsv").write_text("\n".join(lines) + "\n")
+    model = Artifact.open(tiny_bert(tmp_path, [ln.split("\t")[1] for ln in lines]))
+    out = Finetune(data=str(tmp_path / "t.tsv"), epochs=1, progress=False)(model)
+    assert out.lineage[-1].results["trainable_params"] == 32 * 3 + 3  # frozen backbone: only the new head
+    (tmp_path / "bad.tsv").write_text("\n".join(lines[:4]) + "\nsport goal match\n")
+    assert main(["finetune", str(tmp_path / "bert"), "--data", str(tmp_path / "bad.tsv"), "-o", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.tsv:5: expected 'label<TAB>text'" in err, err
+    assert main(["finetune", "digits-cnn", "--data", str(tmp_path / "t.tsv"), "-o", str(tmp_path / "o")]) == 2
+    assert "need a text model" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -116,10 +116,6 @@ def test_import_bad_input_names_what_is_wrong(tmp_path):
     (tmp_path / "m.txt").write_text("x")
     with pytest.raises(ConfigError, match="cannot tell what"):
         import_model(tmp_path / "m.txt")
-    (tmp_path / "sm").mkdir()
-    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(ConfigError, match="savedmodel model; converting it needs tf2onnx"):
-        import_model(tmp_path / "sm")
     node = helper.make_node("Einsum", ["a", "a"], ["b"], equation="ij,ij->ij")
     node2 = helper.make_node("DFT", ["b"], ["c"])
     graph = helper.make_graph([node, node2], "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 2])],
@@ -178,8 +174,23 @@ def test_ppocr_cls_prune_and_back_to_onnx(ppocr_cls, tmp_path):
 def test_cli_import_bad_source_is_one_line(tmp_path, capsys):
     from laser.cli.main import main
 
-    (tmp_path / "m.tflite").write_bytes(b"TFL3")
-    assert main(["import", str(tmp_path / "m.tflite"), "-o", str(tmp_path / "out")]) != 0
+    (tmp_path / "m.txt").write_bytes(b"TFL3")
+    assert main(["import", str(tmp_path / "m.txt"), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "tflite model" in err and "tf2onnx" in err, err
+    assert len(err.splitlines()) == 1 and "cannot tell what" in err and ".tflite" in err, err
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_cli_import_reads_preprocessing_from_json_or_toml(tmp_path, capsys):
+    import json
+
+    from laser.cli.main import main
+
+    src = _onnx(Small(), tmp_path / "small.onnx", (1, 8, 8))
+    (tmp_path / "pre.toml").write_text('type = "image"\nsize = [8, 8]\nmean = [0.5]\nstd = [0.25]\n')
+    assert main(["import", str(src), "--preprocessing", str(tmp_path / "pre.toml"), "-o", str(tmp_path / "t")]) == 0
+    man = json.loads((tmp_path / "t" / "laser.json").read_text())
+    assert man["preprocessing"] == {"type": "image", "size": [8, 8], "mean": [0.5], "std": [0.25]}
+    (tmp_path / "bad.json").write_text("type = 'image'")
+    assert main(["import", str(src), "--preprocessing", str(tmp_path / "bad.json"), "-o", str(tmp_path / "b")]) == 2
+    assert "is not JSON" in capsys.readouterr().err and not (tmp_path / "b").exists()

@@ -26,7 +26,7 @@ def reference(digits_artifact, digits_test):
 
 
 def test_backends_table_names_every_backend_and_the_formats_it_runs():
-    assert set(BACKENDS) == {"torch", "torchscript", "onnxruntime", "openvino", "echo", "browser", "executorch", "aoti", "compiled"}
+    assert set(BACKENDS) == {"torch", "torchscript", "onnxruntime", "openvino", "echo", "browser", "executorch", "aoti", "compiled", "ssh"}
     assert BACKENDS["executorch"][1] == ("executorch",)
     assert BACKENDS["onnxruntime"][1] == ("onnx", "ort")
 

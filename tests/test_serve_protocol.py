@@ -442,13 +442,17 @@ def test_an_image_model_config_gives_its_input_format_as_triton_writes_it(http, 
     assert config["input"][0]["format"] == "FORMAT_NCHW" and config["input"][0]["dims"] == ["1", "8", "8"]
 
 
-def test_accept_encoding_gzip_is_honoured_on_answers(http, server):
+def test_accept_encoding_gzip_is_honoured_on_inference_answers(http, server):
     import tritonclient.http as th
 
-    r = http.get("/v2/models/digits-cnn/config", headers={"Accept-Encoding": "gzip"})
-    assert r.headers.get("content-encoding") == "gzip" and r.json()["name"] == "digits-cnn"  # httpx inflates it
-    plain = http.get("/v2/models/digits-cnn/config", headers={"Accept-Encoding": "identity"})
+    body = {"inputs": [{"name": "input", "shape": [4, 1, 8, 8], "datatype": "FP32", "data": _x(4).ravel().tolist()}]}
+    r = http.post("/v2/models/digits-cnn/infer", json=body, headers={"Accept-Encoding": "gzip"})
+    assert r.headers.get("content-encoding") == "gzip" and r.json()["model_name"] == "digits-cnn"  # httpx inflates it
+    plain = http.post("/v2/models/digits-cnn/infer", json=body, headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers and plain.json() == r.json()
+    # as Triton: other answers stay plain (tritonclient.http.aio asks for gzip everywhere, inflates only inference)
+    config = http.get("/v2/models/digits-cnn/config", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in config.headers and config.json()["name"] == "digits-cnn"
     client = th.InferenceServerClient(server.http_url.removeprefix("http://"))
     inp = th.InferInput("input", [4, 1, 8, 8], "FP32")
     inp.set_data_from_numpy(_x(4))

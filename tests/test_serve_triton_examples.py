@@ -29,6 +29,11 @@ from laser.serve import Server  # noqa: E402
 EXPECTED_FAILURES = {
     # CUDA shared memory: no GPU path here, registration is refused with one line
     "simple_grpc_cudashm_client.py": "no CUDA shared memory", "simple_http_cudashm_client.py": "no CUDA shared memory",
+    "simple_grpc_aio_cudashm_client.py": "no CUDA shared memory", "simple_http_aio_cudashm_client.py": "no CUDA shared memory",
+    # their first check counts the models of Triton's own example repository (7 or 8, with its TensorFlow and
+    # custom-backend models); the load/unload steps after it run in test_model_control_as_the_example_does_it
+    **dict.fromkeys(["simple_http_model_control.py", "simple_grpc_model_control.py", "simple_http_aio_model_control.py",
+                     "simple_grpc_aio_model_control.py"], "counts Triton's example repository"),
 }
 
 A = np.arange(16, dtype=np.int32)[None]
@@ -147,19 +152,114 @@ def test_model_control_as_the_example_does_it(server):
     assert client.is_model_ready("simple")
 
 
+def test_sequences_as_the_sequence_examples_send_them(server):
+    """simple_{http,grpc}_sequence_sync_infer_client.py and the gRPC stream one on ``simple_sequence``:
+    integer and UUID correlation ids, OUTPUT = INPUT (+1 on a sequence's first request)."""
+    import queue
+    import uuid
+
+    values = [0, 11, 7, -3]
+    expected = [values[0] + 1, *values[1:]]
+
+    def one(mod, value):
+        inp = mod.InferInput("INPUT", [1, 1], "INT32")
+        inp.set_data_from_numpy(np.full((1, 1), value, np.int32))
+        return [inp], [mod.InferRequestedOutput("OUTPUT")]
+
+    for client, mod, sid in ((th.InferenceServerClient(server.http_url.removeprefix("http://")), th, 1000),
+                             (tg.InferenceServerClient(server.grpc_target), tg, str(uuid.uuid4()))):
+        got = []
+        for i, v in enumerate(values):
+            inputs, outputs = one(mod, v)
+            r = client.infer("simple_sequence", inputs, outputs=outputs, sequence_id=sid, sequence_start=i == 0,
+                             sequence_end=i == len(values) - 1)
+            got.append(int(r.as_numpy("OUTPUT")[0][0]))
+        assert got == expected
+    grpc, answers = tg.InferenceServerClient(server.grpc_target), queue.Queue()
+    grpc.start_stream(callback=lambda result, error: answers.put(error or result))
+    try:
+        for sid in (1001, 1002):
+            for i, v in enumerate(values):
+                inputs, outputs = one(tg, v * (sid - 1000))
+                grpc.async_stream_infer("simple_sequence", inputs, outputs=outputs, request_id=f"{sid}_{i}",
+                                        sequence_id=sid, sequence_start=i == 0, sequence_end=i == len(values) - 1)
+        results = [answers.get(timeout=30) for _ in range(2 * len(values))]
+    finally:
+        grpc.stop_stream()
+    by_seq: dict[str, list[int]] = {}
+    for r in results:
+        assert not isinstance(r, InferenceServerException), r
+        by_seq.setdefault(r.get_response().id.split("_")[0], []).append(int(r.as_numpy("OUTPUT")[0][0]))
+    assert by_seq == {"1001": expected, "1002": [2 * values[0] + 1, *(2 * v for v in values[1:])]}
+
+
+def test_the_aio_clients_infer_in_parallel(server):
+    """simple_{http,grpc}_aio_infer_client.py's calls: two requests at once over asyncio."""
+    import asyncio
+
+    import tritonclient.grpc.aio as tga
+    import tritonclient.http.aio as tha
+
+    async def main() -> None:
+        for mod, url in ((tha, server.http_url.removeprefix("http://")), (tga, server.grpc_target)):
+            client = mod.InferenceServerClient(url)
+            try:
+                results = await asyncio.gather(*(client.infer("simple", _inputs(mod)) for _ in range(2)))
+                for r in results:
+                    np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), A + B)
+                stats = await client.get_inference_statistics(model_name="simple")  # aiohttp asks for gzip here
+                assert len(stats["model_stats"] if mod is tha else stats.model_stats) == 1
+            finally:
+                await client.close()
+
+    asyncio.run(main())
+
+
+# image_client.py / grpc_image_client.py runs on digits-cnn (FP32 [N, 1, 8, 8], FORMAT_NCHW, 10 logits):
+# protocol, async, streaming. image_client.py's HTTP runs read the config with attrdict (not installed here:
+# `pip install --target DIR attrdict` and put DIR on PYTHONPATH); without it they are skipped.
+IMAGE_RUNS = {"image_client.py": [["-i", "grpc"], ["-i", "grpc", "-a"], ["-i", "grpc", "--streaming"], ["-i", "http"],
+                                  ["-i", "http", "-a"]],
+              "grpc_image_client.py": [[], ["-a"], ["--streaming"]]}
+
+
+def _run_example(script: Path, url: str, *args: str) -> tuple[bool, str]:
+    run = subprocess.run([sys.executable, str(script), "-u", url, *args], capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in (run.stdout + run.stderr).strip().splitlines() if not ln.startswith(("Unclosed", "conn"))]
+    return run.returncode == 0, (lines or [""])[-1][:200]
+
+
 @pytest.mark.skipif(not os.environ.get("LASER_TRITON_EXAMPLES"), reason="set LASER_TRITON_EXAMPLES to a folder of "
                     "Triton's src/python/examples to run them unchanged")
-def test_published_examples_run_unchanged(server):
+def test_published_examples_run_unchanged(server, tmp_path):
+    from PIL import Image
+
     folder = Path(os.environ["LASER_TRITON_EXAMPLES"])
     scripts = sorted(p for p in folder.glob("simple_*.py"))
     assert scripts, f"no simple_*.py in {folder}"
     results = {}
     for script in scripts:
         url = server.grpc_target if "_grpc_" in script.name else server.http_url.removeprefix("http://")
-        run = subprocess.run([sys.executable, str(script), "-u", url], capture_output=True, text=True, timeout=120)
-        results[script.name] = run.returncode == 0
-        print(f"{script.name}: {'PASS' if run.returncode == 0 else 'FAIL'}"
-              f"{'' if run.returncode == 0 else ' ' + (run.stdout + run.stderr).strip().splitlines()[-1][:200]}")
+        results[script.name], last = _run_example(script, url)
+        print(f"{script.name}: {'PASS' if results[script.name] else 'FAIL ' + last}")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (32, 32), "white").save(images / "a.png")
+    Image.new("L", (20, 28), 128).save(images / "b.jpg")
+    has_attrdict = subprocess.run([sys.executable, "-c", "import importlib.util as u; assert u.find_spec('attrdict')"],
+                                  capture_output=True).returncode == 0  # (importing it needs the example's patch)
+    with Server(["digits-cnn"], http_port=0, grpc_port=0, socket_port=None, server_name="triton") as s:
+        for name, runs in IMAGE_RUNS.items():
+            if not (folder / name).is_file():
+                continue
+            for args in runs:
+                if "http" in args and not has_attrdict:
+                    continue
+                url = s.http_url.removeprefix("http://") if "http" in args else s.grpc_target
+                key = " ".join([name, *args])
+                results[key], last = _run_example(folder / name, url, "-m", "digits-cnn", "-c", "3", "-b", "2",
+                                                  *args, str(images))
+                print(f"{key}: {'PASS' if results[key] else 'FAIL ' + last}")
     unexpected = {name for name, ok in results.items() if not ok and name not in EXPECTED_FAILURES}
     assert not unexpected, f"failed: {sorted(unexpected)}"
 
@@ -180,3 +280,61 @@ def test_string_inputs_with_a_value_range_get_numeric_examples_and_a_model_no_ba
     feeds = laser.load(bundle.location).spec.example_inputs(batch=2)
     values = [int(v) for v in feeds["INPUT0"].ravel()]
     assert feeds["INPUT0"].shape == (2, 16) and all(-5 <= v < 5 for v in values)
+
+
+def test_inputs_without_dims_besides_the_batch_are_configured_with_reshape_as_triton_writes_them(tmp_path):
+    art = triton_models.doubler(tmp_path)
+    with Server([art], http_port=0, grpc_port=0, socket_port=None, backend="onnxruntime") as s:
+        http, grpc = th.InferenceServerClient(s.http_url.removeprefix("http://")), tg.InferenceServerClient(s.grpc_target)
+        cfg = http.get_model_config("doubler")
+        assert (cfg["input"][0]["dims"], cfg["input"][0]["reshape"]) == ([1], {"shape": []})
+        assert cfg["output"][0]["dims"] == [] and "reshape" not in cfg["output"][0]  # outputs come as the model gives them
+        pcfg = grpc.get_model_config("doubler").config
+        assert list(pcfg.input[0].dims) == [1] and pcfg.input[0].HasField("reshape") and not pcfg.input[0].reshape.shape
+        assert not pcfg.output[0].HasField("reshape")
+        x = np.arange(3, dtype=np.float32)
+        for client, mod in ((http, th), (grpc, tg)):
+            for shape in ([3, 1], [3]):  # as the config says, and as the model takes it
+                inp = mod.InferInput("x", shape, "FP32")
+                inp.set_data_from_numpy(x.reshape(shape))
+                np.testing.assert_array_equal(client.infer("doubler", [inp]).as_numpy("y"), 2 * x)
+
+
+def test_a_decoupled_model_streams_one_response_per_value_and_unary_calls_are_refused(server):
+    """simple_grpc_custom_repeat.py's calls on ``repeat_int32`` (torch module with a ``stream`` generator)."""
+    import queue
+
+    grpc = tg.InferenceServerClient(server.grpc_target)
+    http = th.InferenceServerClient(server.http_url.removeprefix("http://"))
+    assert http.get_model_config("repeat_int32")["model_transaction_policy"] == {"decoupled": True}
+    assert grpc.get_model_config("repeat_int32").config.model_transaction_policy.decoupled
+    values = np.arange(100, 105, dtype=np.int32)
+
+    def inputs(mod):
+        ins = [mod.InferInput("IN", [5], "INT32"), mod.InferInput("DELAY", [5], "UINT32"),
+               mod.InferInput("WAIT", [1], "UINT32")]
+        for inp, arr in zip(ins, (values, np.full(5, 20, np.uint32), np.zeros(1, np.uint32))):
+            inp.set_data_from_numpy(arr)
+        return ins
+
+    got: queue.Queue = queue.Queue()
+    grpc.start_stream(callback=lambda result, error: got.put(error or result))
+    try:
+        grpc.async_stream_infer("repeat_int32", inputs(tg), request_id="r1", enable_empty_final_response=True)
+        grpc.async_stream_infer("simple", _inputs(tg), request_id="s1")  # an ordinary model: one final answer
+        answers = [got.get(timeout=30) for _ in range(7)]
+    finally:
+        grpc.stop_stream()
+    assert not [a for a in answers if isinstance(a, InferenceServerException)], answers
+    by_id: dict[str, list] = {}
+    for a in answers:
+        r = a.get_response()
+        by_id.setdefault(r.id, []).append((r.parameters["triton_final_response"].bool_param, a))
+    assert [final for final, _ in by_id["r1"]] == [False] * 5 + [True]
+    assert [int(a.as_numpy("OUT")[0]) for _, a in by_id["r1"][:5]] == values.tolist()
+    assert by_id["r1"][5][1].get_response().outputs == []  # the empty final response
+    assert [final for final, _ in by_id["s1"]] == [True]
+    np.testing.assert_array_equal(by_id["s1"][0][1].as_numpy("OUTPUT0"), A + B)
+    for client, mod in ((http, th), (grpc, tg)):
+        with pytest.raises(InferenceServerException, match="decoupled transaction policy"):
+            client.infer("repeat_int32", inputs(mod))

@@ -1,9 +1,10 @@
-"""``laser finetune``: transfer learning of a torch model onto the user's labelled images.
+"""``laser finetune``: transfer learning of a torch model onto the user's labelled images or texts.
 
 The classifier head (the last Linear/Conv the forward pass runs) is replaced by a new one sized to the
 classes found; the backbone is frozen (its BatchNorm statistics too) unless ``unfreeze`` names how
 many of the last layers to train, or ``full`` trains everything. Images are read with the model's own
-preprocessing, augmented while training (random shifts of up to an eighth of the side, Gaussian noise),
+preprocessing, augmented while training (random shifts of up to an eighth of the side, Gaussian noise);
+a text file of ``label<TAB>text`` lines is tokenized with a text model's vocabulary and length. Both are
 and trained with laser's training loop (progress, TensorBoard, early stopping, resumable). A seeded,
 stratified 15 % of the data is held out; its top-1 goes into the manifest's metrics.
 
@@ -71,7 +72,9 @@ class Finetune:
             raise ConfigError(f"{artifact.name!r} runs no Linear/Conv layer; fine-tuning needs a classifier head")
         names = {m: n for n, m in module.named_modules()}
         head = names[order[-1]]
-        module = new_head(module, layer=head, classes=len(classes))
+        with torch.random.fork_rng(devices=[]):  # the new head's initial weights: seeded, same in any process
+            torch.manual_seed(self.seed)
+            module = new_head(module, layer=head, classes=len(classes))
         trainable = self._trainable(module, [names[m] for m in order[:-1]], head)
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
                              patience=self.patience, logdir=self.logdir, checkpoint=self.checkpoint,
@@ -102,19 +105,20 @@ class Finetune:
         from laser.data import folder
 
         path = Path(self.data)
-        if path.is_dir():
+        if path.exists():
+            kind = "image" if path.is_dir() else "text"
             pre = artifact.preprocessing
-            if pre.get("type") != "image":
-                raise ConfigError(f"{artifact.name!r} has no image preprocessing on its card "
-                                  f"({pre.get('type')!r}); an image folder needs an image model")
-            got = folder.image_folder(path, pre, skip_bad=self.skip_bad)
+            if pre.get("type") != kind:
+                raise ConfigError(f"{artifact.name!r} has no {kind} preprocessing on its card ({pre.get('type')!r}); "
+                                  + ("an image folder needs an image model" if kind == "image" else
+                                     f"{path.name} is read as label<TAB>text lines, which need a text model "
+                                     "(e.g. distilbert-sst2); images go in a folder DIR/<class>/*.png"))
+            got = (folder.image_folder(path, pre, skip_bad=self.skip_bad) if kind == "image" else
+                   folder.text_data(path, pre, artifact.spec.input_names))
             idx = folder.split(got.labels, self.seed)
             parts = [Dataset(f"{path.name}:{s}", tuple(a[idx[s]] for a in got.inputs), got.labels[idx[s]])
                      for s in ("train", "val", "test")]
             return parts[0], parts[1], parts[2], got.classes, got.skipped
-        if path.exists():
-            raise ConfigError(f"{path} is a file; laser finetune reads an image folder (DIR/<class>/*.png) "
-                              "or a registered dataset name")
         from laser import data as datasets
 
         sets = [datasets.load(self.data, s) for s in ("train", "val", "test")]

@@ -25,6 +25,7 @@ DTYPES = {
     "int32": np.int32,
     "int8": np.int8,
     "uint8": np.uint8,
+    "uint32": np.uint32,
     "bool": np.bool_,
     "string": np.object_,  # an object array of bytes (UTF-8 text): the BYTES datatype when served
 }

@@ -52,6 +52,14 @@ def add_backend(p: argparse.ArgumentParser, default: str | None = "auto",
     p.add_argument("--backend", default=default, help=f"{help} (default: {default})" if default else help)
 
 
+def add_on(p: argparse.ArgumentParser) -> None:
+    """``--on ssh://...`` and ``--identity``: run on another machine over SSH (laser.runtime.ssh)."""
+    p.add_argument("--on", metavar="ssh://USER@HOST[:PORT]",
+                   help="run on this device over SSH with its own python3 and runtime (onnxruntime, OpenVINO or "
+                        "ExecuTorch; the backend options then pick among those); ~/.ssh/config and LASER_SSH_OPTS apply")
+    p.add_argument("--identity", metavar="KEYFILE", help="private key for --on (default: ssh's own choice)")
+
+
 def add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="intra-op threads (default: all usable cores)")
 

@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 
 from laser.artifact import EXPORT_TARGETS
-from laser.cli.common import add_backend, add_batch_size, add_json, add_model_args, add_threads, load_model
+from laser.cli.common import (
+    add_backend,
+    add_batch_size,
+    add_json,
+    add_model_args,
+    add_on,
+    add_threads,
+    load_model,
+)
 from laser.cli.output import RANDOM_NOTE, emit_json, table
 from laser.errors import ConfigError, InputError, NotFoundError, ParityError
 
@@ -39,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help=".npy (one input), .npz (arrays named as the inputs) or an image")
     add_backend(p)
     add_threads(p)
+    add_on(p)
     p.add_argument("-o", "--output", help="write all outputs to this .npz file")
     p.add_argument("--top-k", type=int, default=5, help="classes to print for classifiers (default: 5)")
     add_json(p)
@@ -155,13 +164,20 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"{Path(args.output).with_suffix('.npz')}")
     art = load_model(args)
     feeds = read_inputs(args.input, art)
-    options = {"threads": args.threads} if args.threads else {}
-    with run(art, backend=args.backend, **options) as runner:
+    options: dict[str, Any] = {"threads": args.threads} if args.threads else {}
+    backend = args.backend
+    if args.on:
+        art = for_device(art)
+        options.update(on=args.on, identity=args.identity, runtime=args.backend)
+        backend = "ssh"
+    with run(art, backend=backend, **options) as runner:
         outputs = runner(feeds)
         described = runner.describe()
         choice = getattr(runner, "choice", None)
     result: dict[str, Any] = {"model": art.name, "random_weights": art.random_weights, "backend": described, "outputs": {
         n: {"shape": list(v.shape), "dtype": str(v.dtype)} for n, v in outputs.items()}}
+    if args.on:
+        result["local_parity"] = local_parity(art, feeds, outputs)
     if choice:
         result["auto_choice"] = choice["reason"]
     first = art.spec.outputs[0].name
@@ -176,6 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         emit_json(result)
         return 0
     print(f"{art.name} on {described['backend']}" + (f" (auto: {choice['reason']})" if choice else ""))
+    if args.on:
+        print(device_lines(described, result["local_parity"]))
     if art.random_weights:
         print(RANDOM_NOTE)
     if "top_k" in result:
@@ -188,6 +206,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output:
         print(f"outputs written to {args.output}")
     return 0
+
+
+def for_device(art: Any) -> Any:
+    """What runs on an SSH device: onnx/ort/executorch as they are; a torch model exported to ONNX (validated)."""
+    if art.format != "torch":
+        return art
+    from laser.export import export
+
+    return export(art, to="onnx")
+
+
+def local_parity(art: Any, feeds: dict[str, np.ndarray], remote: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The device's outputs against this machine's on the same inputs, with the Spec's tolerance."""
+    from laser.runtime import backends_for, run
+
+    tol = art.spec.tolerance
+    with run(art, backend=backends_for(art)[0]) as local:
+        mine = local(feeds)
+        backend = local.backend
+    errs = {n: float(np.max(np.abs(remote[n].astype(np.float64) - mine[n]))) if mine[n].size else 0.0 for n in mine}
+    ok = all(np.allclose(remote[n], mine[n], atol=tol.atol, rtol=tol.rtol) for n in mine)
+    return {"local_backend": backend, "max_abs_error": max(errs.values(), default=0.0), "within_tolerance": ok,
+            "atol": tol.atol, "rtol": tol.rtol,
+            "method": "measured: |device - local| element-wise on the same inputs; within = allclose(atol, rtol)"}
+
+
+def device_lines(described: dict[str, Any], parity: dict[str, Any]) -> str:
+    emulated = f", EMULATED ({described['emulated']})" if described.get("emulated") else ""
+    verdict = "within" if parity["within_tolerance"] else "OUTSIDE"
+    return (f"  device {described['device']}: {described['arch']}, {described['cpu']}{emulated}; "
+            f"{described['runtime']} {described['runtime_version']}\n"
+            f"  vs {parity['local_backend']} here: max abs error {parity['max_abs_error']:.3g}, {verdict} the spec "
+            f"tolerance (atol {parity['atol']:g}, rtol {parity['rtol']:g})")
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

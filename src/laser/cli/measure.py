@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from laser.cli.common import add_json, add_threads
+from laser.cli.common import add_json, add_on, add_threads
 from laser.cli.output import emit_json
 from laser.errors import ConfigError
 
@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=1.0, help="time budget per latency run (default: 1.0 s)")
     add_threads(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (energy from NVML on CUDA devices)")
+    add_on(p)
     p.add_argument("--reference", help="artifact for agreement figures and attacks (default: the first one)")
     p.add_argument("--robustness", action="store_true", help="also FGSM/PGD and corruptions (needs --data)")
     p.add_argument("--epsilons", default="0,0.007,0.03,0.1", help="ε values for FGSM/PGD, pixel units on [0, 1]")
@@ -67,7 +68,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = measure(arts, backends=args.backends, data=args.data, batch_sizes=_ints(args.batch_sizes, "--batch-sizes"),
                      repeats=args.repeats, max_seconds=args.seconds, threads=args.threads,
                      reference=load(args.reference) if args.reference else None, robustness=args.robustness,
-                     epsilons=_floats(args.epsilons, "--epsilons"), peak=not args.no_peak, device=args.device)
+                     epsilons=_floats(args.epsilons, "--epsilons"), peak=not args.no_peak, device=args.device,
+                     on=args.on, identity=args.identity)
     if args.report:
         page = report.write_html(Path(args.report))
     if args.json:

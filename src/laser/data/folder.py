@@ -74,6 +74,16 @@ def text_file(path: Path, labels: tuple[str, ...] | None = None) -> tuple[list[s
     return texts, np.asarray([index[n] for n in names], np.int64), classes
 
 
+def text_data(path: Path, preprocessing: Mapping[str, Any], names: tuple[str, ...]) -> Labelled:
+    """A ``label<TAB>text`` file tokenized with a text model's preprocessing (its vocabulary and fixed
+    length), one array per model input (``names``: input_ids, attention_mask, ...)."""
+    from laser.hub.pipelines.text import encode
+
+    texts, labels, classes = text_file(path)
+    feeds = encode(dict(preprocessing), texts, names)
+    return Labelled(tuple(feeds[n] for n in names), labels, classes)
+
+
 def split(labels: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """Stratified seeded indices: 70 % train, 15 % val (early stopping), 15 % test (held out)."""
     rng = np.random.default_rng(seed)

@@ -2,8 +2,9 @@
 
 ONNX files are imported as ONNX (``to="onnx"``) or converted to PyTorch (``to="torch"``, through
 onnx2torch) and validated against onnxruntime on example inputs; the parity figures go into the
-lineage step. TensorFlow, Keras, TFLite and Paddle sources are recognised and refused with what to do
-(their converters are not wired in yet).
+lineage step. TensorFlow SavedModels, Keras files, TFLite flatbuffers and Paddle inference models are
+converted to ONNX first (tf2onnx / paddle2onnx in the frameworks Python, see ``frameworks.py``) and
+checked against the source framework's own outputs; ``to="torch"`` then goes on as for ONNX.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def source_format(path: Path) -> str:
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
-        if any(path.glob("*.pdmodel")):
+        if any(path.glob("*.pdmodel")) or any(path.glob("*.pdiparams")):  # Paddle 3: .json + .pdiparams
             return "paddle"
     suffix = path.suffix.lower()
     table = {".onnx": "onnx", ".keras": "keras", ".h5": "keras", ".tflite": "tflite", ".pdmodel": "paddle"}
@@ -46,25 +47,54 @@ def source_format(path: Path) -> str:
 
 def import_model(source: str | os.PathLike[str], *, to: str = "onnx", name: str | None = None,
                  input_shape: tuple[int, ...] | None = None, preprocessing: Mapping[str, Any] | None = None,
-                 labels: tuple[str, ...] = ()) -> Artifact:
-    """Import ``source``; ``input_shape`` (per sample) fixes the dynamic dims of the first input."""
+                 labels: tuple[str, ...] = (), signature: str | None = None, python: str | None = None) -> Artifact:
+    """Import ``source``; ``input_shape`` (per sample) fixes the dynamic dims of the first input.
+    ``signature`` picks a SavedModel signature; ``python`` runs the TF/Paddle converters (see frameworks.py)."""
     if to not in TARGETS:
         raise ConfigError(f"--to must be one of {TARGETS}, got {to!r}")
     path = Path(source)
     fmt = source_format(path)
+    extra: dict[str, Any] = {"preprocessing": dict(preprocessing or {}), "labels": tuple(labels)}
     if fmt != "onnx":
-        raise ConfigError(f"{path} is a {fmt} model; converting it needs tf2onnx / paddle2onnx, which this laser "
-                          f"does not wire in yet. Convert it to ONNX first (`python -m tf2onnx.convert` or "
-                          f"`paddle2onnx`), then run laser import on the .onnx file")
+        return _from_framework(path, fmt, to, name, input_shape, extra, signature, python)
+    if signature is not None:
+        raise ConfigError("--signature picks a TF SavedModel signature; an ONNX file has one graph")
     from laser.loader import import_onnx
 
     art = import_onnx(path, name=name)
     spec = _fixed_spec(art.spec, input_shape)
-    extra: dict[str, Any] = {"preprocessing": dict(preprocessing or {}), "labels": tuple(labels)}
     params = {"source": str(path), "framework": "onnx", "to": to}
     if to == "onnx":  # dynamic dims stay dynamic: onnxruntime runs any size
         return art.derive(Step("import", params={**params, "converter": None}), spec=spec, **extra)
-    return _to_torch(path, art, spec, params, extra)
+    return _to_torch(path, art, spec, {**params, "converter": "onnx2torch"}, extra)
+
+
+def _from_framework(path: Path, fmt: str, to: str, name: str | None, input_shape: tuple[int, ...] | None,
+                    extra: dict[str, Any], signature: str | None, python: str | None) -> Artifact:
+    """TF / Keras / TFLite / Paddle -> ONNX (checked against the source framework) -> ONNX or torch bundle."""
+    from laser.artifact import tool_versions, workspace
+    from laser.importer import frameworks as fw
+    from laser.loader import import_onnx
+
+    py = fw.python_for(fmt, python)
+    onnx_path = workspace("import") / "model.onnx"
+    info = fw.convert(py, fmt, path, onnx_path, signature)
+    art = import_onnx(onnx_path, name=name or path.stem)
+    spec = _fixed_spec(art.spec, input_shape)
+    run = _ort_runner(onnx_path)
+    probed = _probe_dims(path, spec, run) if spec.named_dims else spec  # concrete example inputs
+    results = {"parity_vs_source": fw.parity(py, fmt, path, info["signature"], probed, run)}
+    fw.fill_io(info, art.spec)
+    fw.check(results["parity_vs_source"])
+    params = {"source": path.name, "framework": fmt, "converter": info["converter"], "signature": info["signature"],
+              "opset": fw.OPSET, "source_inputs": info["inputs"], "source_outputs": info["outputs"], "to": to}
+    versions = {**tool_versions(), **info["versions"]}
+    if to == "onnx":
+        step = Step("import", params=params, results=results, versions=versions)
+        return Artifact.from_files({"model.onnx": onnx_path}, name=art.name, task=art.task, format="onnx", spec=spec,
+                                   step=step, **extra)
+    return _to_torch(onnx_path, art, probed, {**params, "converter": f"{info['converter']}+onnx2torch"}, extra,
+                     results, versions)
 
 
 def _ort_runner(path: Path) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
@@ -118,7 +148,8 @@ def _probe_dims(path: Path, spec: ModelSpec, run: Callable[[dict[str, np.ndarray
                       "pass --input-shape (per sample, e.g. 3,48,192)")
 
 
-def _to_torch(path: Path, art: Artifact, spec: ModelSpec, params: dict[str, Any], extra: dict[str, Any]) -> Artifact:
+def _to_torch(path: Path, art: Artifact, spec: ModelSpec, params: dict[str, Any], extra: dict[str, Any],
+              results: dict[str, Any] | None = None, versions: dict[str, str] | None = None) -> Artifact:
     import onnx
 
     from laser.artifact import tool_versions
@@ -135,8 +166,9 @@ def _to_torch(path: Path, art: Artifact, spec: ModelSpec, params: dict[str, Any]
     if parity["max_abs_diff"] > PARITY_ATOL:
         raise ParityError(f"the converted torch model differs from onnxruntime by up to {parity['max_abs_diff']:.3g} "
                           f"(> {PARITY_ATOL}) on example inputs; keep the model as ONNX (--to onnx)")
-    versions = {**tool_versions(), "onnx2torch": _version("onnx2torch")}
-    step = Step("import", params={**params, "converter": "onnx2torch"}, results={"parity": parity}, versions=versions)
+    versions = {**(versions or tool_versions()), "onnx2torch": _version("onnx2torch")}
+    params = {"converter": "onnx2torch", **params}
+    step = Step("import", params=params, results={**(results or {}), "parity": parity}, versions=versions)
     return Artifact.from_module(rebuilt, name=art.name, task=art.task, spec=spec, step=step,
                                 architecture={"factory": FACTORY, "kwargs": {"graph": graph}}, **extra)
 

@@ -61,6 +61,36 @@ def _jobs(art: Artifact, wanted: Sequence[str] | None, export: bool,
     return jobs, missed
 
 
+def _ssh_jobs(art: Artifact, wanted: Sequence[str] | None, export: bool,
+              cache: dict[tuple[int, str], Artifact]) -> tuple[list[tuple[Artifact, str]], list[str]]:
+    """Jobs for an SSH device: ``ssh:RUNTIME`` per wanted runtime (default: the device's first that runs the
+    format). A torch artifact is exported to ONNX first when ``export`` is set."""
+    from laser.runtime import BACKENDS
+
+    runtimes = [b for b in (wanted or ["auto"]) if b]
+    if art.format not in BACKENDS["ssh"][1]:
+        if not (export and art.format == "torch"):
+            return [], [f"ssh:{r}" for r in runtimes]
+        if (id(art), "onnx") not in cache:
+            from laser.export import export as do_export
+
+            cache[(id(art), "onnx")] = do_export(art, to="onnx")
+        art = cache[(id(art), "onnx")]
+    return [(art, f"ssh:{r}") for r in runtimes], []
+
+
+def _runner_options(backend: str, threads: int | None, device: str, on: str | None,
+                    identity: str | None) -> tuple[str, dict[str, Any]]:
+    """(backend, options) for ``laser.run``: a job ``ssh:RUNTIME`` runs on the backend ``ssh`` with the device's."""
+    options: dict[str, Any] = {"threads": threads}
+    if device != "cpu":
+        options["device"] = device
+    if on:
+        backend, runtime = "ssh", backend.partition(":")[2]
+        options.update(on=on, identity=identity, runtime=runtime)
+    return backend, options
+
+
 def _dataset(data: Dataset | str | None) -> Dataset | None:
     if data is None or isinstance(data, Dataset):
         return data
@@ -84,7 +114,8 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
             min_iters: int = 30,
             max_seconds: float = 1.0, threads: int | None = None, robustness: bool = False,
             epsilons: Sequence[float] = DEFAULT_EPSILONS, robust_samples: int = 200, peak: bool = True,
-            activations: bool = True, export: bool = True, device: str = "cpu") -> Report:
+            activations: bool = True, export: bool = True, device: str = "cpu", on: str | None = None,
+            identity: str | None = None) -> Report:
     """Measure Latency, Accuracy, Size, Energy and Robustness of each artifact on each backend.
 
     ``backends``: names (or "a,b"); None = the first backend that runs each artifact's format.
@@ -95,9 +126,15 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
     throughput among them is the Offline figure. ``export``: a torch artifact asked for on a backend
     of another format (e.g. onnxruntime) is exported to it first and measured as that export.
     ``device``: where runners run ('cpu', 'cuda', 'cuda:1'); energy is read from NVML on CUDA devices.
+    ``on``: ``ssh://USER@HOST[:PORT]``: run every artifact on that device instead (``runtime/ssh.py``; ``backends``
+    then name the device's runtimes, ``identity`` the key): latency is timed there, the report's hardware is the
+    device's fingerprint, and timings under emulation (qemu) are of kind ``emulated``.
     """
     from laser.runtime import run
 
+    if on and device != "cpu":
+        raise ConfigError(f"device {device!r} is one of this machine's; the model runs on {on} instead (on its CPU): "
+                          "drop --device or --on")
     arts = _artifacts(artifacts)
     if isinstance(backends, str):
         backends = [b.strip() for b in backends.split(",") if b.strip()]
@@ -105,7 +142,8 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
         raise ConfigError(f"batch_sizes must be positive integers, got {list(batch_sizes)}")
     ref = _artifacts(reference)[0] if reference is not None else (arts[0] if len(arts) > 1 else None)
     ds = _dataset(data)
-    hw = dict(fingerprint(peak=peak, device=device))  # a copy: the fingerprint is cached
+    # A copy: the fingerprint is cached. On an SSH device it is the device's, filled in by its first runner.
+    hw = {} if on else dict(fingerprint(peak=peak, device=device))
     report = Report(artifacts=[], hardware=hw, settings={
         "backends": list(backends or ["auto"]), "data": ds.name if ds else None, "batch_sizes": list(batch_sizes),
         "repeats": repeats, "warmup": warmup, "warmup_seconds": warmup_seconds, "min_iters": min_iters,
@@ -116,7 +154,7 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
               "max_seconds": max_seconds}
     exported: dict[tuple[int, str], Artifact] = {}
     for parent in arts:
-        jobs, missed = _jobs(parent, backends, export, exported)
+        jobs, missed = _ssh_jobs(parent, backends, export, exported) if on else _jobs(parent, backends, export, exported)
         if missed:
             report.skipped.append({"name": parent.name, "format": parent.format, "backends": missed,
                                    "reason": f"backend(s) {missed} do not run {parent.format} artifacts; "
@@ -130,10 +168,10 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
                 sizes[id(art)] = size_of(art, activations=activations)
             # Agreement is against the given reference, else the torch model an export came from.
             agree_ref = ref if ref is not None else (parent if art is not parent else None)
-            options: dict[str, Any] = {"threads": threads}
-            if device != "cpu":
-                options["device"] = device
+            backend, options = _runner_options(backend, threads, device, on, identity)
             with run(art, backend=backend, **options) as runner:
+                if on and not hw:
+                    hw.update(runner.hardware())  # type: ignore[attr-defined]
                 entry = _measure_one(art, runner, sizes[id(art)], ds, agree_ref, hw, batch_sizes, repeats, lat_kw,
                                      options)
                 if robustness and ds is not None:
@@ -172,7 +210,8 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
     figures: dict[str, dict[str, str]] = {}
     load_before = _load()
     rep = repeated(runner, repeats=repeats, batch_size=batch_sizes[0], **lat_kw)
-    notes = _noise_notes(rep.spread_pct, repeats, max(load_before, _load()), hw)
+    remote = getattr(runner, "remote", False)  # the local load average says nothing about a remote device
+    notes = _noise_notes(rep.spread_pct, repeats, 0.0 if remote else max(load_before, _load()), hw)
     main: LatencyResult = rep.median_run
     sweep = [main] + [latency(runner, batch_size=b, **lat_kw) for b in batch_sizes[1:]]
     best = max(sweep, key=lambda r: r.throughput_per_s)
@@ -203,7 +242,8 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
             from laser.runtime import run
 
             # Same device as the runner: a torch reference shares its module, which runners move in place.
-            with run(ref, backend=_first_backend(ref), **options) as ref_runner:
+            local = {k: v for k, v in options.items() if k in ("threads", "device")}  # not the SSH device's
+            with run(ref, backend=_first_backend(ref), **local) as ref_runner:
                 agree, how = agreement(runner, ref_runner, ds)
             accuracy.update(agree)
             figures.update({f"accuracy.{k}": v for k, v in how.items()})
@@ -221,6 +261,8 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
                      "path than the matmul used); read % of peak as a lower bound of the true peak's share")
     if eff:
         figures["efficiency"] = {"unit": eff["unit"], "method": eff["method"], "kind": "estimated"}
+    if getattr(runner, "emulated", None):
+        _label_emulated(figures, notes, runner)
     return {
         "name": art.name, "backend": runner.backend, "format": art.format, "task": art.task,
         "runner": runner.describe(), "steps": [s.op for s in art.lineage],
@@ -231,6 +273,15 @@ def _measure_one(art: Artifact, runner: Any, size: dict[str, Any], ds: Dataset |
         "size": {k: v for k, v in size.items() if k != "method"},
         "energy": e.to_dict(), "efficiency": eff, "robustness": None, "figures": figures, "warnings": notes,
     }
+
+
+def _label_emulated(figures: dict[str, dict[str, str]], notes: list[str], runner: Any) -> None:
+    """Timings (and what is derived from them) under qemu emulation are of kind ``emulated``, never ``measured``."""
+    for key, fig in figures.items():
+        if key.startswith(("latency", "offline", "energy", "efficiency")):
+            fig["kind"] = "emulated"
+    notes.append(f"every timing here is EMULATED ({runner.emulated} on {runner.on}): it says how the artifact runs "
+                 "under emulation, not how fast a real device is; outputs are the device architecture's")
 
 
 def _load() -> float:
@@ -278,7 +329,8 @@ def _energy(runner: Any, lat: LatencyResult, flops: float | None, hw: dict[str, 
             size: dict[str, Any] | None = None) -> energy_mod.EnergyResult:
     """Measured from RAPL/NVML when a counter is readable, else estimated from the latency run and the
     artifact's per-layer workload (MACs at their precision, bytes moved)."""
-    reader = energy_mod.reader_for(getattr(runner, "device", "cpu"))
+    # A remote runner's energy can only be estimated: this machine's counters do not see the device.
+    reader = None if getattr(runner, "remote", False) else energy_mod.reader_for(getattr(runner, "device", "cpu"))
     if reader is None:
         from laser.measure.workload import of_artifact
 

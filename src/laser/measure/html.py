@@ -125,8 +125,13 @@ def _hardware(report: Any) -> str:
         facts.append((f"peak INT8{on}", f"{hw['peak_int8']['gops']:.0f} GOP/s — {hw['peak_int8']['method']}"))
     if hw.get("peak_bf16"):
         facts.append((f"peak BF16{on}", f"{hw['peak_bf16']['gflops']:.0f} GFLOP/s — {hw['peak_bf16']['method']}"))
-    facts.append(("software", f"Python {hw.get('python')}, torch {hw.get('torch')}, onnxruntime "
-                              f"{hw.get('onnxruntime', '—')}, {hw.get('os', '')}"))
+    if hw.get("device"):  # an SSH device (runtime/ssh.py): its fingerprint, its runtimes
+        facts.insert(0, ("device", hw["device"] + (f" — EMULATED ({hw['emulated']})" if hw.get("emulated") else "")))
+        software = ", ".join(f"{k} {v}" for k, v in (hw.get("runtimes") or {}).items())
+        facts.append(("software", f"Python {hw.get('python')}, {software}, {hw.get('os', '')}"))
+    else:
+        facts.append(("software", f"Python {hw.get('python')}, torch {hw.get('torch')}, onnxruntime "
+                                  f"{hw.get('onnxruntime', '—')}, {hw.get('os', '')}"))
     ft = "".join(f"<tr><td>{_e(k)}</td><td class='l'>{_e(v)}</td></tr>" for k, v in facts)
     return (f"<table>{ft}</table><p class='muted'>Throughput and efficiency, the columns of the classic CPU / FPGA / "
             "GPU comparison table. Effective TFLOP/s = FLOPs per inference × inferences/s (Offline, best batch size); "

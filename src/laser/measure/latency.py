@@ -117,11 +117,26 @@ def latency(runner: Any, batch_size: int = 1, warmup: int = 10, min_iters: int =
     else:
         first = next(iter(inputs.values()))
         batch_size = int(first.shape[0]) if getattr(first, "ndim", 0) else 1
+    # A runner on another machine (runtime/ssh.py) runs this same loop there, so the figures are the device's.
+    loop = getattr(runner, "time_calls", None) or (lambda *a: time_calls(runner, *a))
+    samples, wall_ns, cpu_s, done = loop(inputs, warmup, warmup_seconds, min_iters, max_seconds, iters)
+    count = f"{iters} timed calls" if iters is not None else f">= {min_iters} timed calls and >= {max_seconds:g} s"
+    clock = getattr(runner, "timing_method", "measured: time.perf_counter_ns around each runner call")
+    method = (f"{clock}, after {done} warm-up calls (>= {warmup} and >= {warmup_seconds:g} s), {count}; "
+              "throughput = samples / wall time")
+    return summarize(samples, batch_size, wall_ns, cpu_s, getattr(runner, "threads", None),
+                     scenario or ("single-stream" if batch_size == 1 else "offline"), method)
+
+
+def time_calls(call: Any, inputs: Mapping[str, np.ndarray], warmup: int, warmup_seconds: float, min_iters: int,
+               max_seconds: float, iters: int | None) -> tuple[list[int], int, float, int]:
+    """(per-call ns, wall ns, process CPU s, warm-up calls done): the timing loop of ``latency``.
+    ``runtime/device_runner.py`` runs a copy of it on SSH devices (it cannot import laser): keep the two alike."""
     clock = time.perf_counter_ns
     warm_until = clock() + int(warmup_seconds * 1e9)
     done = 0
     while done < warmup or clock() < warm_until:
-        runner(inputs)
+        call(inputs)
         done += 1
     budget_ns = int(max_seconds * 1e9)
     samples: list[int] = []
@@ -129,7 +144,7 @@ def latency(runner: Any, batch_size: int = 1, warmup: int = 10, min_iters: int =
     start = clock()
     while True:
         t0 = clock()
-        runner(inputs)
+        call(inputs)
         t1 = clock()
         samples.append(t1 - t0)
         if iters is not None:
@@ -137,14 +152,7 @@ def latency(runner: Any, batch_size: int = 1, warmup: int = 10, min_iters: int =
                 break
         elif len(samples) >= min_iters and t1 - start >= budget_ns:
             break
-    wall_ns = clock() - start
-    cpu_s = time.process_time() - cpu0
-    count = f"{iters} timed calls" if iters is not None else f">= {min_iters} timed calls and >= {max_seconds:g} s"
-    method = (f"measured: time.perf_counter_ns around each runner call, after {done} warm-up calls "
-              f"(>= {warmup} and >= {warmup_seconds:g} s), {count}; "
-              "throughput = samples / wall time")
-    return summarize(samples, batch_size, wall_ns, cpu_s, getattr(runner, "threads", None),
-                     scenario or ("single-stream" if batch_size == 1 else "offline"), method)
+    return samples, clock() - start, time.process_time() - cpu0, done
 
 
 def single_stream(runner: Any, **kwargs: Any) -> LatencyResult:

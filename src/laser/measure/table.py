@@ -64,7 +64,10 @@ def rows(report: Any) -> list[tuple[str, str, list[str]]]:
             return
         out.append((label, unit, [_fmt(v, kind) for v in values]))
 
+    # Timings from an emulated device (runtime/ssh.py under qemu) say so on every timing row.
+    emulated = any(_get(a, ("figures", "latency.p50_ms", "kind")) == "emulated" for a in arts)
     for label, unit, path, kind in FIXED:
+        label += " [emulated]" * (emulated and label != "threads")
         if kind == "ci":
             cells = [f"{a['latency']['mean_ms']:.3f} ± {a['latency']['ci95_ms'] or 0:.3f}" for a in arts]
             out.append((label, unit, cells))
@@ -115,6 +118,10 @@ def markdown(report: Any) -> str:
 def hardware_line(hw: dict[str, Any]) -> str:
     cpu = hw.get("cpu", {})
     parts = [f"hardware: {cpu.get('model', '?')}, {cpu.get('usable_cores', '?')} usable cores"]
+    if hw.get("device"):  # an SSH device (runtime/ssh.py): its own fingerprint
+        parts[0] = (f"hardware: device {hw['device']} ({cpu.get('arch', '?')}"
+                    + (", EMULATED" if hw.get("emulated") else "") + f"): {parts[0].partition(': ')[2]}")
+        parts += [f"{k} {v}" for k, v in (hw.get("runtimes") or {}).items()]
     if cpu.get("isa"):
         parts.append("ISA " + " ".join(cpu["isa"]))
     for g in hw.get("gpus", []):

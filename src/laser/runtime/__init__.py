@@ -25,10 +25,11 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "executorch": ("laser.runtime.executorch:ExecuTorchRunner", ("executorch",)),
     "echo": ("laser.runtime.echo:EchoRunner", FORMATS),
     "browser": ("laser.runtime.browser:BrowserRunner", ("onnx",)),
+    "ssh": ("laser.runtime.ssh:SSHRunner", ("onnx", "ort", "executorch")),
 }
 # Run only when asked for by name: echo computes nothing real; browser starts headless Chromium;
-# compiled spends seconds to minutes compiling before its first answer.
-BY_NAME_ONLY = ("echo", "browser", "compiled")
+# compiled spends seconds to minutes compiling before its first answer; ssh runs on another machine (on=...).
+BY_NAME_ONLY = ("echo", "browser", "compiled", "ssh")
 
 
 def backends_for(artifact: Artifact) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -27,6 +27,7 @@ class Runner:
     """
 
     backend: str = "?"
+    decoupled: bool = False  # True: ``stream`` yields several outputs for one call (e.g. one a generated step)
 
     def __init__(self, artifact: Artifact, threads: int | None = None, device: str = "cpu"):
         if threads is not None and threads < 1:
@@ -42,6 +43,10 @@ class Runner:
 
     def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def stream(self, inputs: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """The outputs of one call as they come: a decoupled runner yields several, any other one."""
+        yield self(inputs)
 
     def warmup(self, n: int = 3, batch: int = 1) -> dict[str, np.ndarray]:
         """``n`` untimed calls on Spec example inputs at ``batch`` (every other named dim sized as

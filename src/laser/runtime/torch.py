@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,19 +36,38 @@ class TorchRunner(Runner):
         self.module = artifact.module.eval().to(device)
         if channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # A module with a ``stream`` generator (same arguments as forward) answers one call with several outputs
+        self.decoupled = callable(getattr(self.module, "stream", None))
 
     def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        with torch.inference_mode():
+            result = self.module(*self._args(inputs))
+        return outputs_to_numpy(result, self.spec.output_names)
+
+    def stream(self, inputs: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        import torch
+
+        if not self.decoupled:
+            yield self(inputs)
+            return
+        self.spec.check_inputs(inputs)
+        with torch.inference_mode():
+            for result in getattr(self.module, "stream")(*self._args(inputs)):  # noqa: B009 (torch types it as a Tensor)
+                yield outputs_to_numpy(result, self.spec.output_names)
+
+    def _args(self, inputs: Mapping[str, np.ndarray]) -> list[Any]:
+        import torch
+
         args = []
         for t in self.spec.inputs:
-            x = torch.from_numpy(np.ascontiguousarray(inputs[t.name])).to(self.device)
+            arr = np.ascontiguousarray(inputs[t.name])
+            x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).to(self.device)  # e.g. a request's bytes
             if self.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             args.append(x)
-        with torch.inference_mode():
-            result = self.module(*args)
-        return outputs_to_numpy(result, self.spec.output_names)
+        return args
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "channels_last": self.channels_last, "tf32": self.tf32}

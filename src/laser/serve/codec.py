@@ -134,6 +134,7 @@ class InferRequest:
     timeout_us: int | None = None
     binary_output: bool = False
     sequence: SequenceFlags | None = None
+    empty_final: bool = False  # streamed: end a decoupled model's answers with an empty final one
 
 
 @dataclass
@@ -262,7 +263,8 @@ def request_from_body(req: schema.InferBody, binary: memoryview, model: str, ver
     rp = req.parameters
     return InferRequest(model=model, version=version, id=str(req.id)[:128], inputs=tensors, outputs=outputs,
                         timeout_us=rp.timeout, binary_output=rp.binary_data_output,
-                        sequence=sequence_of(rp.sequence_id, rp.sequence_start, rp.sequence_end))
+                        sequence=sequence_of(rp.sequence_id, rp.sequence_start, rp.sequence_end),
+                        empty_final=rp.triton_enable_empty_final_response)
 
 
 def shm_ref(p: schema.SharedMemoryRef, what: str) -> ShmRef:

@@ -91,7 +91,8 @@ def request_from_proto(msg: Any, limits: Limits, time_remaining: float | None) -
                                            shm_ref(op, f"output {o.name!r}") if op.shared_memory_region else None))
     return InferRequest(model=model, version=version, id=msg.id, inputs=inputs, outputs=outputs,
                         timeout_us=timeout, binary_output=True,
-                        sequence=sequence_of(rp.sequence_id, rp.sequence_start, rp.sequence_end))
+                        sequence=sequence_of(rp.sequence_id, rp.sequence_start, rp.sequence_end),
+                        empty_final=rp.triton_enable_empty_final_response)
 
 
 def response_to_proto(resp: InferResponse) -> Any:
@@ -130,6 +131,10 @@ def _config_to_proto(cfg: dict[str, Any]) -> Any:
                     format=formats.Value(t.get("format", "FORMAT_NONE")))
     for t in cfg["output"]:
         c.output.add(name=t["name"], data_type=dtypes[t["data_type"]].number, dims=t["dims"])
+    for entry, t in [*zip(c.input, cfg["input"]), *zip(c.output, cfg["output"])]:
+        if "reshape" in t:
+            entry.reshape.SetInParent()
+            entry.reshape.shape.extend(t["reshape"]["shape"])
     policy = cfg["version_policy"]
     if "latest" in policy:
         c.version_policy.latest.num_versions = policy["latest"]["num_versions"]
@@ -148,6 +153,8 @@ def _config_to_proto(cfg: dict[str, Any]) -> Any:
         for st in sb["state"]:
             c.sequence_batching.state.add(input_name=st["input_name"], output_name=st["output_name"],
                                           data_type=dtypes[st["data_type"]].number, dims=st["dims"])
+    if cfg.get("model_transaction_policy", {}).get("decoupled"):
+        c.model_transaction_policy.decoupled = True
     for key, value in cfg.get("parameters", {}).items():
         c.parameters[key].string_value = value["string_value"]
     return c
@@ -269,9 +276,12 @@ def stream_infer(handler: Handler) -> Callable[[AsyncIterator[bytes], Any], Asyn
             def parse() -> InferRequest:
                 got.append(decode(Request, data))
                 return request_from_proto(got[0], limits, ctx.time_remaining())
+            async def emit(resp: InferResponse, final: bool) -> None:
+                msg = response_to_proto(resp)
+                msg.parameters["triton_final_response"].bool_param = final
+                answers.put_nowait(Answer(infer_response=msg))
             try:
-                resp = await handler.infer(PROTOCOL, parse)
-                answers.put_nowait(Answer(infer_response=response_to_proto(resp)))
+                await handler.stream(PROTOCOL, parse, emit)
             except ServeError as err:
                 answers.put_nowait(Answer(error_message=str(err), infer_response=message("ModelInferResponse")(
                     id=got[0].id if got else "", model_name=got[0].model_name if got else "")))

@@ -9,10 +9,13 @@ HTTP, gRPC and the socket protocol are thin adapters that parse and serialise ar
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,7 @@ from laser.serve.shm import SharedMemory
 from laser.serve.tasks import TASKS, deadline
 
 log = logging.getLogger("laser.serve")
+DECOUPLED_STREAMS = 16  # decoupled requests producing at once; more wait for a thread
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics",
               "system_shared_memory", "sequence", "laser_tasks"]
@@ -96,9 +100,12 @@ class Handler:
         s = mv.settings
         skip = 1 if mv.batchable else 0  # dims exclude the batch dim when max_batch_size > 0
 
-        def tensor(t: Any) -> dict[str, Any]:
-            return {"name": t.name, "data_type": "TYPE_" + datatype_of(t.dtype).replace("BYTES", "STRING"),
-                    "dims": [d if isinstance(d, int) else -1 for d in t.shape[skip:]]}
+        def tensor(t: Any, reshape: bool = False) -> dict[str, Any]:
+            entry = {"name": t.name, "data_type": "TYPE_" + datatype_of(t.dtype).replace("BYTES", "STRING"),
+                     "dims": [d if isinstance(d, int) else -1 for d in t.shape[skip:]]}
+            if reshape and _reshaped(mv, t):  # Triton's way to write an input with no dims besides the batch
+                entry.update(dims=[1], reshape={"shape": []})
+            return entry
 
         kind, arg = parse_policy(s.version_policy)
         policy: dict[str, Any] = {"latest": {"num_versions": arg}} if kind == "latest" else (
@@ -106,7 +113,7 @@ class Handler:
         config: dict[str, Any] = {
             "name": mv.name, "platform": f"laser_{mv.artifact.format}", "backend": mv.backend,
             "version_policy": policy, "max_batch_size": mv.max_batch_size,
-            "input": [tensor(t) for t in _inputs(mv)], "output": [tensor(t) for t in _outputs(mv)],
+            "input": [tensor(t, reshape=True) for t in _inputs(mv)], "output": [tensor(t) for t in _outputs(mv)],
         }
         layout = _image_format(mv.artifact.preprocessing, config["input"])
         if layout:
@@ -119,6 +126,8 @@ class Handler:
         if mv.batcher.dynamic:
             config["dynamic_batching"] = {"preferred_batch_size": list(s.preferred_batch_sizes),
                                           "max_queue_delay_microseconds": int(s.max_queue_delay_ms * 1000)}
+        if mv.decoupled:
+            config["model_transaction_policy"] = {"decoupled": True}
         if mv.sequences is not None:
             config["sequence_batching"] = mv.sequences.config(
                 lambda dtype: datatype_of(dtype).replace("BYTES", "STRING"), mv.spec, skip)
@@ -171,7 +180,49 @@ class Handler:
             if self.inflight == 0 and self._idle is not None:
                 self._idle.set()
 
-    async def _infer(self, labels: list[str], request: InferRequest | Callable[[], Any]) -> InferResponse:
+    async def stream(self, protocol: str, request: InferRequest | Callable[[], Any],
+                     emit: Callable[[InferResponse, bool], Awaitable[None]]) -> None:
+        """Run one request of a stream: ``emit(response, final)`` once per response. A decoupled model
+        answers with each output its runner yields (final False), then, when the request asks for it
+        (``triton_enable_empty_final_response``), an empty response with final True; any other model
+        answers once, final."""
+        await self._lifecycle(protocol, self._stream, request, emit)
+
+    async def _stream(self, labels: list[str], request: InferRequest | Callable[[], Any],
+                      emit: Callable[[InferResponse, bool], Awaitable[None]]) -> None:
+        req, mv = await self._open(labels, request)
+        if not mv.decoupled:
+            await emit(await self._run(mv, req), True)
+            return
+        feeds, _ = self._feeds(mv, req)
+        wanted = self._wanted(mv, req)
+        loop, items = asyncio.get_running_loop(), asyncio.Queue()  # type: ignore[var-annotated]
+        stop = threading.Event()
+
+        def produce() -> None:  # a worker thread walks the runner's generator
+            try:
+                for out in mv.runner.stream(feeds):
+                    if stop.is_set():
+                        return
+                    loop.call_soon_threadsafe(items.put_nowait, (True, out))
+                loop.call_soon_threadsafe(items.put_nowait, (False, None))
+            except Exception as exc:
+                loop.call_soon_threadsafe(items.put_nowait, (False, exc))
+
+        worker = loop.run_in_executor(_stream_pool(), produce)
+        try:
+            while (item := await items.get())[0]:
+                await emit(self._response(mv, req, wanted, item[1]), False)
+            if item[1] is not None:
+                raise item[1]
+        finally:
+            stop.set()
+            if worker.done():
+                worker.result()
+        if req.empty_final:
+            await emit(InferResponse(mv.name, mv.version, [], id=req.id), True)
+
+    async def _open(self, labels: list[str], request: InferRequest | Callable[[], Any]) -> tuple[InferRequest, Any]:
         req = request() if callable(request) else request
         if inspect.isawaitable(req):
             req = await req
@@ -180,7 +231,26 @@ class Handler:
         if req.sequence is not None and mv.sequences is None:
             raise ServeError(400, f"model {mv.name!r} is not a sequence (stateful) model: its config has no "
                                   "sequence_batching; drop sequence_id, sequence_start and sequence_end")
+        return req, mv
+
+    async def _infer(self, labels: list[str], request: InferRequest | Callable[[], Any]) -> InferResponse:
+        req, mv = await self._open(labels, request)
+        if mv.decoupled:
+            raise ServeError(400, f"model {mv.name!r} is decoupled (one request, several responses): this end point "
+                                  "doesn't support models with decoupled transaction policy; use gRPC ModelStreamInfer")
+        return await self._run(mv, req)
+
+    async def _run(self, mv: ModelVersion, req: InferRequest) -> InferResponse:
         feeds, n = self._feeds(mv, req)
+        wanted = self._wanted(mv, req)
+        due = deadline(req.timeout_us)
+        if mv.sequences is not None:
+            results = await mv.sequences.run(req.sequence, feeds, lambda f: mv.batcher.submit(f, n, due))
+        else:
+            results = await mv.batcher.submit(feeds, n, due)
+        return self._response(mv, req, wanted, results)
+
+    def _wanted(self, mv: ModelVersion, req: InferRequest) -> list[RequestedOutput]:
         known = [t.name for t in _outputs(mv)]
         wanted = req.outputs or [RequestedOutput(name) for name in known]
         seen: set[str] = set()
@@ -190,14 +260,13 @@ class Handler:
             if out.name in seen:
                 raise ServeError(400, f"output {out.name!r} is requested twice; name each output once")
             seen.add(out.name)
-        due = deadline(req.timeout_us)
-        if mv.sequences is not None:
-            results = await mv.sequences.run(req.sequence, feeds, lambda f: mv.batcher.submit(f, n, due))
-        else:
-            results = await mv.batcher.submit(feeds, n, due)
+        return wanted
+
+    def _response(self, mv: ModelVersion, req: InferRequest, wanted: list[RequestedOutput],
+                  results: Mapping[str, np.ndarray]) -> InferResponse:
         outputs = []
         for out in wanted:
-            arr = results[out.name]
+            arr = np.asarray(results[out.name])
             binary = req.binary_output if out.binary is None else out.binary
             if out.classification:
                 arr = classification(arr, out.classification, mv.artifact.labels)
@@ -223,9 +292,15 @@ class Handler:
             want = datatype_of(spec.dtype)
             if t.datatype != want:
                 raise ServeError(400, f"input {t.name!r} is {t.datatype}, model {mv.name!r} expects {want}")
-            feeds[t.name] = to_array(t, self.limits)
+            arr = to_array(t, self.limits)
+            if _reshaped(mv, spec) and arr.ndim == len(spec.shape) + 1 and arr.shape[-1] == 1:
+                arr = arr.reshape(arr.shape[:-1])  # [n, 1] as the config's dims [1], reshape [] say
+            feeds[t.name] = arr
         # names complete, ranks, fixed dims, shared dim names (InputError -> 400)
         mv.spec.check_inputs(mv.sequences.check(feeds) if mv.sequences is not None else feeds)
+        validate = getattr(mv.runner, "validate", None)  # a runner's own checks (e.g. texts are UTF-8), before
+        if validate is not None:                          # the request joins a batch it would fail
+            validate(feeds)
         if not mv.batchable:
             return feeds, 1
         n = int(next(iter(feeds.values())).shape[0])
@@ -264,6 +339,12 @@ class Handler:
         return True
 
 
+@functools.cache
+def _stream_pool() -> ThreadPoolExecutor:
+    """Threads that walk decoupled models' generators (apart from the loop's default pool, which loads models)."""
+    return ThreadPoolExecutor(DECOUPLED_STREAMS, thread_name_prefix="laser-decoupled")
+
+
 def compose(models: Sequence[Any], settings: ModelSettings, *, limits: Limits | None = None,
             model_control: bool = False, name: str = "laser") -> Handler:
     """The serving stack the in-process Server and every Ray replica run alike: one metrics registry, one
@@ -293,6 +374,12 @@ def _image_format(pre: Mapping[str, Any], inputs: list[dict[str, Any]]) -> str:
     if dims[0] == channels:
         return "FORMAT_NCHW"
     return "FORMAT_NHWC" if dims[-1] == channels else ""
+
+
+def _reshaped(mv: ModelVersion, t: Any) -> bool:
+    """An input with no dims besides the batch (or a scalar of a model without one): Triton configures it as
+    dims [1] with reshape [], and clients send it with that trailing 1 (or without it)."""
+    return len(t.shape) == (1 if mv.batchable else 0)
 
 
 def _tensor_meta(t: Any) -> dict[str, Any]:

@@ -115,9 +115,10 @@ def build_app(handler: Handler, token: str | None = None, lifespan: Any = None, 
 
 
 class _Gzip:
-    """Accept-Encoding: gzip honoured for answers past GZIP_MIN_BYTES (Starlette's GZipMiddleware), and only
-    for the requests that ask: the others go straight to the app, without the middleware's per-request
-    cost (laser's own HttpClient asks for identity: tensors compress poorly)."""
+    """Accept-Encoding: gzip honoured for inference answers past GZIP_MIN_BYTES (Starlette's GZipMiddleware),
+    as Triton does: tritonclient's aio client asks for gzip on every call (aiohttp's default) but inflates
+    only inference answers. The other requests go straight to the app, without the middleware's
+    per-request cost (laser's own HttpClient asks for identity: tensors compress poorly)."""
 
     def __init__(self, app: Any):
         from starlette.middleware.gzip import GZipMiddleware
@@ -126,7 +127,7 @@ class _Gzip:
         self.gzip = GZipMiddleware(app, minimum_size=GZIP_MIN_BYTES, compresslevel=6)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"].endswith("/infer"):
             for key, value in scope["headers"]:
                 if key == b"accept-encoding" and b"gzip" in value.lower():
                     await self.gzip(scope, receive, send)

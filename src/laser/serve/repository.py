@@ -47,9 +47,10 @@ class ModelVersion:
                  execution: Execution | None = None):
         self.name, self.version, self.artifact, self.runner = name, version, artifact, runner
         self.settings, self.fingerprint, self.metrics = settings, fingerprint, metrics
-        self.spec = artifact.spec
-        self.batchable = batchable(artifact.spec)
-        self.max_batch_size = max_batch_size(artifact.spec, settings)
+        self.spec = served_spec(artifact, runner)
+        self.batchable = batchable(self.spec)
+        self.decoupled = bool(getattr(runner, "decoupled", False))  # several responses to one request
+        self.max_batch_size = max_batch_size(self.spec, settings)
         self.execution = execution or Execution.unmeasured()
         self.batcher = Batcher(runner, model=name, version=version, max_batch_size=max(1, self.max_batch_size),
                                max_queue_delay_ms=settings.max_queue_delay_ms,
@@ -61,7 +62,7 @@ class ModelVersion:
         # State pairs from the settings, else those the artifact declares (e.g. silero-vad's card)
         pairs = dict(settings.sequence_state) or dict(artifact.preprocessing.get("state") or {})
         self.sequences = None if not pairs else Sequences(
-            artifact.spec, pairs, max_sequences=settings.max_sequences,
+            self.spec, pairs, max_sequences=settings.max_sequences,
             idle_s=settings.sequence_idle_s, batched=self.batchable)
         self.state = "READY"
         self.pipeline: Any = None  # the task pipeline of /pipeline requests, built on first use
@@ -78,6 +79,14 @@ class ModelVersion:
         close = getattr(self.runner, "close", None)
         if close:
             close()
+
+
+def served_spec(artifact: Artifact, runner: Any) -> Any:
+    """What clients send and get: the artifact's spec, or the runner's when it serves the model behind its
+    own pre/post-processing (a text classifier behind its tokenizer takes TEXT)."""
+    from laser.runtime.base import Runner
+
+    return runner.spec if isinstance(runner, Runner) else artifact.spec
 
 
 def batchable(spec: Any) -> bool:
@@ -118,13 +127,19 @@ def load_version(name: str, version: str, location: Path | Artifact | str, setti
     options = {"threads": settings.threads} if settings.threads else {}
     backend: Callable[..., Any] | str = settings.backend
     runner = backend(art, **options) if callable(backend) else run(art, backend=backend, **options)
+    if settings.text_input and art.preprocessing.get("type") == "text":
+        from laser.hub.pipelines.text import TextRunner, takes_text
+
+        if takes_text(art):  # its tokenizer runs here: clients send text
+            runner = TextRunner(art, runner)
+    spec = served_spec(art, runner)
     execution = Execution.unmeasured()
     if settings.warmup:
-        for b in range(1, max(1, max_batch_size(art.spec, settings)) + 1):
+        for b in range(1, max(1, max_batch_size(spec, settings)) + 1):
             out = runner.warmup(1, batch=b)
-            if batchable(art.spec):
+            if batchable(spec):
                 _check_batch(out, b)
-        execution = Execution.measure(runner, art.spec.example_inputs(batch=1))
+        execution = Execution.measure(runner, spec.example_inputs(batch=1))
     return ModelVersion(name, version, art, runner, settings, fp, metrics, server_load, execution)
 
 

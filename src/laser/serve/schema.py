@@ -50,6 +50,7 @@ class RequestParams(_Params):
     sequence_id: NonNegative | StrictStr | None = None
     sequence_start: StrictBool = False
     sequence_end: StrictBool = False
+    triton_enable_empty_final_response: StrictBool = False  # a decoupled model's stream ends with an empty answer
 
 
 class InputBody(_Strict):

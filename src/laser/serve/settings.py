@@ -29,6 +29,9 @@ class ModelSettings:
     sequence_idle_s: float = 60.0  # a sequence idle this long is dropped
     weights: str | None = None  # a catalog name's or factory's weights file (as laser.load's weights=)
     random_weights: bool = False  # a catalog name or factory with random weights (structure-only work)
+    # A text classifier whose manifest holds its tokenizer takes TEXT (BYTES) and answers LABEL and SCORE;
+    # False: it takes token ids as its artifact does.
+    text_input: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))

@@ -96,7 +96,9 @@ async def pipeline(mv: ModelVersion, payload: bytes, params: Mapping[str, str]) 
     if pipe is None:
         # The echo backend builds nothing heavy; the real runner is the model version's, via its batcher.
         pipe = pipeline_for(mv.artifact, backend="echo")
-        pipe.runner = _BatchedRunner(mv, asyncio.get_running_loop())
+        # A model served behind its own tokenizer batches TEXT; the pipeline calls the model on its tokens.
+        inner = getattr(mv.runner, "inner", None)
+        pipe.runner = inner if inner is not None else _BatchedRunner(mv, asyncio.get_running_loop())
         mv.pipeline = pipe
     accepted = inspect.signature(pipe.postprocess if pipe.staged else pipe.run).parameters
     options = {}
@@ -109,7 +111,8 @@ async def pipeline(mv: ModelVersion, payload: bytes, params: Mapping[str, str]) 
     if not payload:
         raise ServeError(400, "empty request body; POST the image (or the text) to run the pipeline on")
     source: Any = payload.decode("utf-8", errors="replace") if mv.artifact.task.startswith("text") else payload
-    if pipe.staged:  # pre (a pool thread) -> the model's batcher (on the loop) -> post (a pool thread)
+    # pre (a pool thread) -> the model's batcher (on the loop) -> post (a pool thread)
+    if pipe.staged and isinstance(pipe.runner, _BatchedRunner):
         loop = asyncio.get_running_loop()
         context, feeds = await loop.run_in_executor(_preprocess_pool(), pipe.preprocess, source)
         mv.spec.check_inputs(feeds)

@@ -17,6 +17,8 @@ import numpy as np
 from laser.errors import ConfigError, InputError
 from laser.hub.pipelines import Pipeline, write_json
 from laser.preprocess import top_k as topk_labels
+from laser.runtime.base import Runner
+from laser.spec import ModelSpec, TensorSpec
 
 MAX_TEXT_BYTES = 100_000  # longer inputs are refused (they would be truncated to max_length tokens anyway)
 
@@ -106,3 +108,52 @@ class TextClassificationPipeline(Pipeline):
             out.append({**self.header(), "text": text, "label": best[0]["label"], "score": best[0]["score"],
                         "top_k": best})
         return out
+
+
+# -- served behind its tokenizer -----------------------------------------------------------------------
+TEXT_INPUT, LABEL_OUTPUT, SCORE_OUTPUT = "TEXT", "LABEL", "SCORE"
+
+
+def takes_text(artifact: Any) -> bool:
+    """A text classifier whose manifest carries its tokenizer (vocabulary) and labels."""
+    pre = artifact.preprocessing
+    return (pre.get("type") == "text" and bool(pre.get("vocab")) and bool(artifact.labels)
+            and len(artifact.spec.outputs) == 1)
+
+
+class TextRunner(Runner):
+    """A text classifier behind its own tokenizer: ``TEXT`` (UTF-8 strings, one a sample) in, ``LABEL``
+    (the best class's name), ``SCORE`` (its softmax probability) and the model's logits out. The
+    tokenizer comes from the artifact's manifest, so every artifact of the model (torch, ONNX, INT8)
+    takes text; ``inner`` runs the model on the token ids."""
+
+    def __init__(self, artifact: Any, inner: Runner):
+        super().__init__(artifact, threads=inner.threads, device=inner.device)
+        if not takes_text(artifact):
+            raise ConfigError(f"{artifact.name!r} is not a text classifier with its vocabulary and labels in the "
+                              "manifest; serve it on token ids")
+        self.inner, self.backend = inner, inner.backend
+        logits = artifact.spec.outputs[0]
+        self.spec = ModelSpec(inputs=(TensorSpec(TEXT_INPUT, "string", ("batch", 1)),),
+                              outputs=(TensorSpec(LABEL_OUTPUT, "string", ("batch", 1)),
+                                       TensorSpec(SCORE_OUTPUT, "float32", ("batch", 1)), logits))
+
+    def validate(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """One request's texts, before they join a batch: UTF-8, not empty, not over MAX_TEXT_BYTES."""
+        for value in np.asarray(inputs[TEXT_INPUT]).ravel():
+            as_text(value)
+
+    def _run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        texts = [as_text(v) for v in np.asarray(inputs[TEXT_INPUT]).ravel()]
+        feeds = encode(self.artifact.preprocessing, texts, self.artifact.spec.input_names)
+        logits = np.asarray(self.inner(feeds)[self.artifact.spec.outputs[0].name])
+        best = [b[0] for b in topk_labels(logits, self.artifact.labels, 1)]
+        return {LABEL_OUTPUT: np.array([b["label"].encode() for b in best], dtype=object).reshape(-1, 1),
+                SCORE_OUTPUT: np.array([b["score"] for b in best], dtype=np.float32).reshape(-1, 1),
+                self.artifact.spec.outputs[0].name: logits}
+
+    def describe(self) -> dict[str, object]:
+        return {**self.inner.describe(), "tokenizer": "in the manifest (server-side)"}
+
+    def close(self) -> None:
+        self.inner.close()
