@@ -39,7 +39,7 @@ real-models: $(STAMP)
 	  { apt-get update -q >/dev/null && apt-get install -y -q $(REAL_APT) >/dev/null; } || \
 	  echo "could not install fonts/espeak-ng; their tests will skip: apt-get install -y $(REAL_APT)"; \
 	  else echo "fonts/espeak-ng missing; their tests will skip: sudo apt-get install -y $(REAL_APT)"; fi; fi
-	$(VENV)/bin/laser hub fetch pp-ocr silero-vad || echo "could not fetch the real models; their tests will skip"
+	$(VENV)/bin/laser hub fetch pp-ocr silero-vad mtcnn || echo "could not fetch the real models; their tests will skip"
 
 # `laser deploy cpp` for ONNX models: ONNX Runtime 1.29.0's C++ headers + linux-x64 libonnxruntime.so from the
 # npm package com.github.asus4.onnxruntime (pinned) into the venv; cmake + g++ (apt-get as root, else printed).

@@ -58,7 +58,7 @@ def test_every_card_is_complete_and_honest_about_its_weights():
         assert c.task in TASKS and c.description and c.license and c.source, c.name
         assert c.spec.inputs and c.spec.outputs
         assert ":" in c.factory or (c.format == "onnx" and c.factory == ""), c.name  # ONNX: adapter or none
-        assert c.preprocessing.get("type") in ("image", "text", "ocr-det", "ocr-line", "audio"), c.name
+        assert c.preprocessing.get("type") in ("image", "text", "ocr-det", "ocr-line", "audio", "mtcnn", "mtcnn-crop"), c.name
         assert c.builtin or c.weights is not None, c.name
         if isinstance(c.weights, PackageFile):  # a file in a pinned wheel: version and full digest recorded
             assert c.weights.version and len(c.weights.sha256) == 64 and c.weights.path.endswith(c.weights.filename)

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
     p = hsub.add_parser("fetch", help="fetch cards' weights into the cache now (e.g. before going offline)")
-    p.add_argument("names", nargs="+", help="catalog names (pp-ocr = its three models)")
+    p.add_argument("names", nargs="+", help="catalog names (pp-ocr, mtcnn = their three models)")
     p.set_defaults(func=cmd_fetch)
 
     p = hsub.add_parser("bench", help="the model's LASER card measured on this machine")
@@ -123,10 +123,25 @@ def card_dict(name: str) -> dict[str, Any]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    members = _aliases().get(args.name)
+    if members:  # a pipeline of several cards: each of them
+        if args.json:
+            emit_json({"pipeline": args.name, "models": [card_dict(n) for n in members]})
+            return 0
+        print(f"{args.name}: a pipeline of {len(members)} models ({', '.join(members)}; `laser hub run {args.name}`)")
+        for name in members:
+            print(f"\n{'=' * 72}")
+            _print_info(card_dict(name))
+        return 0
     d = card_dict(args.name)
     if args.json:
         emit_json(d)
         return 0
+    _print_info(d)
+    return 0
+
+
+def _print_info(d: dict[str, Any]) -> None:
     print(f"{d['name']}  ({d['task']})\n{d['description']}\n")
     rows = [("input", t["name"], t["dtype"], t["shape"]) for t in d["inputs"]]
     rows += [("output", t["name"], t["dtype"], t["shape"]) for t in d["outputs"]]
@@ -149,14 +164,21 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(card.get("markdown", json.dumps(card.get("figures", {}))))
     else:
         print(f"\nLASER card: not measured yet; run `laser hub bench {d['name']}`")
-    return 0
+
+
+def _aliases() -> dict[str, tuple[str, ...]]:
+    """Names of multi-model pipelines -> their catalog models."""
+    from laser.hub.pipelines.ocr import OCR_MODELS
+    from laser.hub.real import MTCNN_MODELS
+
+    return {"pp-ocr": OCR_MODELS, "mtcnn": MTCNN_MODELS}
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from laser import hub
-    from laser.hub.pipelines.ocr import OCR_MODELS
 
-    names = [m for n in args.names for m in (OCR_MODELS if n == "pp-ocr" else (n,))]
+    aliases = _aliases()
+    names = [m for n in args.names for m in aliases.get(n, (n,))]
     for name in names:
         print(f"{name}: {hub.weights_path(hub.card(name))}")
     return 0
@@ -186,6 +208,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.name == "pp-ocr":
         return _run_ocr(args)
+    if args.name == "mtcnn":  # the cascade starts at P-Net; its card names R-Net and O-Net
+        args.name = "mtcnn-pnet"
     art = _load(args)
     pipe = pipeline_for(art, backend=args.backend)
     path = Path(args.input)
@@ -247,6 +271,12 @@ def _print_result(r: dict[str, Any]) -> None:
         print(f"{len(r['segments'])} speech segment(s) in {r['duration_s']:.2f} s at {r['sample_rate']} Hz:")
         if r["segments"]:
             print(table([(f"{s['start']:.3f}", f"{s['end']:.3f}") for s in r["segments"]], ("start (s)", "end (s)")))
+    elif r["task"] == "face-detection":
+        print(f"{len(r['faces'])} face(s) ({' + '.join(r['models'])}):")
+        if r["faces"]:
+            print(table([(f"{f['score']:.3f}", ", ".join(f"{v:.0f}" for v in f["box"]),
+                          " ".join(f"{x:.0f},{y:.0f}" for x, y in f["landmarks"])) for f in r["faces"]],
+                        ("score", "box x1, y1, x2, y2 (pixels)", "landmarks x,y: eyes, nose, mouth corners")))
     elif r["task"] == "ocr-recognition":
         print(f"text: {r['text']!r}  (score {r['score']:.3f})")
     elif r["task"] == "ocr-direction":

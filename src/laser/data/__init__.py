@@ -88,10 +88,31 @@ def _vad_espeak(split: str) -> Dataset:
     return vad_espeak(split)  # type: ignore[no-any-return]
 
 
+def _faces(split: str) -> Dataset:
+    from laser.data.faces import faces
+
+    return faces(split)  # type: ignore[no-any-return]
+
+
+def _faces_rnet(split: str) -> Dataset:
+    from laser.data.faces import faces_rnet
+
+    return faces_rnet(split)  # type: ignore[no-any-return]
+
+
+def _faces_pnet(split: str) -> Dataset:
+    from laser.data.faces import faces_pnet
+
+    return faces_pnet(split)  # type: ignore[no-any-return]
+
+
 LOADERS: Mapping[str, Callable[[str], Dataset]] = {
     "digits": _digits_dataset,
     "ocr-lines": _ocr_lines,  # rendered text lines for PP-OCRv4's recogniser (laser.data.ocr)
     "vad-espeak": _vad_espeak,  # espeak-ng speech in noise for Silero VAD (laser.data.vad)
+    "faces": _faces,  # MTCNN O-Net crops of scikit-image faces, with true boxes (laser.data.faces)
+    "faces-rnet": _faces_rnet,  # MTCNN R-Net crops (calibration)
+    "faces-pnet": _faces_pnet,  # MTCNN P-Net pyramid tiles (calibration)
 }
 
 

@@ -30,6 +30,15 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(inter))
 
 
+def box_overlap_min(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, 4), (M, 4) xyxy -> (N, M) intersection over the smaller box's area (MTCNN's "Min" overlap)."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=2)
+    smaller = torch.minimum(box_area(a)[:, None], box_area(b)[None, :])
+    return torch.where(smaller > 0, inter / smaller.clamp(min=torch.finfo(smaller.dtype).tiny), torch.zeros_like(inter))
+
+
 def _check(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> None:
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise InputError(f"boxes must have shape (N, 4) as x1, y1, x2, y2; got {list(boxes.shape)}")
@@ -39,9 +48,13 @@ def _check(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> N
         raise InputError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Indices (int64) of the boxes kept by greedy NMS, by decreasing score."""
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, mode: str = "iou") -> torch.Tensor:
+    """Indices (int64) of the boxes kept by greedy NMS, by decreasing score. ``mode="min"``: overlap is the
+    intersection over the smaller box's area instead of IoU (MTCNN's last stage)."""
     _check(boxes, scores, iou_threshold)
+    if mode not in ("iou", "min"):
+        raise InputError(f"NMS mode must be 'iou' or 'min', got {mode!r}")
+    overlap = box_iou if mode == "iou" else box_overlap_min
     boxes = boxes.detach().float()
     order = torch.sort(scores.detach(), descending=True, stable=True).indices
     keep = []
@@ -51,7 +64,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         rest = order[1:]
         if rest.numel() == 0:
             break
-        iou = box_iou(boxes[best].unsqueeze(0), boxes[rest])[0]
+        iou = overlap(boxes[best].unsqueeze(0), boxes[rest])[0]
         order = rest[iou <= iou_threshold]
     if not keep:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)

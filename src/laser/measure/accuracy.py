@@ -6,6 +6,8 @@ Task metrics (all fractions in [0, 1]):
 - text-classification: accuracy, macro F1
 - segmentation: mIoU and Dice (mean over classes present in prediction or ground truth)
 - detection: mAP@0.5 and mAP@[.5:.95] (COCO-style, torchmetrics' MeanAveragePrecision over pycocotools)
+- ocr-recognition: character accuracy (1 - CER), line exact match; vad: frame F1
+- face-landmarks (MTCNN O-Net): precision / recall / F1 of the final faces at IoU 0.5
 
 and agreement with a reference artifact: top-1 agreement and max-abs error of the first output.
 """
@@ -23,7 +25,7 @@ from laser.errors import ConfigError
 # task -> its primary metric: what "accuracy" means in budgets, plots and the doctor
 PRIMARY = {"classification": "top1", "text-classification": "accuracy", "segmentation": "miou",
            "detection": "map_50", "ocr-recognition": "char_accuracy",
-           "vad": "frame_f1"}
+           "vad": "frame_f1", "face-landmarks": "f1"}
 
 
 def topk(scores: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
@@ -202,6 +204,64 @@ def vad(runner: Any, data: Dataset) -> dict[str, float]:
             "samples": clips}
 
 
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def detection_counts(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives): predictions (by decreasing score) matched
+    greedily to the unmatched true box of highest IoU, a match when IoU >= ``iou``."""
+    pred, truth = np.asarray(pred, np.float64).reshape(-1, 4), np.asarray(truth, np.float64).reshape(-1, 4)
+    if len(pred) == 0 or len(truth) == 0:
+        return 0, len(pred), len(truth)
+    m = _iou_matrix(pred, truth)
+    used = np.zeros(len(truth), bool)
+    tp = 0
+    for row in m:
+        row = np.where(used, -1.0, row)
+        j = int(row.argmax())
+        if row[j] >= iou:
+            used[j], tp = True, tp + 1
+    return tp, len(pred) - tp, len(truth) - tp
+
+
+def precision_recall(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Precision, recall and F1 from counts (precision 1 when nothing was predicted, recall 1 when nothing was there)."""
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def face_landmarks(runner: Any, data: Dataset, batch_size: int = 64) -> dict[str, float]:
+    """MTCNN's O-Net on fixed proposals: rows are 48 x 48 crops of the FP32 R-Net's boxes; labels (rows,
+    5 + 4 K) = scene index, the crop's box, the scene's true boxes (NaN padded). O-Net's outputs become
+    faces as in the pipeline (threshold, box correction, NMS), matched to the truth at IoU 0.5."""
+    from laser.hub.pipelines.faces import finish
+
+    labels = _labelled(data)
+    names, outs = runner.spec.input_names, runner.spec.output_names
+    got = [runner(feeds) for feeds, _ in data.batches(names, batch_size)]
+    prob, reg, marks = (np.concatenate([g[k] for g in got]) for k in outs[:3])
+    from laser import hub
+
+    # an intermediate model of a search may carry no preprocessing: the card's O-Net rules then apply
+    pre = {**hub.card("mtcnn-onet").preprocessing, **(getattr(runner.artifact, "preprocessing", None) or {})}
+    tp = fp = fn = 0
+    for scene in np.unique(labels[:, 0]):
+        rows = np.flatnonzero(labels[:, 0] == scene)
+        truth = labels[rows[0], 5:].reshape(-1, 4)
+        truth = truth[~np.isnan(truth).any(axis=1)]
+        rows = rows[~np.isnan(labels[rows, 1])]
+        boxes, _ = finish(labels[rows, 1:5].astype(np.float32), prob[rows, 1], reg[rows], marks[rows], pre)
+        a, b, c = detection_counts(boxes[:, :4], truth)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return {**precision_recall(tp, fp, fn), "faces": tp + fn, "samples": len(np.unique(labels[:, 0]))}
+
+
 # task -> (metric function, method text)
 TASKS: dict[str, tuple[Callable[[Any, Dataset], dict[str, float]], str]] = {
     "classification": (classification, "top-k over the runner's logits"),
@@ -212,6 +272,8 @@ TASKS: dict[str, tuple[Callable[[Any, Dataset], dict[str, float]], str]] = {
     "ocr-recognition": (ocr_recognition, "greedy CTC decode; character accuracy = 1 - edits / characters "
                                          "(Levenshtein, spaces ignored), line exact match"),
     "vad": (vad, "clips re-read chunk by chunk with the model's own state; frame F1 at probability 0.5"),
+    "face-landmarks": (face_landmarks, "O-Net on the FP32 P-Net/R-Net proposals of each scene, faces kept at "
+                                       "p >= 0.7 after box correction and NMS; precision / recall / F1 at IoU 0.5"),
 }
 
 
@@ -224,6 +286,8 @@ def evaluate(task: str, runner: Any, data: Dataset) -> tuple[dict[str, Any], dic
     method = f"measured on {len(data)} samples of {data.name!r} through the runner: {how}"
     labels = {k: {"unit": "fraction (0-1)", "method": method, "kind": "measured"} for k in metrics}
     labels["samples"] = {"unit": "count", "method": "samples evaluated", "kind": "counted"}
+    if "faces" in metrics:
+        labels["faces"] = {"unit": "count", "method": "true faces in the scenes evaluated", "kind": "counted"}
     return metrics, labels
 
 

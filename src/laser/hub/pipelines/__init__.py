@@ -30,6 +30,7 @@ DEFAULT_MODELS = {
     "segmentation": "lraspp_mobilenet_v3_large",
     "detection": "ssdlite320_mobilenet_v3_large",
     "text-classification": "distilbert-sst2",
+    "face-detection": "mtcnn-pnet",  # MTCNN: P-Net, then the R-Net and O-Net its card names
 }
 
 
@@ -115,6 +116,7 @@ def write_json(result: Mapping[str, Any], directory: Path, stem: str) -> Path:
 
 
 def pipeline_class(task: str) -> type[Pipeline]:
+    from laser.hub.pipelines.faces import FaceDetectionPipeline
     from laser.hub.pipelines.image import ClassificationPipeline, DetectionPipeline, SegmentationPipeline
     from laser.hub.pipelines.ocr import DirectionPipeline, RecognitionPipeline, TextDetectionPipeline
     from laser.hub.pipelines.text import TextClassificationPipeline
@@ -129,7 +131,11 @@ def pipeline_class(task: str) -> type[Pipeline]:
         "ocr-direction": DirectionPipeline,
         "ocr-recognition": RecognitionPipeline,
         "vad": VADPipeline,
+        "face-detection": FaceDetectionPipeline,
     }
+    if task in ("face-refine", "face-landmarks"):  # MTCNN's R-Net / O-Net: stages, not detectors on their own
+        raise ConfigError(f"{task!r} models are stages of MTCNN's cascade; run the whole detector: `laser hub run "
+                          "mtcnn` (Python: laser.pipeline('face-detection', rnet=..., onet=...))")
     if task not in classes:
         raise ConfigError(f"no pipeline for task {task!r}; pipelines exist for {sorted(classes)}")
     return classes[task]
