@@ -129,9 +129,13 @@ class ModelSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     tolerance: Tolerance = field(default_factory=Tolerance)
+    # sizes of named dims in example inputs (timing, MACs), e.g. (("width", 320),) for a text-line recogniser
+    # whose width is dynamic but whose real inputs are 320 wide; a named dim not listed gets EXAMPLE_DIM_SIZE
+    example_dims: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "example_dims", tuple((str(k), int(v)) for k, v in dict(self.example_dims).items()))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         if not self.inputs:
             raise ConfigError("a model spec needs at least one input")
@@ -156,9 +160,10 @@ class ModelSpec:
                        ) -> dict[str, np.ndarray]:
         """Random inputs that fit the spec: N(0, 1) floats, integers drawn from value_range (for strings
         with a value_range: those integers as decimal text). Named
-        dims other than the batch take their size from ``dims``, else EXAMPLE_DIM_SIZE."""
+        dims other than the batch take their size from ``dims``, else the spec's ``example_dims``, else
+        EXAMPLE_DIM_SIZE."""
         rng = np.random.default_rng(seed)
-        dims = {**dict.fromkeys(self.named_dims, EXAMPLE_DIM_SIZE), **(dims or {})}
+        dims = {**dict.fromkeys(self.named_dims, EXAMPLE_DIM_SIZE), **dict(self.example_dims), **(dims or {})}
         out = {}
         for t in self.inputs:
             shape = t.concrete_shape(dims, batch=batch)
@@ -207,6 +212,7 @@ class ModelSpec:
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "tolerance": asdict(self.tolerance),
+            **({"example_dims": dict(self.example_dims)} if self.example_dims else {}),
         }
 
     @classmethod
@@ -215,6 +221,7 @@ class ModelSpec:
             inputs=tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
             tolerance=Tolerance(**d.get("tolerance", {})),
+            example_dims=tuple(dict(d.get("example_dims", {})).items()),
         )
 
 

@@ -38,7 +38,7 @@ Quantizer = Callable[[Path, Sequence[str], Sequence[str] | None], None]
 
 
 def dataset(data: Any) -> Dataset:
-    """A labelled evaluation dataset: a Dataset, or a dataset name (its test split)."""
+    """A labelled evaluation dataset: a Dataset, or a dataset name (its test split; ``name:val`` another)."""
     if isinstance(data, str):
         from laser import data as datasets
 
@@ -193,6 +193,26 @@ def _cost(parent: Artifact, full: Path, mixed: Path) -> dict[str, Any]:
         figures[label] = {"p50_ms": round(lat.p50_ms, 4), "bytes": art.model_file.stat().st_size}
     return {**figures, "method": "measured: onnxruntime CPU, batch 1, p50 of >= 30 timed calls after 5 warm-up; "
                                  "file sizes on disk (shared CPU: expect noise)"}
+
+
+def int8_macs(src: Path, quantized: Path, parent: Artifact) -> dict[str, Any]:
+    """The share of the compute layers' MACs that run in INT8: a Conv/Gemm/MatMul of ``quantized`` counts
+    when its data inputs come out of DequantizeLinear (QDQ). MACs from ``src`` at batch 1 with the spec's
+    example input sizes."""
+    from laser.compress.quant_check import node_macs
+
+    onnx = require("onnx", "onnx")
+    shapes = {k: v.shape for k, v in parent.spec.example_inputs(batch=1).items()}
+    macs = node_macs(src, shapes)
+    graph = onnx.load(str(quantized), load_external_data=False).graph
+    dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    int8 = {n.name for n in graph.node if n.name in macs and n.input[:2] and all(i in dq for i in n.input[:2])}
+    total = sum(v for _, v in macs.values())
+    done = sum(v for k, (_, v) in macs.items() if k in int8)
+    return {"fraction": round(done / max(total, 1), 4), "int8_macs": done, "total_macs": total,
+            "int8_layers": len(int8), "layers": len(macs),
+            "method": "counted: Conv/Gemm/MatMul nodes whose inputs are dequantized INT8 (QDQ), MACs from inferred "
+                      f"shapes at batch 1, inputs {({k: list(v) for k, v in shapes.items()})}"}
 
 
 def layer_names(model: Path, nodes: Sequence[str] | None = None) -> dict[str, str]:

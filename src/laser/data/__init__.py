@@ -82,6 +82,12 @@ def _ocr_lines(split: str) -> Dataset:
     return ocr_lines(split)  # type: ignore[no-any-return]
 
 
+def _ocr_docs(split: str) -> Dataset:
+    from laser.data.ocr import ocr_docs
+
+    return ocr_docs(split)  # type: ignore[no-any-return]
+
+
 def _vad_espeak(split: str) -> Dataset:
     from laser.data.vad import vad_espeak
 
@@ -91,12 +97,16 @@ def _vad_espeak(split: str) -> Dataset:
 LOADERS: Mapping[str, Callable[[str], Dataset]] = {
     "digits": _digits_dataset,
     "ocr-lines": _ocr_lines,  # rendered text lines for PP-OCRv4's recogniser (laser.data.ocr)
+    "ocr-docs": _ocr_docs,  # rendered multi-line pages for PP-OCRv4's detector (laser.data.ocr)
     "vad-espeak": _vad_espeak,  # espeak-ng speech in noise for Silero VAD (laser.data.vad)
 }
 
 
 def load(name: str, split: str = "test") -> Dataset:
-    """A dataset by name (``digits``) and split."""
+    """A dataset by name (``digits``) and split; ``name:split`` (``ocr-lines:val``) names the split itself."""
+    base, _, named = name.rpartition(":")
+    if base and named in SPLITS:
+        name, split = base, named
     if name not in LOADERS:
         raise NotFoundError(f"unknown dataset {name!r}; known: {sorted(LOADERS)}")
     return LOADERS[name](split)

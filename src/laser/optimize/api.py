@@ -80,7 +80,7 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         chosen_formats = [str(replay.meta["format"])]
         chosen_backends: list[str] | None = [str(replay.meta["backend"])]
     else:
-        names, early_notes = _recipe_names(recipes, data)
+        names, early_notes = _recipe_names(recipes, data, base.format)
         chosen_formats = cands.parse_list(formats, cands.DEFAULT_FORMATS)
         chosen_backends = cands.parse_list(backends, []) or None
     search = Search(base, source, data=data, budget=b, recipes=names, formats=chosen_formats,
@@ -126,15 +126,18 @@ def _base(model: Artifact | str | os.PathLike[str] | None, random_weights: bool,
     return source, base
 
 
-def _recipe_names(recipes: Sequence[str | Recipe] | str | None,
-                  data: Dataset | str | None) -> tuple[list[str | Recipe], list[str]]:
-    """The recipes to try, and a note when the defaults leave some out (no data to recover them with)."""
+def _recipe_names(recipes: Sequence[str | Recipe] | str | None, data: Dataset | str | None,
+                  base_format: str = "torch") -> tuple[list[str | Recipe], list[str]]:
+    """The recipes to try, and a note when the defaults leave some out (no data to recover them with).
+    An ONNX base gets the recipes that apply to an ONNX graph (no pruning or width search on torch modules)."""
+    defaults = cands.ONNX_DEFAULT_RECIPES if base_format == "onnx" else cands.DEFAULT_RECIPES
     if recipes is None and data is None:  # nothing to recover a function-changing recipe with, or check it on
-        left = [r for r in cands.DEFAULT_RECIPES if cands.needs_data(r)]
-        return [r for r in cands.DEFAULT_RECIPES if not cands.needs_data(r)], [
+        left = [r for r in defaults if cands.needs_data(r) or r == "int8-mixed"]
+        return [r for r in defaults if r not in left], [
             f"no labelled data: {', '.join(left)} left out (they change the function and need data to fine-tune, "
-            "distil or rank widths; asked for with --recipes they are measured and listed as unverified)"]
-    return cands.parse_list(recipes, cands.DEFAULT_RECIPES), []
+            "distil, rank widths or measure the drop; asked for with --recipes they are measured and listed as "
+            "unverified)"] if left else []
+    return cands.parse_list(recipes, defaults), []
 
 
 def _with_batchnorm_statistics(base: Artifact, inputs: str | os.PathLike[str] | None) -> Artifact:

@@ -67,7 +67,7 @@ class Search:
         self.ctx = Context(source=source, base_format=base.format, data=self.data_name,
                            distill_epochs=settings.distill_epochs, inputs=inputs,
                            calibration_samples=settings.calibration_samples,
-                           search_epochs=settings.search_epochs)
+                           search_epochs=settings.search_epochs, accuracy_drop_pts=budget.allowed_drop_pts())
         self.plan = cands.plan(recipes, formats, backends, base.format)
         self.recipes: dict[str, Recipe | Exception] = {r.name: r for r in recipes if isinstance(r, Recipe)}
         self.builder = Builder(base, self.base_digest, self.cache, settings.exporter)
