@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from laser.errors import InputError
@@ -108,3 +109,26 @@ def test_accuracy_aware_int8_recogniser_stays_within_one_point_of_character_accu
     test = data.load("ocr-lines", "test")
     with run(fp32, backend="onnxruntime") as a, run(q, backend="onnxruntime") as b:  # re-measured here
         assert ocr_recognition(a, test)["char_accuracy"] - ocr_recognition(b, test)["char_accuracy"] <= 0.01
+
+
+def test_detector_precision_and_recall_at_iou_half_on_degraded_pages(real_cache, fonts):
+    from laser import hub
+    from laser.data.ocr import det_dataset, documents, page_arrays
+    from laser.measure.accuracy import ocr_detection
+    from laser.runtime import run
+
+    det = hub.load("pp-ocrv4-det")
+    page = page_arrays(documents(1, seed=5))
+    page["pages"] = np.concatenate([page["pages"], np.full_like(page["pages"], 255)])  # + a blank page
+    page["boxes"] = np.concatenate([page["boxes"], np.full_like(page["boxes"], -1.0)])
+    pages = det_dataset("pages", page, dict(det.preprocessing))
+    assert pages.inputs[0].shape[1:] == (3, 736, 992) and (pages.labels[0, :, 0] >= 0).sum() >= 4
+    with run(det, backend="onnxruntime") as runner:
+        m = ocr_detection(runner, pages)
+    assert m["det_recall"] >= 0.75 and m["det_precision"] >= 0.75, m  # and nothing claimed on the blank page
+
+
+def test_datasets_take_a_split_in_their_name():
+    from laser import data
+
+    assert len(data.load("digits:val")) == len(data.load("digits", "val")) != len(data.load("digits"))

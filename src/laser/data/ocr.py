@@ -217,26 +217,33 @@ def ocr_lines(split: str) -> Any:
     return Dataset("ocr-lines", (f["x"],), f["y"])
 
 
+def page_arrays(pages: Sequence[tuple[Any, list[list[float]]]]) -> dict[str, np.ndarray]:
+    """(picture, line boxes) pages as arrays: pixels (N, H, W, 3) uint8, boxes (N, DOC_LINES, 4), -1 padded."""
+    boxes = np.full((len(pages), DOC_LINES, 4), -1.0, np.float32)
+    for i, (_, b) in enumerate(pages):
+        boxes[i, :min(len(b), DOC_LINES)] = np.asarray(b, np.float32).reshape(-1, 4)[:DOC_LINES]
+    return {"pages": np.stack([np.asarray(p.convert("RGB"), np.uint8) for p, _ in pages]), "boxes": boxes}
+
+
+def det_dataset(name: str, arrays: dict[str, np.ndarray], pre: dict[str, Any]) -> Any:
+    """``page_arrays`` as the detector's dataset: inputs resized and normalised as ``pre`` says, boxes
+    scaled from page pixels to input pixels."""
+    from PIL import Image
+
+    from laser.data import Dataset
+    from laser.hub.pipelines.ocr import det_input
+
+    inputs = [det_input(Image.fromarray(p), pre) for p in arrays["pages"]]
+    scale = np.array([1 / inputs[0][1][0], 1 / inputs[0][1][1]] * 2, np.float32)  # page px -> input px
+    boxes = np.where(arrays["boxes"] >= 0, arrays["boxes"] * scale, -1.0).astype(np.float32)
+    return Dataset(name, (np.stack([x for x, _ in inputs]),), boxes)
+
+
 def ocr_docs(split: str) -> Any:
     """The ``ocr-docs`` dataset: degraded 640 x 480 pages of 3-9 lines (``documents``) as the detector's
     (3, 736, 992) inputs; labels (pages, DOC_LINES, 4) = each line's ink box [x1, y1, x2, y2] in input
     pixels, rows of -1 after the last line. The pages are cached as pixels and normalised on load."""
     from laser import hub
-    from laser.data import Dataset
-    from laser.hub.pipelines.ocr import det_input
 
-    def make() -> dict[str, np.ndarray]:
-        pages = documents(DOC_SIZES[split], SEEDS[split] + 100)
-        boxes = np.full((len(pages), DOC_LINES, 4), -1.0, np.float32)
-        for i, (_, b) in enumerate(pages):
-            boxes[i, :len(b)] = np.asarray(b, np.float32)[:DOC_LINES]
-        return {"pages": np.stack([np.asarray(p, np.uint8) for p, _ in pages]), "boxes": boxes}
-
-    from PIL import Image
-
-    f = _cached("ocr-docs", split, make)
-    pre = hub.card("pp-ocrv4-det").preprocessing
-    inputs = [det_input(Image.fromarray(p), pre) for p in f["pages"]]
-    scale = np.array([1 / inputs[0][1][0], 1 / inputs[0][1][1]] * 2, np.float32)  # page px -> input px
-    boxes = np.where(f["boxes"] >= 0, f["boxes"] * scale, -1.0).astype(np.float32)
-    return Dataset("ocr-docs", (np.stack([x for x, _ in inputs]),), boxes)
+    arrays = _cached("ocr-docs", split, lambda: page_arrays(documents(DOC_SIZES[split], SEEDS[split] + 100)))
+    return det_dataset("ocr-docs", arrays, dict(hub.card("pp-ocrv4-det").preprocessing))
