@@ -7,7 +7,8 @@ recipes for an ONNX base (none, int8-static, int8-mixed, int8-nncf, fp16, bf16),
 ``--work/optimize-MODEL`` and resumed from there (a second run re-measures only the table).
 
     PYTHONPATH=src python bench/realmodels.py [--models pp-ocrv4-rec,pp-ocrv4-det,silero-vad] [--budget 1.0]
-        [--work out/realmodels] [--quick] [--no-optimize]
+        [--work out/realmodels] [--quick] [--recipes none,int8-static,int8-mixed] [--backends onnxruntime]
+        [--no-optimize]
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ DATA = {"pp-ocrv4-rec": "ocr-lines", "pp-ocrv4-det": "ocr-docs", "silero-vad": "
 CALIBRATION_SAMPLES = {"pp-ocrv4-rec": 64, "pp-ocrv4-det": 12, "silero-vad": 64}
 
 
-def best_candidate(name: str, budget: float, work: Path, quick: bool) -> tuple[str, laser.Artifact, str] | None:
+def best_candidate(name: str, args: argparse.Namespace) -> tuple[str, laser.Artifact, str] | None:
     """(label, artifact, backend) of the optimize winner under ``accuracy_drop<=budget%``, or None."""
     from laser.optimize import Settings, optimize
 
-    settings = Settings.fast() if quick else Settings()
-    result = optimize(name, data=DATA[name], budget=f"accuracy_drop<={budget:g}%", output=work / f"optimize-{name}",
-                      settings=settings, progress=False)
+    settings = Settings.fast() if args.quick else Settings()
+    result = optimize(name, data=DATA[name], budget=f"accuracy_drop<={args.budget:g}%",
+                      output=Path(args.work) / f"optimize-{name}", settings=settings, progress=False,
+                      recipes=args.recipes, backends=args.backends)
     print(result.summary())
     if result.winner is None or result.winner_artifact is None:
         return None
@@ -41,18 +43,18 @@ def best_candidate(name: str, budget: float, work: Path, quick: bool) -> tuple[s
     return label, result.winner_artifact, c.backend
 
 
-def variants(name: str, budget: float, work: Path, quick: bool, optimize: bool,
-             ) -> tuple[dict[str, tuple[laser.Artifact, str]], str]:
+def variants(name: str, args: argparse.Namespace) -> dict[str, tuple[laser.Artifact, str]]:
     """label -> (artifact, backend it is measured on); and where the winner came from."""
     fp32 = laser.load(name)
     common = {"calibration": DATA[name], "samples": CALIBRATION_SAMPLES[name], "check_speed": False,
               "progress": False}
     out = {"FP32": (fp32, "onnxruntime"), "INT8 static, all ops (ORT)": (Quantize(**common)(fp32), "onnxruntime")}
-    if optimize:
-        best = best_candidate(name, budget, work, quick)
+    if not args.no_optimize:
+        best = best_candidate(name, args)
         if best is not None:
             out[best[0]] = (best[1], best[2])
-    return out, f"optimize output: {work / f'optimize-{name}'}"
+        print(f"optimize output: {Path(args.work) / f'optimize-{name}'}")
+    return out
 
 
 def measure(name: str, arts: dict[str, tuple[laser.Artifact, str]]) -> list[dict[str, object]]:
@@ -90,13 +92,13 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=1.0, help="allowed drop of the task metric, percentage points")
     ap.add_argument("--work", default="out/realmodels", help="where the optimize runs write (and resume)")
     ap.add_argument("--quick", action="store_true", help="optimize with few latency iterations")
+    ap.add_argument("--recipes", help="optimize's --recipes (default: its defaults for an ONNX base)")
+    ap.add_argument("--backends", help="optimize's --backends (default: every installed one)")
     ap.add_argument("--no-optimize", action="store_true", help="FP32 and INT8 only")
     args = ap.parse_args()
     rows = []
     for name in args.models.split(","):
-        arts, where = variants(name, args.budget, Path(args.work), args.quick, not args.no_optimize)
-        print(where)
-        rows += measure(name, arts)
+        rows += measure(name, variants(name, args))
     print(table(rows))
     with open("/proc/loadavg") as f:
         print("load average (1, 5, 15 min):", " ".join(f.read().split()[:3]))
