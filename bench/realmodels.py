@@ -27,6 +27,14 @@ DATA = {"pp-ocrv4-rec": "ocr-lines", "pp-ocrv4-det": "ocr-docs", "silero-vad": "
 CALIBRATION_SAMPLES = {"pp-ocrv4-rec": 64, "pp-ocrv4-det": 12, "silero-vad": 64}
 
 
+def recipes_for(name: str, text: str | None) -> str | None:
+    """``--recipes``: one list for every model, or per model ``MODEL=LIST;MODEL=LIST`` (others: defaults)."""
+    if text is None or "=" not in text:
+        return text
+    pairs = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
+    return pairs.get(name)
+
+
 def best_candidate(name: str, args: argparse.Namespace) -> tuple[str, laser.Artifact, str] | None:
     """(label, artifact, backend) of the optimize winner under ``accuracy_drop<=budget%``, or None."""
     from laser.optimize import Settings, optimize
@@ -34,7 +42,7 @@ def best_candidate(name: str, args: argparse.Namespace) -> tuple[str, laser.Arti
     settings = Settings.fast() if args.quick else Settings()
     result = optimize(name, data=DATA[name], budget=f"accuracy_drop<={args.budget:g}%",
                       output=Path(args.work) / f"optimize-{name}", settings=settings, progress=False,
-                      recipes=args.recipes, backends=args.backends)
+                      recipes=recipes_for(name, args.recipes), backends=args.backends)
     print(result.summary())
     if result.winner is None or result.winner_artifact is None:
         return None
@@ -92,7 +100,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=1.0, help="allowed drop of the task metric, percentage points")
     ap.add_argument("--work", default="out/realmodels", help="where the optimize runs write (and resume)")
     ap.add_argument("--quick", action="store_true", help="optimize with few latency iterations")
-    ap.add_argument("--recipes", help="optimize's --recipes (default: its defaults for an ONNX base)")
+    ap.add_argument("--recipes", help="optimize's --recipes, for every model or per model as "
+                    "'pp-ocrv4-det=none,int8-static;silero-vad=...' (default: its defaults for an ONNX base)")
     ap.add_argument("--backends", help="optimize's --backends (default: every installed one)")
     ap.add_argument("--no-optimize", action="store_true", help="FP32 and INT8 only")
     args = ap.parse_args()

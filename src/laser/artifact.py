@@ -123,6 +123,7 @@ class Manifest:
             "inputs": [t.to_dict() for t in self.spec.inputs],
             "outputs": [t.to_dict() for t in self.spec.outputs],
             "tolerance": self.spec.to_dict()["tolerance"],
+            **({"example_dims": dict(self.spec.example_dims)} if self.spec.example_dims else {}),
             "preprocessing": dict(self.preprocessing),
             "labels": list(self.labels),
             "architecture": dict(self.architecture) if self.architecture else None,
@@ -139,7 +140,7 @@ class Manifest:
                 "re-create the bundle with this version of laser"
             )
         spec = ModelSpec.from_dict({"inputs": d["inputs"], "outputs": d["outputs"],
-                                    "tolerance": d.get("tolerance", {})})
+                                    "tolerance": d.get("tolerance", {}), "example_dims": d.get("example_dims", {})})
         return cls(
             name=d["name"], task=d["task"], format=d["format"], spec=spec, files=d["files"],
             preprocessing=d.get("preprocessing") or {}, labels=tuple(d.get("labels") or ()),
