@@ -31,7 +31,6 @@ def test_int8_mixed_searches_on_the_val_split_with_the_runs_budget():
 def test_max_accuracy_drop_replaces_the_budgets_accuracy_term(monkeypatch, tmp_path):
     import laser.optimize as opt
     from laser.cli.main import main
-
     from laser.errors import ConfigError
 
     seen = {}
