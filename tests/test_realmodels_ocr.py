@@ -95,6 +95,7 @@ def test_cli_reads_a_line_with_the_recogniser_card(real_cache, fonts, tmp_path, 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # calibration, 51 layer probes, the search's trials and three candidates measured
 def test_optimize_recogniser_within_one_point_keeps_sensitive_layers_fp32(real_cache, fonts, tmp_path, capsys):
     """`laser optimize pp-ocrv4-rec --data ocr-lines --max-accuracy-drop 1`: plain INT8 loses more than the
     budget on ocr-lines, int8-mixed (searched on the val split) stays within it on the test split."""
