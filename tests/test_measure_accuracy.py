@@ -129,3 +129,37 @@ def test_detection_suppresses_duplicate_candidates_before_scoring():
     data = Dataset("one", (np.zeros((1, 3, 4, 4), np.float32),), labels)
     result = detection(Detector(), data)
     assert result["map_50"] == 1.0 and result["map_50_95"] > 0.9
+
+
+def _probs(seq, classes=6):
+    """(T, C) one-hot CTC probabilities of a class sequence."""
+    out = np.zeros((len(seq), classes), np.float32)
+    out[np.arange(len(seq)), seq] = 1.0
+    return out
+
+
+def test_ocr_character_accuracy_counts_a_dropped_space_and_ignores_spaces_at_the_ends():
+    from laser.measure.accuracy import ocr_recognition
+
+    space = 5  # the last class, as in PP-OCR (use_space_char); 0 is the CTC blank
+    truth = np.array([[1, 2, space, 3, 4, -1], [1, 2, space, 3, 4, -1]])
+    read = np.stack([_probs([1, 2, 0, 3, 3, 4, space]),  # "ab cd" missing its space, a trailing space
+                     _probs([space, 1, 1, 2, space, 3, 4])])  # exactly "ab cd" after a leading space
+    m = ocr_recognition(TableRunner(read), rows(2, truth))
+    assert m["char_accuracy"] == pytest.approx(1 - 1 / 10)  # one edit (the space) in 10 characters
+    assert m["char_accuracy_no_spaces"] == 1.0 and m["line_exact"] == 0.5
+
+
+def test_ocr_detection_precision_recall_at_iou_half():
+    from laser.measure.accuracy import match_boxes, ocr_detection
+
+    prob = np.zeros((1, 1, 64, 96), np.float32)
+    prob[0, 0, 10:20, 10:50] = 0.9  # a line found where it is
+    prob[0, 0, 40:50, 60:90] = 0.9  # a line found where there is none
+    truth = np.full((1, 3, 4), -1.0, np.float32)
+    truth[0, 0] = [6, 6, 54, 24]   # ~the unclipped box of the first region
+    truth[0, 1] = [10, 28, 40, 36]  # a line the map missed
+    runner = TableRunner({"map": prob})
+    m = ocr_detection(runner, rows(1, truth))
+    assert m["det_precision"] == 0.5 and m["det_recall"] == 0.5 and m["det_f1"] == pytest.approx(0.5)
+    assert match_boxes(np.array([[0, 0, 10, 10.0]]), np.array([[0, 0, 10, 21.0]])) == 0  # IoU 0.48 < 0.5

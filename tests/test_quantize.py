@@ -54,6 +54,11 @@ def test_int8_static_graph_is_qdq_with_unsigned_activations_and_per_channel_weig
     assert scales and all(s.ndim == 1 and s.size > 1 for s in scales)  # one scale per output channel
 
 
+def test_every_compute_layer_of_plain_int8_counts_as_int8_macs(int8_digits):
+    macs = int8_digits.lineage[-1].results["int8_macs"]
+    assert macs["fraction"] == 1.0 and macs["int8_layers"] == macs["layers"] > 0 and macs["total_macs"] > 0
+
+
 def test_lineage_records_method_calibration_types_and_accuracy(int8_digits, tmp_path):
     step = laser.load(int8_digits.save(tmp_path / "q").location).lineage[-1]
     assert step.op == "quantize" and step.params["method"] == "int8-static"
@@ -103,6 +108,8 @@ def test_accuracy_aware_keeps_outlier_layers_in_float_until_the_budget_holds(out
     cost = search["cost"]
     assert {"fp32", "all_layers_quantized", "mixed"} <= set(cost)
     assert cost["all_layers_quantized"]["bytes"] < cost["mixed"]["bytes"] < cost["fp32"]["bytes"]
+    macs = q.lineage[-1].results["int8_macs"]  # the layers kept in float no longer count as INT8 MACs
+    assert macs["int8_layers"] == macs["layers"] - len(kept) and 0 < macs["fraction"] < 1
 
 
 def test_accuracy_aware_leaves_a_model_alone_when_ptq_meets_the_budget(digits_onnx, digits_test):

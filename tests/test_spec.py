@@ -51,3 +51,24 @@ def test_bad_spec_values_are_rejected_at_construction():
 def test_example_inputs_size_unnamed_dynamic_dims_by_default():
     feeds = spec().example_inputs(batch=2)
     assert feeds["ids"].shape == (2, 16) and feeds["mask"].shape == (2, 16)
+
+
+def test_example_dims_size_named_dims_and_survive_the_round_trip():
+    spec = ModelSpec(inputs=(TensorSpec("x", "float32", ("batch", 3, 48, "width")),),
+                     outputs=(TensorSpec("y", "float32", ("batch", "width")),), example_dims=(("width", 320),))
+    assert spec.example_inputs(batch=1)["x"].shape == (1, 3, 48, 320)
+    assert spec.example_inputs(batch=1, dims={"width": 64})["x"].shape == (1, 3, 48, 64)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert "example_dims" not in ModelSpec.from_dict({**spec.to_dict(), "example_dims": {}}).to_dict()
+
+
+def test_a_saved_artifact_keeps_its_example_dims(tmp_path):
+    from laser import load
+    from laser.artifact import Artifact
+
+    spec = ModelSpec(inputs=(TensorSpec("x", "float32", ("batch", 3, 48, "width")),),
+                     outputs=(TensorSpec("y", "float32", ("batch", "width")),), example_dims=(("width", 320),))
+    (tmp_path / "m.onnx").write_bytes(b"not read here")
+    art = Artifact.from_files({"model.onnx": tmp_path / "m.onnx"}, name="m", task="ocr-recognition",
+                              format="onnx", spec=spec)
+    assert load(art.save(tmp_path / "bundle").location).spec.example_dims == (("width", 320),)

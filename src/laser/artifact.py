@@ -124,6 +124,7 @@ class Manifest:
             "outputs": [t.to_dict() for t in self.spec.outputs],
             "tolerance": self.spec.to_dict()["tolerance"],
             **({"fixed_batch": self.spec.fixed_batch} if self.spec.fixed_batch is not None else {}),
+            **({"example_dims": dict(self.spec.example_dims)} if self.spec.example_dims else {}),
             "preprocessing": dict(self.preprocessing),
             "labels": list(self.labels),
             "architecture": dict(self.architecture) if self.architecture else None,
@@ -140,7 +141,8 @@ class Manifest:
                 "re-create the bundle with this version of laser"
             )
         spec = ModelSpec.from_dict({"inputs": d["inputs"], "outputs": d["outputs"],
-                                    "tolerance": d.get("tolerance", {}), "fixed_batch": d.get("fixed_batch")})
+                                    "tolerance": d.get("tolerance", {}), "fixed_batch": d.get("fixed_batch"),
+                                    "example_dims": d.get("example_dims", {})})
         return cls(
             name=d["name"], task=d["task"], format=d["format"], spec=spec, files=d["files"],
             preprocessing=d.get("preprocessing") or {}, labels=tuple(d.get("labels") or ()),

@@ -134,9 +134,13 @@ class ModelSpec:
     # batch, so callers feed exactly that many samples per call, serve admits no more, and timings at other
     # batch sizes are skipped (and said so), never attempted. None: the batch dim is dynamic, or there is none.
     fixed_batch: int | None = None
+    # sizes of named dims in example inputs (timing, MACs), e.g. (("width", 320),) for a text-line recogniser
+    # whose width is dynamic but whose real inputs are 320 wide; a named dim not listed gets EXAMPLE_DIM_SIZE
+    example_dims: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "example_dims", tuple((str(k), int(v)) for k, v in dict(self.example_dims).items()))
         if self.fixed_batch is not None and (not isinstance(self.fixed_batch, int) or self.fixed_batch < 1):
             raise ConfigError(f"fixed_batch must be an int >= 1 or None, got {self.fixed_batch!r}")
         object.__setattr__(self, "outputs", tuple(self.outputs))
@@ -163,9 +167,10 @@ class ModelSpec:
                        ) -> dict[str, np.ndarray]:
         """Random inputs that fit the spec: N(0, 1) floats, integers drawn from value_range (for strings
         with a value_range: those integers as decimal text). Named
-        dims other than the batch take their size from ``dims``, else EXAMPLE_DIM_SIZE."""
+        dims other than the batch take their size from ``dims``, else the spec's ``example_dims``, else
+        EXAMPLE_DIM_SIZE."""
         rng = np.random.default_rng(seed)
-        dims = {**dict.fromkeys(self.named_dims, EXAMPLE_DIM_SIZE), **(dims or {})}
+        dims = {**dict.fromkeys(self.named_dims, EXAMPLE_DIM_SIZE), **dict(self.example_dims), **(dims or {})}
         out = {}
         for t in self.inputs:
             shape = t.concrete_shape(dims, batch=batch)
@@ -228,6 +233,7 @@ class ModelSpec:
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "tolerance": asdict(self.tolerance),
+            **({"example_dims": dict(self.example_dims)} if self.example_dims else {}),
         }
         if self.fixed_batch is not None:  # written only when set: other specs serialise as they did
             d["fixed_batch"] = self.fixed_batch
@@ -240,6 +246,7 @@ class ModelSpec:
             outputs=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
             tolerance=Tolerance(**d.get("tolerance", {})),
             fixed_batch=d.get("fixed_batch"),
+            example_dims=tuple(dict(d.get("example_dims", {})).items()),
         )
 
 

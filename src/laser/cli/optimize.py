@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="constraints, e.g. 'accuracy_drop<=1%%,p50<=5ms,size<=2MB,energy<=0.5mJ'; "
                         "accuracy_drop<=1%% is kept unless the budget constrains accuracy or says accuracy_drop<=none; "
                         "exit code 3 when no candidate meets it (the best-effort report is still written)")
+    p.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
+                   help="allowed drop of the task's metric on --data, percentage points (the same as "
+                        "accuracy_drop<=POINTS%% in --budget; int8-mixed keeps layers FP32 until it holds)")
     p.add_argument("--no-accuracy-budget", action="store_true",
                    help="drop the default accuracy_drop<=1%% constraint (same as adding accuracy_drop<=none)")
     p.add_argument("--objective", default="p50", help="what the winner minimises (p50, p99, size, energy) or "
@@ -93,6 +96,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         raise ConfigError("--inputs are unlabelled samples for runs without labels; with --data the dataset's "
                           "own samples are used: drop one of the two")
     budget = args.budget + (",accuracy_drop<=none" if args.no_accuracy_budget else "")
+    if args.max_accuracy_drop is not None:
+        if args.max_accuracy_drop < 0 or args.no_accuracy_budget:
+            raise ConfigError("--max-accuracy-drop takes a number of points >= 0 (e.g. 1) and cannot be combined "
+                              "with --no-accuracy-budget")
+        terms = [t for t in budget.split(",") if t.strip() and not t.strip().startswith("accuracy_drop")]
+        budget = ",".join([f"accuracy_drop<={args.max_accuracy_drop:g}%", *terms])
     result = optimize(model, data=None if args.inputs else data, budget=budget, objective=args.objective,
                       recipes=args.recipes, inputs=args.inputs,
                       formats=args.formats, backends=args.backends, output=args.output,

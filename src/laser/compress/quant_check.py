@@ -17,6 +17,7 @@ import collections
 import math
 import statistics
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +43,41 @@ CONVERSIONS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 HELPERS = (*CONVERSIONS, "Transpose", "Reshape", "ReorderInput", "ReorderOutput", "Cast")
 
 
-def mac_split(model: Path) -> dict[str, int]:
-    """MACs at batch 1 in Conv vs MatMul/Gemm nodes, counted from the graph's inferred shapes
-    (symbolic dims count as 1)."""
+def node_macs(model: Path, input_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, tuple[str, int]]:
+    """node name -> (op type, MACs at batch 1) of the Conv/ConvTranspose/MatMul/Gemm nodes, counted from the
+    graph's inferred shapes, with the graph inputs fixed to ``input_shapes`` where given (other symbolic dims
+    count as 1)."""
     onnx = require("onnx", "onnx")
-    m = onnx.shape_inference.infer_shapes(onnx.load(str(model)))
+    proto = onnx.load(str(model))
+    for vi in proto.graph.input:
+        if input_shapes and vi.name in input_shapes:
+            for d, size in zip(vi.type.tensor_type.shape.dim, input_shapes[vi.name]):
+                d.dim_value = int(size)
+    m = onnx.shape_inference.infer_shapes(proto)
     shapes: dict[str, list[int]] = {}
     for vi in (*m.graph.value_info, *m.graph.input, *m.graph.output):
         shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
     for init in m.graph.initializer:
         shapes[init.name] = list(init.dims)
-    conv = matmul = 0
-    for n in m.graph.node:
+    out: dict[str, tuple[str, int]] = {}
+    for i, n in enumerate(m.graph.node):
         y = shapes.get(n.output[0])
         if not y:
             continue
         if n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 1 and n.input[1] in shapes:
-            conv += math.prod(y) * math.prod(shapes[n.input[1]][1:])  # outputs × (Cin/groups × kh × kw)
+            out[n.name or f"#{i}"] = (n.op_type, math.prod(y) * math.prod(shapes[n.input[1]][1:]))  # outputs × (Cin/groups × kh × kw)
         elif n.op_type in ("MatMul", "Gemm") and shapes.get(n.input[0]):
             a = shapes[n.input[0]]
             trans_a = any(att.name == "transA" and att.i for att in n.attribute)
-            matmul += math.prod(y) * (a[0] if trans_a and len(a) == 2 else a[-1])  # outputs × K
+            out[n.name or f"#{i}"] = (n.op_type, math.prod(y) * (a[0] if trans_a and len(a) == 2 else a[-1]))  # outputs × K
+    return out
+
+
+def mac_split(model: Path) -> dict[str, int]:
+    """MACs at batch 1 in Conv vs MatMul/Gemm nodes (``node_macs`` summed)."""
+    macs = node_macs(model).values()
+    conv = sum(v for op, v in macs if op.startswith("Conv"))
+    matmul = sum(v for op, v in macs if not op.startswith("Conv"))
     return {"conv": conv, "matmul": matmul, "total": conv + matmul}
 
 

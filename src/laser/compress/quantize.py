@@ -227,6 +227,8 @@ class Quantize(Stage):
             results["speed"] = speed
         results["excluded"] = exclude
         results["layer_names"] = mp.layer_names(src, exclude)
+        if self.method in CALIBRATED:
+            results["int8_macs"] = mp.int8_macs(src, out, parent)
         qbytes, fbytes = out.stat().st_size, parent.model_file.stat().st_size
         results["bytes"] = {"fp32": fbytes, "quantized": qbytes, "ratio": round(qbytes / fbytes, 4),
                             "method": "measured: model file sizes on disk"}

@@ -82,6 +82,12 @@ def _ocr_lines(split: str) -> Dataset:
     return ocr_lines(split)  # type: ignore[no-any-return]
 
 
+def _ocr_docs(split: str) -> Dataset:
+    from laser.data.ocr import ocr_docs
+
+    return ocr_docs(split)  # type: ignore[no-any-return]
+
+
 def _vad_espeak(split: str) -> Dataset:
     from laser.data.vad import vad_espeak
 
@@ -109,6 +115,7 @@ def _faces_pnet(split: str) -> Dataset:
 LOADERS: Mapping[str, Callable[[str], Dataset]] = {
     "digits": _digits_dataset,
     "ocr-lines": _ocr_lines,  # rendered text lines for PP-OCRv4's recogniser (laser.data.ocr)
+    "ocr-docs": _ocr_docs,  # rendered multi-line pages for PP-OCRv4's detector (laser.data.ocr)
     "vad-espeak": _vad_espeak,  # espeak-ng speech in noise for Silero VAD (laser.data.vad)
     "faces": _faces,  # MTCNN O-Net crops of scikit-image faces, with true boxes (laser.data.faces)
     "faces-rnet": _faces_rnet,  # MTCNN R-Net crops (calibration)
@@ -117,7 +124,10 @@ LOADERS: Mapping[str, Callable[[str], Dataset]] = {
 
 
 def load(name: str, split: str = "test") -> Dataset:
-    """A dataset by name (``digits``) and split."""
+    """A dataset by name (``digits``) and split; ``name:split`` (``ocr-lines:val``) names the split itself."""
+    base, _, named = name.rpartition(":")
+    if base and named in SPLITS:
+        name, split = base, named
     if name not in LOADERS:
         raise NotFoundError(f"unknown dataset {name!r}; known: {sorted(LOADERS)}")
     return LOADERS[name](split)

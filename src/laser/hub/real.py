@@ -51,15 +51,18 @@ def _rapidocr(filename: str, sha256: str) -> PackageFile:
     return PackageFile(*RAPIDOCR, f"rapidocr_onnxruntime/models/{filename}", sha256)
 
 
-def _image(name: str, height: int | str, width: int | str, outputs: tuple[TensorSpec, ...]) -> ModelSpec:
-    return ModelSpec(inputs=(TensorSpec(name, "float32", ("batch", 3, height, width)),), outputs=outputs)
+def _image(name: str, h: int | str, w: int | str, outputs: tuple[TensorSpec, ...], **example: int) -> ModelSpec:
+    """``example``: sizes of the named dims in example inputs (timing, MACs): the real inputs' sizes."""
+    return ModelSpec(inputs=(TensorSpec(name, "float32", ("batch", 3, h, w)),), outputs=outputs,
+                     example_dims=tuple(example.items()))
 
 
 REAL_CARDS = (
     Card(
         name="pp-ocrv4-det", factory=WEIGHTS, task="ocr-detection", format="onnx",
         spec=_image("x", "height", "width", (TensorSpec("sigmoid_0.tmp_0", "float32", ("batch", 1, "height",
-                                                                                        "width")),)),
+                                                                                        "width")),),
+                    height=736, width=992),  # a 640 x 480 page resized as the preprocessing says
         preprocessing={"type": "ocr-det", **PP_NORM, "limit_side_len": 736, "limit_type": "min", "multiple": 32,
                        "thresh": 0.3, "box_thresh": 0.5, "unclip_ratio": 1.6, "dilate": True},
         weights=_rapidocr("ch_PP-OCRv4_det_infer.onnx",
@@ -85,7 +88,8 @@ REAL_CARDS = (
     ),
     Card(
         name="pp-ocrv4-rec", factory=WEIGHTS, task="ocr-recognition", format="onnx",
-        spec=_image("x", 48, "width", (TensorSpec("softmax_11.tmp_0", "float32", ("batch", "steps", 6625)),)),
+        spec=_image("x", 48, "width", (TensorSpec("softmax_11.tmp_0", "float32", ("batch", "steps", 6625)),),
+                    width=320),
         preprocessing={"type": "ocr-line", **PP_NORM, "height": 48, "width": 320, "dictionary": "onnx-metadata"},
         weights=_rapidocr("ch_PP-OCRv4_rec_infer.onnx",
                           "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b"),

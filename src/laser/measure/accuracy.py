@@ -6,7 +6,8 @@ Task metrics (all fractions in [0, 1]):
 - text-classification: accuracy, macro F1
 - segmentation: mIoU and Dice (mean over classes present in prediction or ground truth)
 - detection: mAP@0.5 and mAP@[.5:.95] (COCO-style, torchmetrics' MeanAveragePrecision over pycocotools)
-- ocr-recognition: character accuracy (1 - CER), line exact match; vad: frame F1
+- ocr-recognition: character accuracy (1 - CER), line exact match; ocr-detection: precision/recall/F1 at
+  IoU 0.5; vad: frame F1
 - face-landmarks (MTCNN O-Net): precision / recall / F1 of the final faces at IoU 0.5
 
 and agreement with a reference artifact: top-1 agreement and max-abs error of the first output.
@@ -24,7 +25,7 @@ from laser.errors import ConfigError
 
 # task -> its primary metric: what "accuracy" means in budgets, plots and the doctor
 PRIMARY = {"classification": "top1", "text-classification": "accuracy", "segmentation": "miou",
-           "detection": "map_50", "ocr-recognition": "char_accuracy",
+           "detection": "map_50", "ocr-recognition": "char_accuracy", "ocr-detection": "det_f1",
            "vad": "frame_f1", "face-landmarks": "f1"}
 
 
@@ -164,23 +165,81 @@ def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
     return row[-1]
 
 
+def _text(row: np.ndarray, space: int) -> list[int]:
+    """Class indices without the spaces at either end (a line has none there)."""
+    out = [int(v) for v in row]
+    while out and out[0] == space:
+        out.pop(0)
+    while out and out[-1] == space:
+        out.pop()
+    return out
+
+
 def ocr_recognition(runner: Any, data: Dataset, batch_size: int = 16) -> dict[str, float]:
-    """CTC recogniser: character accuracy (1 - CER, total edits / total characters) and line exact match.
-    Labels are class indices (-1 padded); class 0 is the CTC blank and the last class the space, which is
-    ignored on both sides (PP-OCR often drops spaces between words and digits)."""
+    """CTC recogniser: character accuracy (1 - CER, total edits / total characters, spaces between words
+    counted), the same with every space ignored, and line exact match. Labels are class indices (-1 padded);
+    class 0 is the CTC blank and the last class the space (PaddleOCR's ``use_space_char``)."""
     labels = _labelled(data)
     probs = predict(runner, data, batch_size)
     best, space = probs.argmax(-1), probs.shape[-1] - 1
-    edits = chars = exact = 0
+    edits = chars = exact = loose_edits = loose_chars = 0
     for row, truth in zip(best, labels):
         keep = row != 0
         keep[1:] &= row[1:] != row[:-1]
-        got = [int(v) for v in row[keep] if v != space]
-        want = [int(v) for v in truth if v >= 0 and v != space]
+        got, want = _text(row[keep], space), _text(truth[truth >= 0], space)
         e = edit_distance(got, want)
         edits, chars, exact = edits + e, chars + len(want), exact + (e == 0)
-    return {"char_accuracy": max(0.0, 1 - edits / max(chars, 1)), "line_exact": exact / len(labels),
-            "samples": len(labels)}
+        got_ns, want_ns = [v for v in got if v != space], [v for v in want if v != space]
+        loose_edits, loose_chars = loose_edits + edit_distance(got_ns, want_ns), loose_chars + len(want_ns)
+    return {"char_accuracy": max(0.0, 1 - edits / max(chars, 1)),
+            "char_accuracy_no_spaces": max(0.0, 1 - loose_edits / max(loose_chars, 1)),
+            "line_exact": exact / len(labels), "samples": len(labels)}
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of (N, 4) and (M, 4) boxes [x1, y1, x2, y2]."""
+    lo, hi = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def match_boxes(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> int:
+    """True positives: predictions (in score order) matched one-to-one to the unmatched truth box they
+    overlap most, when that IoU is at least ``iou``."""
+    if len(pred) == 0 or len(truth) == 0:
+        return 0
+    m, used, tp = box_iou(pred, truth), set(), 0
+    for i in range(len(pred)):
+        order = [j for j in np.argsort(-m[i]) if j not in used]
+        if order and m[i, order[0]] >= iou:
+            used.add(int(order[0]))
+            tp += 1
+    return tp
+
+
+def ocr_detection(runner: Any, data: Dataset, iou: float = 0.5) -> dict[str, float]:
+    """Text detector (DB): each page's probability map through the card's post-processing (threshold,
+    components, box score, unclip), the quadrilaterals' bounding boxes matched one-to-one to the truth
+    lines at IoU >= 0.5; precision, recall and their harmonic mean over all pages. Labels: (N, L, 4) boxes
+    in input pixels, -1 rows padding."""
+    from laser.hub.pipelines.ocr_boxes import db_boxes
+
+    labels = _labelled(data)
+    pre = dict(getattr(getattr(runner, "artifact", None), "preprocessing", None) or {})
+    tp = found = true = 0
+    for i, (feeds, _) in enumerate(data.batches(runner.spec.input_names, 1)):
+        prob = runner(feeds)[runner.spec.output_names[0]]
+        if prob.ndim != 4:
+            raise ConfigError(f"ocr-detection expects a (N, 1, H, W) probability map, got shape {list(prob.shape)}")
+        h, w = prob.shape[2:]
+        quads = [q for q, _ in db_boxes(prob[0, 0], pre, (1.0, 1.0), (w, h))]
+        pred = np.array([[q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max()] for q in quads]).reshape(-1, 4)
+        truth = labels[i][labels[i][:, 0] >= 0]
+        tp, found, true = tp + match_boxes(pred, truth, iou), found + len(pred), true + len(truth)
+    precision, recall = tp / max(found, 1), tp / max(true, 1)
+    return {"det_f1": 2 * precision * recall / max(precision + recall, 1e-9), "det_precision": precision,
+            "det_recall": recall, "samples": len(data)}
 
 
 def vad(runner: Any, data: Dataset) -> dict[str, float]:
@@ -270,7 +329,10 @@ TASKS: dict[str, tuple[Callable[[Any, Dataset], dict[str, float]], str]] = {
     "detection": (detection, "per-class NMS (IoU 0.5, top 100), then torchmetrics MeanAveragePrecision "
                              "(pycocotools), COCO 101-point"),
     "ocr-recognition": (ocr_recognition, "greedy CTC decode; character accuracy = 1 - edits / characters "
-                                         "(Levenshtein, spaces ignored), line exact match"),
+                                         "(Levenshtein; spaces between words counted, and apart with every "
+                                         "space ignored), line exact match"),
+    "ocr-detection": (ocr_detection, "DB post-processing of the card; boxes matched one-to-one to the truth "
+                                     "lines at IoU >= 0.5; precision, recall, F1"),
     "vad": (vad, "clips re-read chunk by chunk with the model's own state; frame F1 at probability 0.5"),
     "face-landmarks": (face_landmarks, "O-Net on the FP32 P-Net/R-Net proposals of each scene, faces kept at "
                                        "p >= 0.7 after box correction and NMS; precision / recall / F1 at IoU 0.5"),

@@ -89,7 +89,7 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         chosen_formats = [str(replay.meta["format"])]
         chosen_backends = [str(replay.meta["backend"])]
     else:
-        names, early_notes = _recipe_names(recipes, data, where.recipes or cands.DEFAULT_RECIPES)
+        names, early_notes = _recipe_names(recipes, data, base.format, where.recipes)
     if where.restricted:
         early_notes.append(f"target {where.name}: {where.description}; candidates in {', '.join(where.formats)} "
                            "are measured on this machine with the runtime the target ships; PyTorch eager is "
@@ -138,14 +138,19 @@ def _base(model: Artifact | str | os.PathLike[str] | None, random_weights: bool,
 
 
 def _recipe_names(recipes: Sequence[str | Recipe] | str | None, data: Dataset | str | None,
-                  default: Sequence[str] = cands.DEFAULT_RECIPES) -> tuple[list[str | Recipe], list[str]]:
-    """The recipes to try, and a note when the defaults leave some out (no data to recover them with)."""
-    left = [r for r in default if cands.needs_data(r)]
-    if recipes is None and data is None and left:  # nothing to recover a function-changing recipe with
-        return [r for r in default if not cands.needs_data(r)], [
+                  base_format: str = "torch", target_recipes: Sequence[str] | None = None
+                  ) -> tuple[list[str | Recipe], list[str]]:
+    """The recipes to try, and a note when the defaults leave some out (no data to recover them with).
+    Defaults: the target's, else for an ONNX base the recipes that apply to an ONNX graph (no pruning or width
+    search on torch modules), else optimize's own list."""
+    defaults = target_recipes or (cands.ONNX_DEFAULT_RECIPES if base_format == "onnx" else cands.DEFAULT_RECIPES)
+    if recipes is None and data is None:  # nothing to recover a function-changing recipe with, or check it on
+        left = [r for r in defaults if cands.needs_data(r) or r == "int8-mixed"]
+        return [r for r in defaults if r not in left], [
             f"no labelled data: {', '.join(left)} left out (they change the function and need data to fine-tune, "
-            "distil or rank widths; asked for with --recipes they are measured and listed as unverified)"]
-    return cands.parse_list(recipes, default), []
+            "distil, rank widths or measure the drop; asked for with --recipes they are measured and listed as "
+            "unverified)"] if left else []
+    return cands.parse_list(recipes, defaults), []
 
 
 def _with_batchnorm_statistics(base: Artifact, inputs: str | os.PathLike[str] | None) -> Artifact:

@@ -225,6 +225,11 @@ class Budget:
         """Sum of relative excesses: 0 when feasible; ranks best-effort candidates when none is."""
         return sum(min(v.relative, 1e6) for v in self.check(metrics))
 
+    def allowed_drop_pts(self) -> float | None:
+        """The tightest ``accuracy_drop<=N%`` of this budget in percentage points (None when it has none)."""
+        limits = [c.limit for c in self.constraints if c.metric == "accuracy_drop"]
+        return min(limits) if limits else None
+
     @property
     def text(self) -> str:
         terms = [c.text for c in self.constraints] + [f"{m}<=none" for m in self.removed]

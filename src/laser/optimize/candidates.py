@@ -9,6 +9,8 @@ Recipe names (``--recipes``):
 
     none             the base model as it is
     int8-static      post-training INT8, calibrated, QDQ (ONNX Runtime quantization)
+    int8-mixed       int8-static, then accuracy-aware: the layers that cost the most accuracy on --data stay FP32
+                     until the run's accuracy_drop budget holds (measured on the data's val split)
     int8-dynamic     dynamic INT8 (weights only; slow for convolutions on CPU: the doctor explains why)
     fp16             FP16 weights and activations (ONNX)
     int8-nncf        post-training INT8 with NNCF (QDQ placed for OpenVINO; runs on openvino and onnxruntime)
@@ -36,6 +38,8 @@ from laser.stages import Stage, stage_class
 
 DEFAULT_RECIPES = ("none", "int8-static", "int8-nncf", "fp16", "bf16", "prune-30", "prune-50", "prune-70",
                    "prune-50+int8", "search")
+# an ONNX base (a hub card such as pp-ocrv4-rec, an imported .onnx): what applies to an ONNX graph
+ONNX_DEFAULT_RECIPES = ("none", "int8-static", "int8-mixed", "int8-nncf", "fp16", "bf16")
 DEFAULT_FORMATS = ("torch", "onnx", "torchscript")
 TORCH_FORMATS = ("torch", "onnx", "torchscript", "aoti", "ort", "executorch")  # where a torch-domain result can go
 ONNX_FORMATS = ("onnx", "ort")  # where an ONNX-domain result (quantized ONNX) can go
@@ -66,6 +70,7 @@ class Context:
     inputs: str | None = None  # unlabelled samples (folder, .npy/.npz): calibration when there is no dataset
     calibration_samples: int | None = None  # INT8 calibration samples (None: the quantize stage's default)
     search_epochs: int | None = None  # fine-tuning epochs of the width search (None: distill_epochs)
+    accuracy_drop_pts: float | None = None  # the run's accuracy budget, percentage points (int8-mixed)
 
     def calibration(self) -> dict[str, Any]:
         return {} if self.calibration_samples is None else {"samples": self.calibration_samples}
@@ -130,6 +135,21 @@ def _int8(ctx: Context) -> Stage:
     return make_stage("quantize", method="int8-static", calibration=ctx.data or ctx.inputs or "random",
                       **ctx.calibration(),
                       **_optional("quantize", progress=False))
+
+
+MIXED_SPLIT = "val"  # int8-mixed searches on this split; optimize measures every candidate on test
+
+
+def _int8_mixed(ctx: Context) -> Stage:
+    """int8-static keeping the most accuracy-sensitive layers in float until the budget holds on the val split
+    (laser.compress.mixed_precision), so the test split that judges the candidate was not used to choose it."""
+    if ctx.data is None:
+        raise Unavailable("int8-mixed measures the accuracy drop and needs a labelled dataset (--data)")
+    if ctx.accuracy_drop_pts is None:
+        raise Unavailable("int8-mixed needs an accuracy budget in points (accuracy_drop<=N% or --max-accuracy-drop)")
+    return make_stage("quantize", method="int8-static", calibration=ctx.data, **ctx.calibration(),
+                      max_accuracy_drop=ctx.accuracy_drop_pts, data=f"{ctx.data}:{MIXED_SPLIT}",
+                      **_optional("quantize", progress=False, check_speed=False))
 
 
 def _prune(ratio: float, ctx: Context) -> tuple[Stage, ...]:
@@ -200,6 +220,8 @@ def _runtime_precision(precision: str, ctx: Context) -> tuple[Stage, ...]:
 RECIPES: dict[str, tuple[Callable[[Context], tuple[Stage, ...]], str, str]] = {
     "none": (lambda ctx: (), "torch", "the base model as it is"),
     "int8-static": (lambda ctx: (_int8(ctx),), "onnx", "post-training static INT8 (QDQ, calibrated)"),
+    "int8-mixed": (lambda ctx: (_int8_mixed(ctx),), "onnx",
+                   "accuracy-aware INT8: the most sensitive layers kept FP32 until the accuracy budget holds"),
     "int8-dynamic": (lambda ctx: (make_stage("quantize", method="int8-dynamic"),), "onnx",
                      "dynamic INT8 (weights quantized, activations at run time)"),
     "fp16": (lambda ctx: (make_stage("quantize", method="fp16"),), "onnx", "FP16 weights and activations"),

@@ -43,6 +43,25 @@ from laser.stages import Stage
 log = logging.getLogger("laser.optimize")
 
 
+def precision_detail(art: Artifact) -> dict[str, Any] | None:
+    """What a quantize stage chose, from its lineage: the share of the compute layers' MACs in INT8 and,
+    after an accuracy-aware search, the layers kept FP32 and the drops it measured (None for other stages)."""
+    step = art.lineage[-1] if art.lineage else None
+    if step is None or step.op != "quantize":
+        return None
+    r, out = step.results, {}
+    if "int8_macs" in r:
+        out.update({k: r["int8_macs"][k] for k in ("fraction", "int8_layers", "layers")})
+    search = r.get("accuracy_aware")
+    if search:
+        out.update(kept_fp32=[k["layer"] for k in search.get("kept_in_float", [])],
+                   quantized_only=search.get("quantized_only"), search_data=step.params.get("data"),
+                   search_samples=search.get("samples"), metric=search.get("metric"),
+                   all_layers_drop_points=search.get("all_layers_drop_points"),
+                   search_drop_points=search.get("drop_points"))
+    return out or None
+
+
 class Search:
     """One optimize run. ``evaluate`` (artifact, backend, reference, settings, parent) -> report entry
     can be replaced (tests use fakes); by default it is ``laser.measure`` through ``measure_candidate``."""
@@ -68,7 +87,7 @@ class Search:
         self.ctx = Context(source=source, base_format=base.format, data=self.data_name,
                            distill_epochs=settings.distill_epochs, inputs=inputs,
                            calibration_samples=settings.calibration_samples,
-                           search_epochs=settings.search_epochs)
+                           search_epochs=settings.search_epochs, accuracy_drop_pts=budget.allowed_drop_pts())
         self.plan = cands.plan(recipes, formats, backends, base.format)
         self.recipes: dict[str, Recipe | Exception] = {r.name: r for r in recipes if isinstance(r, Recipe)}
         self.builder = Builder(base, self.base_digest, self.cache, settings.exporter)
@@ -183,7 +202,7 @@ class Search:
             return Outcome(c, "cached", stages=dicts, metrics=figures_cached, entry=cached.get("entry"),
                            seconds=cached.get("seconds", 0.0), key=key, artifact_key=art_key,
                            warnings=cached.get("warnings", []), load_1m=cached.get("load_1m"),
-                           unverified=not recipe.verified)
+                           unverified=not recipe.verified, detail=cached.get("detail"))
         # Stages warn about choices that will not pay (dynamic INT8 on convolutions, FP16 on CPU): keep the
         # warnings with the candidate for the report instead of interleaving them with the progress bar.
         with warnings.catch_warnings(record=True) as caught, _StageLog() as logged:
@@ -201,7 +220,7 @@ class Search:
         out = Outcome(c, "measured", stages=dicts, metrics=figures(entry, ref), entry=entry,
                       seconds=time.monotonic() - t0, key=key, artifact_key=art_key,
                       warnings=_messages(caught) + logged.messages + _batch_label(art),
-                      load_1m=os.getloadavg()[0], unverified=not recipe.verified)
+                      load_1m=os.getloadavg()[0], unverified=not recipe.verified, detail=precision_detail(art))
         self.cache.put(key, out.record())
         return out
 

@@ -159,6 +159,23 @@ def rows(result: OptimizeResult) -> list[Outcome]:
     return measured + [o for o in result.outcomes if not o.measured]
 
 
+def precision_line(o: Outcome) -> str:
+    """One line on what a quantized candidate keeps in float (``Outcome.detail``), or ''."""
+    d = o.detail or {}
+    if "fraction" not in d or not o.measured:
+        return ""
+    text = f"{o.name}: INT8 on {100 * d['fraction']:.1f} % of the Conv/MatMul/Gemm MACs ({d['int8_layers']}/{d['layers']} layers)"
+    if "search_drop_points" in d:
+        kept = d.get("kept_fp32") or []
+        what = ("only Conv/MatMul/Gemm quantized (adds, norms, activations FP32)" if d.get("quantized_only") else
+                f"kept FP32: {', '.join(kept[:6])}" + (f" (+{len(kept) - 6} more)" if len(kept) > 6 else "")
+                if kept else "nothing kept FP32")
+        text += (f"; {what}; the search on {d['search_data']} ({d['search_samples']} samples) measured a "
+                 f"{d['metric']} drop of {d['search_drop_points']:g} points (all layers INT8: "
+                 f"{d['all_layers_drop_points']:g})")
+    return text
+
+
 def terminal_summary(result: OptimizeResult, limit: int = 14) -> str:
     from laser.text import table
 
@@ -179,6 +196,7 @@ def terminal_summary(result: OptimizeResult, limit: int = 14) -> str:
     out = [table(body, ("", "candidate", "p50", "vs eager", "accuracy", "size", "pareto", "budget"))]
     if len(shown) > limit:
         out.append(f"... and {len(shown) - limit} more in report.html / report.json")
+    out += [line for o in shown[:limit] if (line := precision_line(o))]
     out += ["", verdict(result), constraints_applied(result) + "."]
     if result.interrupted:
         out.append("Interrupted (Ctrl-C): the report holds what was measured before it.")

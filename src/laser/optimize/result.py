@@ -28,6 +28,7 @@ class Outcome:
     unverified: bool = False  # changes the function and had no data to recover: listed, never the winner
     off_target: bool = False  # not a format/backend the --target runs (the eager reference): never the winner
     final: bool = False  # re-timed side by side with the other finalists (metrics hold those figures)
+    detail: dict[str, Any] | None = None  # what its stages chose (mixed precision: layers kept FP32, INT8 MACs)
     seconds: float = 0.0
     key: str = ""
     artifact_key: str = ""
@@ -59,7 +60,7 @@ class Outcome:
         return {"recipe": c.recipe, "format": c.format, "backend": c.backend, "status": self.status,
                 "stages": self.stages, "metrics": self.metrics.to_dict(), "entry": self.entry, "seconds": self.seconds,
                 "artifact_key": self.artifact_key, "warnings": self.warnings, "load_1m": self.load_1m,
-                "unverified": self.unverified}
+                "unverified": self.unverified, **({"detail": self.detail} if self.detail else {})}
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.record(), "key": self.key, "error": self.error,

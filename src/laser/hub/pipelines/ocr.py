@@ -52,13 +52,27 @@ def line_input(image: Any, pre: Mapping[str, Any], width: int | None = None) -> 
     return out
 
 
+def det_input(image: Any, pre: Mapping[str, Any]) -> tuple[np.ndarray, tuple[float, float]]:
+    """A page as the detector's (3, H, W) input and (picture px per input px along x, along y): the shorter
+    side resized to at least ``limit_side_len`` (the longer at most 2000 px), both sides multiples of 32."""
+    from PIL import Image
+
+    image = image.convert("RGB")
+    w, h = image.size
+    side, multiple = int(pre.get("limit_side_len", 736)), int(pre.get("multiple", 32))
+    ratio = side / min(w, h) if min(w, h) < side else 1.0
+    ratio = min(ratio, 2000 / max(w * ratio, h * ratio) * ratio)  # at most 2000 px on the long side
+    rw, rh = (max(multiple, round(v * ratio / multiple) * multiple) for v in (w, h))
+    return normalise(image.resize((rw, rh), Image.Resampling.BILINEAR), pre), (w / rw, h / rh)
+
+
 def ctc_decode(probs: np.ndarray, labels: Sequence[str]) -> tuple[str, float]:
     """(text, mean probability of its characters) from (T, C) per-step class probabilities; class 0 = blank."""
     best, conf = probs.argmax(-1), probs.max(-1)
     keep = best != 0
     keep[1:] &= best[1:] != best[:-1]  # merge repeats
     chars = [labels[i] if i < len(labels) else "" for i in best[keep]]
-    return "".join(chars), float(conf[keep].mean()) if keep.any() else 0.0
+    return "".join(chars).strip(" "), float(conf[keep].mean()) if keep.any() else 0.0
 
 
 def ctc_indices(probs: np.ndarray) -> list[np.ndarray]:
@@ -108,17 +122,9 @@ class TextDetectionPipeline(Pipeline):
     task = "ocr-detection"
 
     def preprocess(self, source: Any) -> tuple[Any, dict[str, np.ndarray]]:
-        from PIL import Image
-
         image = load_image(source).convert("RGB")
-        pre = self.artifact.preprocessing
-        w, h = image.size
-        side, multiple = int(pre.get("limit_side_len", 736)), int(pre.get("multiple", 32))
-        ratio = side / min(w, h) if min(w, h) < side else 1.0
-        ratio = min(ratio, 2000 / max(w * ratio, h * ratio) * ratio)  # at most 2000 px on the long side
-        rw, rh = (max(multiple, round(v * ratio / multiple) * multiple) for v in (w, h))
-        x = normalise(image.resize((rw, rh), Image.Resampling.BILINEAR), pre)[None]
-        return (source, image, (w / rw, h / rh)), {self.artifact.spec.input_names[0]: x}
+        x, scale = det_input(image, self.artifact.preprocessing)
+        return (source, image, scale), {self.artifact.spec.input_names[0]: x[None]}
 
     def postprocess(self, context: Any, outputs: Mapping[str, np.ndarray], **_: Any) -> dict[str, Any]:
         _, image, scale = context
