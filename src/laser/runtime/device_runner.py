@@ -171,9 +171,16 @@ class Model:
 
 
 def importable(module: str) -> str | None:
-    """The version of ``module`` when it imports here, else None (absent, or installed but broken)."""
+    """The version of ``module`` when it imports here, else None (absent, or installed but broken). ExecuTorch
+    is only looked up: importing it imports torch, seconds on a small board; a broken one fails at load."""
     try:
-        __import__(module)
+        if module == "executorch":
+            import importlib.util
+
+            if importlib.util.find_spec("executorch.runtime") is None:
+                return None
+        else:
+            __import__(module)
     except Exception:
         return None
     return _version(module) or "?"
