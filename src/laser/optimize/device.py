@@ -15,7 +15,7 @@ import functools
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from laser.artifact import Artifact
@@ -51,7 +51,6 @@ class Device:
     hardware: dict[str, Any]
     runtimes: dict[str, str | None]  # name -> version; None: not importable there
     emulated: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
