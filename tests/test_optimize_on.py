@@ -76,7 +76,7 @@ def test_bad_device_fails_in_one_line_before_anything_is_written(monkeypatch, ca
 
 def test_target_ssh_is_mobile_on_the_device_and_two_devices_are_refused(capsys, tmp_path):
     from laser.optimize import device as on_device
-    from laser.optimize.targets import split
+    from laser.optimize.targets import split, target
 
     assert split("ssh://pi@edge:2222", None) == ("mobile", "ssh://pi@edge:2222")
     code = main(["optimize", "digits-cnn", "--target", "ssh://pi@edge", "--on", "ssh://pi@other", "-o", str(tmp_path / "o")])
@@ -88,6 +88,8 @@ def test_target_ssh_is_mobile_on_the_device_and_two_devices_are_refused(capsys, 
         ("none", "onnx", "ssh:onnxruntime"), ("none", "ort", "ssh:onnxruntime"), ("int8-static", "ort", "ssh:onnxruntime")]
     assert {(c.recipe, c.format) for c in skipped} == {("none", "executorch"), ("int8-pt2e", "executorch")}
     assert all("has no executorch" in why and "pip install executorch" in why for why in skipped.values())
+    mobile = target("mobile")  # the winner is a .ort or .pte on the device, never the FP32 ONNX reference
+    assert mobile.deployable("ort", "ssh:onnxruntime") and not mobile.deployable("onnx", "ssh:onnxruntime")
 
 
 @pytest.mark.slow

@@ -47,6 +47,7 @@ class Target:
         """Whether a candidate in ``fmt`` on ``backend`` is something this target runs (may win)."""
         if not self.restricted:
             return True
+        backend = backend.removeprefix("ssh:")  # --on: the device's runtime
         return fmt in self.formats and (self.backends is None or backend in self.backends)
 
 
