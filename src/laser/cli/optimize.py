@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", help="comma-separated: torch, onnx, torchscript, aoti, ort, executorch (default: torch, onnx, torchscript; "
                    "aoti compiles ahead of time: add it to answer static vs dynamic graph)")
     p.add_argument("--backends", help="comma-separated: torch, torchscript, onnxruntime, openvino, aoti, compiled "
-                   "(default: every installed one except compiled, which torch.compiles each candidate)")
+                   "(default: every installed one except compiled, which torch.compiles each candidate; with --on: the "
+                   "device's runtimes onnxruntime, openvino, executorch)")
     from laser.optimize.targets import TARGETS
 
     p.add_argument("--target", default=None, metavar="|".join(sorted(TARGETS)) + "|ssh://USER@HOST[:PORT]",
