@@ -12,6 +12,7 @@ from laser.cli.common import (
     add_http_port,
     add_json,
     add_model_args,
+    add_on,
     add_threads,
     load_model,
 )
@@ -50,12 +51,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", help="comma-separated: torch, onnx, torchscript, aoti, ort, executorch (default: torch, onnx, torchscript; "
                    "aoti compiles ahead of time: add it to answer static vs dynamic graph)")
     p.add_argument("--backends", help="comma-separated: torch, torchscript, onnxruntime, openvino, aoti, compiled "
-                   "(default: every installed one except compiled, which torch.compiles each candidate)")
+                   "(default: every installed one except compiled, which torch.compiles each candidate; with --on: the "
+                   "device's runtimes onnxruntime, openvino, executorch)")
     from laser.optimize.targets import TARGETS
 
-    p.add_argument("--target", choices=sorted(TARGETS), default=None,
+    p.add_argument("--target", default=None, metavar="|".join(sorted(TARGETS)) + "|ssh://USER@HOST[:PORT]",
                    help="where the winner runs: " + "; ".join(f"{t.name} = {t.description}" for t in TARGETS.values())
-                   + " (default: server). Sets the default formats, backends and recipes and refuses others")
+                   + "; ssh://... = mobile, measured on that device (as --on) (default: server). Sets the default "
+                   "formats, backends and recipes and refuses others")
+    add_on(p)
     p.add_argument("--time-budget", help="stop starting new candidates after this long, e.g. 90s, 10m, 1h")
     p.add_argument("--recipe", help="a winner.toml from an earlier run: rebuild that artifact and measure it")
     p.add_argument("--fresh", action="store_true", help="ignore the cache of an earlier run in OUTPUT")
@@ -102,17 +106,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                               "with --no-accuracy-budget")
         terms = [t for t in budget.split(",") if t.strip() and not t.strip().startswith("accuracy_drop")]
         budget = ",".join([f"accuracy_drop<={args.max_accuracy_drop:g}%", *terms])
+    if args.serve and (args.on or str(args.target or "").startswith("ssh://")):
+        raise ConfigError("--serve serves the winner on this machine; with --on it was measured on the device: "
+                          "drop --serve and copy winner/ there (laser serve runs wherever laser is installed)")
     result = optimize(model, data=None if args.inputs else data, budget=budget, objective=args.objective,
                       recipes=args.recipes, inputs=args.inputs,
                       formats=args.formats, backends=args.backends, output=args.output,
                       time_budget=args.time_budget, resume=not args.fresh, recipe=args.recipe, settings=settings,
                       progress=not args.no_progress,
-                      random_weights=args.random_weights, target=args.target)
+                      random_weights=args.random_weights, target=args.target, on=args.on, identity=args.identity)
     out = Path(args.output)
     view = _advise(result, out) if args.advise else None
     if args.json:
         d = result.to_dict()
-        emit_json({k: d[k] for k in ("target", "verdict", "winner", "feasible", "front", "budget", "interrupted",
+        emit_json({k: d[k] for k in ("target", "device", "verdict", "winner", "feasible", "front", "budget", "interrupted",
                                      "timed_out", "elapsed_s")} | {"output": str(out)}
                   | ({"advice": view[1]} if view else {}))
     else:

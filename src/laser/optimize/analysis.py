@@ -21,12 +21,10 @@ if TYPE_CHECKING:
 
 def parent_of(o: Outcome, result: OptimizeResult) -> Outcome | None:
     """The candidate this one should beat: the same format and backend without the recipe; for the
-    uncompressed model on another runtime, the eager PyTorch model."""
-    from laser.optimize.candidates import BASELINE
-
+    uncompressed model on another runtime, the eager PyTorch model (under --on: the FP32 ONNX model there)."""
     c = o.candidate
     eager = result.eager
-    if (c.recipe, c.format, c.backend) == (BASELINE.recipe, BASELINE.format, BASELINE.backend):
+    if c == result.baseline:
         return None
     if c.recipe == "none":
         return eager

@@ -11,6 +11,7 @@ from typing import Any
 from laser.artifact import Artifact
 from laser.data import Dataset
 from laser.optimize import candidates as cands
+from laser.optimize import device as on_device
 from laser.optimize import targets
 from laser.optimize.budget import Budget, parse_duration
 from laser.optimize.candidates import Recipe
@@ -33,7 +34,7 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
              recipe: str | os.PathLike[str] | None = None, settings: Settings | None = None,
              progress: bool = True, random_weights: bool = False, inputs: str | os.PathLike[str] | None = None,
              evaluate: Callable[..., dict[str, Any]] | None = None, timer: Timer | None = None,
-             target: str | None = None) -> OptimizeResult:
+             target: str | None = None, on: str | None = None, identity: str | None = None) -> OptimizeResult:
     """Build, measure and rank candidates (recipes × formats × backends); return the outcome.
 
     ``model``: a catalog name, bundle, file or Artifact (default: the built-in digits-cnn).
@@ -55,6 +56,9 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     ``recipe``: a winner.toml from an earlier run: rebuild that artifact from the base model and measure it.
     ``target``: where the winner is to run (``laser.optimize.targets``: server, mobile, browser); it sets the
     default formats, backends and recipes, refuses those that do not run there, and the winner is one that does.
+    ``on``: ``ssh://USER@HOST[:PORT]`` (``identity``: its key): every candidate is measured on that device, in the
+    formats its runtimes run, against the FP32 ONNX model there (``laser.optimize.device``); ``target="ssh://..."``
+    is ``target="mobile", on="ssh://..."``.
     """
     settings = settings or Settings(robustness=robustness)
     if robustness and not settings.robustness:
@@ -67,10 +71,17 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         model, data, inputs, budget = filled["model"], filled["data"], filled["inputs"], filled["budget"]
         objective, random_weights = filled["objective"], filled["random_weights"]
         target = target or replay.meta.get("target")
+        on = on or replay.meta.get("device")
+    target, on = targets.split(target, on)
     where = targets.target(target)
     # formats/backends the target does not run are refused before anything is loaded or written
-    chosen_formats = where.choose("formats", cands.parse_list(formats, [])) or list(cands.DEFAULT_FORMATS)
+    given_formats = cands.parse_list(formats, [])
+    chosen_formats = where.choose("formats", given_formats) or list(cands.DEFAULT_FORMATS)
+    if on and not given_formats and not where.restricted:
+        chosen_formats = list(on_device.DEVICE_FORMATS)
     chosen_backends = where.choose("backends", cands.parse_list(backends, [])) or None
+    # an unreachable device, a refused key or a device without python3 fail here, in one line, before any write
+    device = on_device.connect(on, identity) if on else None
     source, base = _base(model, random_weights, inputs)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
@@ -89,8 +100,13 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
         chosen_formats = [str(replay.meta["format"])]
         chosen_backends = [str(replay.meta["backend"])]
     else:
-        names, early_notes = _recipe_names(recipes, data, base.format, where.recipes)
-    if where.restricted:
+        names, early_notes = _recipe_names(recipes, data, base.format,
+                                           where.recipes or (on_device.DEVICE_RECIPES if device else None))
+    if device is not None:
+        early_notes.append(f"measured on {device.label}: candidates in {', '.join(chosen_formats)} on the runtimes "
+                           f"that import there ({', '.join(k for k, v in device.runtimes.items() if v) or 'none'}); "
+                           f"PyTorch eager does not run there, so speed-ups are vs {device.describe_baseline()}")
+    elif where.restricted:
         early_notes.append(f"target {where.name}: {where.description}; candidates in {', '.join(where.formats)} "
                            "are measured on this machine with the runtime the target ships; PyTorch eager is "
                            "measured as the reference speed-ups are quoted against, never the winner")
@@ -98,7 +114,7 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
                     backends=chosen_backends,
                     settings=settings, output=out, resume=resume, time_budget_s=parse_duration(time_budget),
                     progress=progress, evaluate=evaluate, inputs=str(inputs) if inputs is not None else None,
-                    timer=timer, target=where.name)
+                    timer=timer, target=where.name, device=device)
     search.notes[:0] = early_notes
     result = search.run(winner_from=[replay.recipe.name] if replay is not None else None)
     note = replay.base_note(search.base_digest) if replay is not None else None
@@ -189,7 +205,8 @@ def write_outputs(result: OptimizeResult, out: Path, stages: Sequence[Any] = (),
                 "budget": result.requested_budget or result.budget.text, "objective": result.budget.objective.metric,
                 "feasible": result.feasible, "measured_p50_ms": w.metrics.get("p50_ms"),
                 "measured_accuracy": w.metrics.get("accuracy"), "inputs": result.inputs,
-                "target": result.target if result.target != targets.DEFAULT_TARGET else None}
+                "target": result.target if result.target != targets.DEFAULT_TARGET else None,
+                "device": result.device["url"] if result.device else None}
         save_recipe(out / "winner.toml", stages, {k: v for k, v in meta.items() if v is not None})  # TOML has no null
     elif (out / "winner").exists() and w is None:
         shutil.rmtree(out / "winner", ignore_errors=True)

@@ -23,10 +23,12 @@ from laser.data import Dataset
 from laser.errors import LaserError
 from laser.measure.figures import Figures
 from laser.optimize import candidates as cands
+from laser.optimize import device as on_device
 from laser.optimize.budget import Budget
 from laser.optimize.build import Builder
 from laser.optimize.cache import Cache, artifact_digest, make_key
 from laser.optimize.candidates import Candidate, Context, Recipe, Unavailable
+from laser.optimize.device import Device
 from laser.optimize.diagnose import diagnose
 from laser.optimize.evaluate import (
     REL_L2_PER_POINT,
@@ -70,12 +72,14 @@ class Search:
                  recipes: Sequence[str | Recipe], formats: Sequence[str], backends: Sequence[str] | None,
                  settings: Settings, output: Path | None, resume: bool = True, time_budget_s: float | None = None,
                  progress: bool = True, evaluate: Callable[..., dict[str, Any]] | None = None,
-                 inputs: str | None = None, timer: Timer | None = None, target: str = "server"):
+                 inputs: str | None = None, timer: Timer | None = None, target: str = "server",
+                 device: Device | None = None):
         self.base, self.source, self.budget, self.settings = base, source, budget, settings
         self.requested_budget = budget.text  # as given, before the fidelity mapping of a run without labels
         self.output, self.time_budget_s, self.progress = output, time_budget_s, progress
-        self.evaluate = evaluate or measure_candidate
-        self.timer = timer or side_by_side_timer
+        self.device = device  # --on: every candidate is measured there (optimize/device.py)
+        self.evaluate = evaluate or (device.evaluate() if device else measure_candidate)
+        self.timer = timer or (device.timer() if device else side_by_side_timer)
         self.inputs = inputs
         self.target = target
         self.data_name = data if isinstance(data, str) else (data.name if data is not None else None)
@@ -88,7 +92,11 @@ class Search:
                            distill_epochs=settings.distill_epochs, inputs=inputs,
                            calibration_samples=settings.calibration_samples,
                            search_epochs=settings.search_epochs, accuracy_drop_pts=budget.allowed_drop_pts())
-        self.plan = cands.plan(recipes, formats, backends, base.format)
+        self.skipped: dict[Candidate, str] = {}  # --on: candidates in formats the device cannot run -> why
+        if device is not None:
+            self.plan, self.skipped = on_device.plan(device, recipes, formats, backends, base.format)
+        else:
+            self.plan = cands.plan(recipes, formats, backends, base.format)
         self.recipes: dict[str, Recipe | Exception] = {r.name: r for r in recipes if isinstance(r, Recipe)}
         self.builder = Builder(base, self.base_digest, self.cache, settings.exporter)
         self.notes: list[str] = []
@@ -108,6 +116,7 @@ class Search:
             if self.budget.mapping:
                 self.notes.append(self.budget.mapping)
         outcomes = {c: Outcome(c, "skipped", error="not reached") for c in self.plan}
+        outcomes |= {c: Outcome(c, "skipped", error=why) for c, why in self.skipped.items()}
         interrupted = timed_out = False
         bar = tqdm(total=len(self.plan), desc="optimize", unit="candidate", disable=not self.progress,
                    dynamic_ncols=True)
@@ -132,8 +141,13 @@ class Search:
         self._load_note(outcomes.values())
         result = OptimizeResult(self.base, self.source, self.budget, ref, self.settings, list(outcomes.values()),
                                 interrupted=interrupted, timed_out=timed_out, notes=self.notes,
-                                output=self.output, winner_from=list(winner_from or []), hardware=_hardware(),
+                                output=self.output, winner_from=list(winner_from or []),
+                                hardware=self.device.hardware if self.device else _hardware(),
                                 inputs=self.inputs, requested_budget=self.requested_budget, target=self.target)
+        if self.device is not None:
+            result.baseline = self.plan[0]
+            result.device = {"url": self.device.on, "label": self.device.label, "emulated": self.device.emulated,
+                             "baseline": self.device.describe_baseline(), "runtimes": self.device.runtimes}
         from laser.optimize.analysis import analyse
 
         analyse(result)
@@ -142,7 +156,11 @@ class Search:
                 self._finals(result)
             except KeyboardInterrupt:
                 result.interrupted = interrupted = True
-        if self.settings.doctor and not interrupted:
+        if self.settings.doctor and not interrupted and self.device is not None:
+            self.notes.append(f"doctor: skipped under --on: its probes ({', '.join(on_device.DOCTOR_PROBES)}) time and "
+                              f"profile on this machine, not on {self.device.on}; run laser doctor PARENT CHILD on the "
+                              "device itself for them")
+        elif self.settings.doctor and not interrupted:
             try:
                 diagnose(self, result)
             except KeyboardInterrupt:
@@ -162,6 +180,15 @@ class Search:
             self.notes.append(f"the final side-by-side round failed ({exc}); ratios between candidates are not "
                               "quoted, since screening figures were taken at different moments")
             return
+        finally:
+            close = getattr(self.timer, "close", None)  # the device timer's SSH sessions
+            if close is not None:
+                close()
+        if result.finals is not None and self.device is not None:
+            f = result.finals
+            f["method"] = on_device.finals_method(self.device, f["rounds"], f["block"], f.get("switch", 2)) + (
+                f"; {f['sets']} set(s) taken, the one with the narrowest worst spread kept "
+                f"({f['worst_spread_pct']:.0f} %; limit {f['spread_limit_pct']:.0f} %)")
         if result.finals is not None:
             self.notes.append(f"final round: {len(result.finals['finalists'])} finalists re-timed side by side "
                               f"({result.finals['method']}); the winner and every ratio come from those figures")
@@ -172,6 +199,8 @@ class Search:
         read many times slower than on an idle machine, so ratios measured then are not to be trusted."""
         from laser.runtime.base import default_threads
 
+        if self.device is not None:  # this machine's load average says nothing about the device's
+            return
         loads = [o.load_1m for o in outcomes if o.measured and o.load_1m is not None]
         cores = default_threads()
         # The measuring process alone keeps up to `cores` threads runnable: only a load above that is other work
@@ -193,8 +222,8 @@ class Search:
         except (Unavailable, LaserError) as exc:
             return Outcome(c, "skipped" if isinstance(exc, Unavailable) else "failed", error=str(exc))
         dicts = [s.to_dict() for s in stages]
-        key = make_key(self.base_digest, dicts, c.format, c.backend, self.settings.key(), self.data_name,
-                       self.inputs)
+        settings_key = self.settings.key() | ({"device": self.device.key} if self.device else {})
+        key = make_key(self.base_digest, dicts, c.format, c.backend, settings_key, self.data_name, self.inputs)
         art_key = make_key(self.base_digest, dicts)
         cached = self.cache.get(key)
         figures_cached = _stored_figures(cached)

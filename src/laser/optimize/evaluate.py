@@ -176,19 +176,25 @@ def _reference_backend(art: Artifact) -> str:
 
 
 def measure_candidate(art: Artifact, backend: str, ref: Reference, settings: Settings,
-                      parent: Artifact | None = None) -> dict[str, Any]:
+                      parent: Artifact | None = None, *, on: str | None = None,
+                      identity: str | None = None) -> dict[str, Any]:
     """The LASER report entry of ``art`` on ``backend`` (latency, accuracy, size, energy, robustness); without
-    labels, plus its ``fidelity`` to the parent on the reference inputs."""
+    labels, plus its ``fidelity`` to the parent on the reference inputs. ``on``: an SSH device (``backend`` is
+    then ``ssh:RUNTIME``): timed there, and accuracy and fidelity computed from the outputs the device sends back."""
     from laser.measure import measure
     from laser.runtime import run
 
-    report = measure(art, backends=[backend], data=ref.data, reference=parent if ref.data is not None else None,
+    runtime = backend.partition(":")[2] if on else ""
+    report = measure(art, backends=[runtime if on else backend], data=ref.data,
+                     reference=parent if ref.data is not None else None,
                      repeats=settings.repeats, warmup=settings.warmup, min_iters=settings.min_iters,
                      max_seconds=settings.max_seconds, threads=settings.threads, robustness=settings.robustness,
-                     peak=False, activations=False)
+                     peak=False, activations=False, on=on, identity=identity)
     entry = report.to_dict()["artifacts"][0]  # JSON-clean: NaN -> None, numpy -> Python
     if ref.proxy:
-        with run(art, backend=backend, threads=settings.threads) as runner:
+        where: dict[str, Any] = {"backend": "ssh", "on": on, "identity": identity, "runtime": runtime} if on else {
+            "backend": backend}
+        with run(art, threads=settings.threads, **where) as runner:
             entry["fidelity"] = ref.fidelity(runner)
     return entry
 

@@ -124,7 +124,7 @@ def run_finals(result: OptimizeResult, artifact_for: Callable[[Outcome], Artifac
         o.metrics = o.metrics.retimed(p50, float(np.percentile(flat, 90)), float(np.percentile(flat, 99)),
                                       spread_pct(kept[o.name]))
         o.final = True
-    return {"finalists": [o.name for o in chosen], "sets": len(sets), "rounds": rounds, "block": block,
+    return {"finalists": [o.name for o in chosen], "sets": len(sets), "rounds": rounds, "block": block, "switch": switch,
             "worst_spread_pct": worst, "spread_limit_pct": SPREAD_LIMIT_PCT, "seconds": time.monotonic() - started,
             "method": (f"side by side in one process: {rounds} interleaved rounds, each finalist making {switch} "
                        f"untimed then {block} timed calls at batch 1 per round; p50/p90/p99 over all timed calls; "

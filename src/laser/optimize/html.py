@@ -73,7 +73,8 @@ def _cards(result: OptimizeResult) -> str:
 
     m, r = w.metrics, ref.metrics
     cards = [card("Latency (p50, batch 1)", fmt(m["p50_ms"], "time"),
-                  f"{speed(w.speedup_vs_eager)} PyTorch eager ({fmt(r['p50_ms'], 'time')}); measured")]
+                  f"{speed(w.speedup_vs_eager)} {result.baseline_label} ({fmt(r['p50_ms'], 'time')}); "
+                  + ("emulated" if (result.device or {}).get("emulated") else "measured"))]
     if m.get("accuracy") is not None:
         cards.append(card(f"Accuracy ({what})", f"{100 * m['accuracy']:.2f} %",
                           f"{delta_pts(m['accuracy_drop_pts'])} vs the base ({100 * result.reference.base_accuracy:.2f} %); measured"))
@@ -91,7 +92,8 @@ def _cards(result: OptimizeResult) -> str:
 
 def _table(result: OptimizeResult) -> str:
     robust = any(o.metrics.get("robust_accuracy") is not None for o in result.measured)
-    head = ("<tr><th class='l'>candidate (recipe · format · backend)</th><th>p50</th><th>p99</th><th>vs eager</th>"
+    head = ("<tr><th class='l'>candidate (recipe · format · backend)</th><th>p50</th><th>p99</th><th>vs "
+            + ("eager" if result.device is None else "ONNX FP32") + "</th>"
             "<th>vs parent</th><th>accuracy</th><th>Δ accuracy</th>" + ("<th>FGSM acc.</th>" if robust else "") +
             "<th>size</th><th>MACs</th><th>energy</th><th class='l'>Pareto</th><th class='l'>budget</th></tr>")
     body = []
@@ -224,8 +226,10 @@ def _method(result: OptimizeResult) -> str:
     cpu = hw.get("cpu") or {}
     energy = next((o.entry.get("energy", {}).get("source") for o in result.measured if o.entry), None)
     items = [
-        f"Hardware: {_e(cpu.get('model', '?'))}, {_e(cpu.get('usable_cores', '?'))} usable cores; ISA "
-        f"{_e(', '.join(cpu.get('isa', [])) or '?')}.",
+        ("Hardware: " + (f"the device {_e(hw.get('device'))} (its own fingerprint), " if hw.get("device") else "")
+         + f"{_e(cpu.get('model', '?'))}, {_e(cpu.get('usable_cores', '?'))} usable cores; ISA "
+         f"{_e(', '.join(cpu.get('isa', [])) or '?')}."
+         + (f" Every timing is EMULATED ({_e(hw['emulated'])})." if hw.get("emulated") else "")),
         f"Latency (screening): laser.measure on the candidate's backend, batch 1, {s.warmup} warm-up calls, ≥ "
         f"{s.min_iters} timed calls and ≥ {s.max_seconds:g} s per run, median of {s.repeats} run(s); p50/p99 in ms per "
         "call (measured), each candidate at its own moment.",

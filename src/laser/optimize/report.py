@@ -53,7 +53,7 @@ def describe_metrics(o: Outcome, result: OptimizeResult) -> str:
     parts = [f"p50 {fmt(m['p50_ms'], 'time')}"]
     if o.speedup_vs_eager is not None and o.name != (result.eager.name if result.eager else None):
         eager = result.eager.metrics["p50_ms"] if result.eager else None
-        parts[-1] += f" ({speed(o.speedup_vs_eager)} PyTorch eager" + (
+        parts[-1] += f" ({speed(o.speedup_vs_eager)} {result.baseline_label}" + (
             f" at {fmt(eager, 'time')}, same rounds)" if eager else ")")
     if result.reference.proxy and m.get("rel_l2") is not None:
         fid = f"fidelity: relative L2 {100 * m['rel_l2']:.3g} % vs the FP32 parent"
@@ -76,13 +76,25 @@ def verdict(result: OptimizeResult) -> str:
     if w is None:
         return f"Nothing was measured{on}: " + ("interrupted before the first candidate finished." if result.interrupted
                                                 else "every candidate failed or was skipped (see the table).")
-    head = f"{w.name}: {describe_metrics(w, result)}."
+    head = f"{w.name}: {describe_metrics(w, result)}." + device_said(result)
     if result.feasible:
         tail = (f" Meets the budget ({result.budget.text}); {result.budget.objective.describe()} among "
                 f"{sum(o.feasible for o in result.measured)} feasible of {len(result.measured)} measured.")
         return f"Winner{on}: " + head + tail
     fails = "; ".join(v.message() for v in w.violations)
     return (f"No candidate{on} meets the budget ({result.budget.text}). Best effort: {head} It misses: {fails}.")
+
+
+def device_said(result: OptimizeResult) -> str:
+    """Under --on: where every figure was timed, what the speed-ups are against, and emulation."""
+    d = result.device
+    if not d:
+        return ""
+    said = f" Measured on {d['url']}: speed-ups vs {d['baseline']}."
+    if d.get("emulated"):
+        said += (f" Every timing is EMULATED ({d['emulated']}): it says the artifact runs there, not how fast "
+                 "the real device is.")
+    return said
 
 
 def constraints_applied(result: OptimizeResult) -> str:
@@ -110,6 +122,7 @@ def result_dict(result: OptimizeResult) -> dict[str, Any]:
         "model": {"name": base.name, "source": result.source, "format": base.format, "task": base.task,
                   "sha256": artifact_digest(base)},
         "target": result.target,
+        "device": result.device,
         "budget": result.budget.to_dict(),
         "reference": result.reference.to_dict(),
         "settings": result.settings.to_dict(),
@@ -193,7 +206,8 @@ def terminal_summary(result: OptimizeResult, limit: int = 14) -> str:
                          "front" if o.on_front else "dominated", budget))
         else:
             body.append(("", o.name, o.status, "", "", "", "", (o.error or "")[:60]))
-    out = [table(body, ("", "candidate", "p50", "vs eager", "accuracy", "size", "pareto", "budget"))]
+    vs = "vs eager" if result.device is None else "vs ONNX FP32"
+    out = [table(body, ("", "candidate", "p50", vs, "accuracy", "size", "pareto", "budget"))]
     if len(shown) > limit:
         out.append(f"... and {len(shown) - limit} more in report.html / report.json")
     out += [line for o in shown[:limit] if (line := precision_line(o))]

@@ -94,6 +94,8 @@ class OptimizeResult:
     inputs: str | None = None  # unlabelled samples fidelity was measured on (None: spec examples)
     requested_budget: str = ""  # the budget as given, before the default accuracy and the fidelity mapping
     target: str = "server"  # where the winner is to run (laser.optimize.targets)
+    baseline: Candidate = BASELINE  # the reference every speed-up is quoted against (--on: FP32 ONNX there)
+    device: dict[str, Any] | None = None  # --on: the device measured on (url, label, emulated, baseline)
 
     @property
     def measured(self) -> list[Outcome]:
@@ -111,8 +113,13 @@ class OptimizeResult:
 
     @property
     def eager(self) -> Outcome | None:
-        o = self.get(*triple(BASELINE))
+        o = self.get(*triple(self.baseline))
         return o if o is not None and o.measured else None
+
+    @property
+    def baseline_label(self) -> str:
+        """What "× eager" means in this run: PyTorch eager here, or the FP32 ONNX model on the --on device."""
+        return self.device["baseline"] if self.device else "PyTorch eager"
 
     def verdict(self) -> str:
         """One sentence: what won, how it compares with the eager model, and whether the budget holds."""

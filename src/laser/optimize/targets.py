@@ -12,6 +12,7 @@ it is never the winner.
              XNNPACK quantizer) on the executorch backend, and ONNX Runtime's ORT format (FP32, INT8 QDQ)
              for ONNX Runtime Mobile on onnxruntime. .pte programs take batch 1 only: they are timed at batch 1
     browser  the model's web page (onnxruntime-web, WASM) in headless Chromium: ONNX FP32 and INT8 QDQ
+    ssh://USER@HOST[:PORT]  mobile, measured on that device (``--on``, laser.optimize.device)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Target:
         """Whether a candidate in ``fmt`` on ``backend`` is something this target runs (may win)."""
         if not self.restricted:
             return True
+        backend = backend.removeprefix("ssh:")  # --on: the device's runtime
         return fmt in self.formats and (self.backends is None or backend in self.backends)
 
 
@@ -58,6 +60,15 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "onnxruntime-web (WASM) in headless Chromium"),
 )}
 DEFAULT_TARGET = "server"
+
+
+def split(name: str | None, on: str | None) -> tuple[str | None, str | None]:
+    """(target, device): ``--target ssh://...`` is the mobile/edge formats measured on that device (``--on``)."""
+    if name and name.strip().lower().startswith("ssh://"):
+        if on and on != name:
+            raise ConfigError(f"--target {name} and --on {on} name two devices; give one")
+        return "mobile", name.strip()
+    return name, on
 
 
 def target(name: str | None) -> Target:

@@ -6,6 +6,7 @@ payload (npz bytes for arrays, raw bytes for files). In order:
 
 1. device → ``{"hello": fingerprint}`` (or ``{"error": "missing", "module": ...}``: numpy absent);
 2. laser → ``{"op": "file", "name": REL}`` + bytes, once per bundle file; the files go to a fresh temp dir;
+   (``{"op": "runtimes"}`` → ``{"runtimes": {name: version or None}}``: which runtimes import here);
 3. laser → ``{"op": "load", "model": REL, "format": F, "runtime": R|"auto", "threads": N}`` → ``{"runtime", "version"}``;
 4. laser → ``{"op": "run"}`` + npz inputs → npz outputs; or ``{"op": "time", "warmup", "warmup_seconds",
    "min_iters", "max_seconds", "iters"}`` + npz inputs → ``{"wall_ns", "cpu_s", "warmup_done"}`` + the per-call
@@ -169,6 +170,22 @@ class Model:
         return {n: np.asarray(v) for n, v in zip(names, values)}
 
 
+def importable(module: str) -> str | None:
+    """The version of ``module`` when it imports here, else None (absent, or installed but broken). ExecuTorch
+    is only looked up: importing it imports torch, seconds on a small board; a broken one fails at load."""
+    try:
+        if module == "executorch":
+            import importlib.util
+
+            if importlib.util.find_spec("executorch.runtime") is None:
+                return None
+        else:
+            __import__(module)
+    except Exception:
+        return None
+    return _version(module) or "?"
+
+
 def pick_runtime(fmt: str, wanted: str) -> str:
     candidates = RUNTIMES.get(fmt, ())
     if wanted != "auto":
@@ -243,6 +260,8 @@ def serve(inp: Stream, out: Stream, workdir: str) -> None:
                 with open(dest, "wb") as f:
                     f.write(payload)
                 send(out, {"ok": True})
+            elif op == "runtimes":
+                send(out, {"ok": True, "runtimes": {m: importable(m) for m in ("onnxruntime", "openvino", "executorch")}})
             elif op == "load":
                 runtime = pick_runtime(header["format"], header.get("runtime", "auto"))
                 order = list(header["inputs"])

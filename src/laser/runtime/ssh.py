@@ -113,18 +113,14 @@ def diagnose(on: str, stderr: str, rc: int | None) -> str:
     return f"the SSH session to {on} failed ({said})"
 
 
-class SSHRunner(Runner):
-    backend = "ssh"
-    remote = True  # laser.measure: timings and hardware come from the device, energy is estimated
+class Link:
+    """One SSH session to the device runner: bootstrap, the device's fingerprint (``hello``), request/answer."""
 
-    def __init__(self, artifact: Artifact, threads: int | None = None, device: str = "cpu", *, on: str = "",
-                 identity: str | None = None, runtime: str = "auto", timeout: float | None = None):
-        if not on:
-            raise ConfigError("the ssh backend needs a device: on='ssh://USER@HOST[:PORT]' (--on on the command line)")
-        if artifact.format not in ("onnx", "ort", "executorch"):
-            raise BackendError(f"--on ssh:// runs onnx, ort and executorch artifacts; {artifact.name!r} is "
-                               f"{artifact.format}: export it first (laser export {artifact.name} --to onnx)")
-        super().__init__(artifact, threads, device)
+    on = ""
+    fmt = "onnx"  # the artifact format the session is for (what to tell the user to install)
+    found: dict[str, str | None]  # probe(): the runtimes that import on the device
+
+    def _connect(self, on: str, identity: str | None, timeout: float | None) -> None:
         self.on, self.timeout = on, _timeout(timeout)
         python = os.environ.get("LASER_SSH_PYTHON", "python3")
         argv = [*ssh_command(on, identity), f"exec {shlex.quote(python)} -c {shlex.quote(BOOTSTRAP)}"]
@@ -137,26 +133,11 @@ class SSHRunner(Runner):
             hello, _ = self._receive(CONNECT_TIMEOUT_S + self.timeout)
             if "error" in hello:
                 raise self._device_error(hello)
-            self.fingerprint: dict[str, Any] = hello["hello"]
-            self.threads = threads or int(self.fingerprint.get("usable_cores") or 1)
-            self._upload(artifact)
-            loaded, _ = self._request({"op": "load", "model": self._model_rel, "format": artifact.format,
-                                       "runtime": runtime, "threads": self.threads,
-                                       "inputs": self.spec.input_names, "outputs": self.spec.output_names})
         except BaseException:
             self.close()
             raise
-        self.runtime, self.runtime_version = loaded["runtime"], loaded["version"]
+        self.fingerprint: dict[str, Any] = hello["hello"]
         self.emulated: str | None = self.fingerprint.get("emulated")
-        self.backend = f"ssh:{self.runtime}" + ":emulated" * bool(self.emulated)
-
-    # -- protocol ------------------------------------------------------------------------------
-    def _upload(self, artifact: Artifact) -> None:
-        model = artifact.model_file.resolve()
-        files = {rel: p for rel, p in artifact.files.items() if p.is_file()} or {model.name: model}
-        self._model_rel = next((rel for rel, p in files.items() if p.resolve() == model), model.name)
-        for rel, path in files.items():
-            self._request({"op": "file", "name": Path(rel).as_posix()}, path.read_bytes())
 
     def _request(self, header: dict[str, Any], payload: bytes = b"") -> tuple[dict[str, Any], bytes]:
         head = json.dumps(header).encode()
@@ -169,7 +150,7 @@ class SSHRunner(Runner):
     def _device_error(self, answer: dict[str, Any]) -> Exception:
         if answer["error"] == "missing":
             module = answer.get("module", "?")
-            pip = {"onnx": "onnxruntime", "ort": "onnxruntime", "executorch": "executorch"}.get(self.artifact.format)
+            pip = {"onnx": "onnxruntime", "ort": "onnxruntime", "executorch": "executorch"}.get(self.fmt)
             wanted = f"{pip} numpy" if module in ("onnxruntime", "openvino", "executorch") and pip else module
             return DependencyError(f"the device {self.on} has no {module} in its python3: run "
                                    f"`python3 -m pip install {wanted}` on the device (or set LASER_SSH_PYTHON "
@@ -220,6 +201,86 @@ class SSHRunner(Runner):
                                "the device, or allow more with LASER_SSH_TIMEOUT=SECONDS")
         return DeviceError(diagnose(self.on, stderr, rc))
 
+    def _stop(self, grace: float) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # the device runner sees its session end and cleans up by itself
+            proc.wait(timeout=5)
+            return None
+        finally:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                head = json.dumps({"op": "close"}).encode()
+                self._write(struct.pack(">I", len(head)) + head + struct.pack(">Q", 0), 5.0)
+            except BackendError:
+                pass
+        self._stop(grace=10.0)
+        self._stderr.close()
+
+    def runtimes(self) -> dict[str, str | None]:
+        """The device's runtimes that import there: name -> version (None: absent or broken)."""
+        answer, _ = self._request({"op": "runtimes"})
+        return dict(answer["runtimes"])
+
+    def hardware(self) -> dict[str, Any]:
+        """The device's fingerprint in ``laser.measure.hardware.fingerprint``'s shape (no peak benchmarks)."""
+        import hashlib
+
+        from laser.runtime.hardware import ISA_FLAGS
+
+        fp = self.fingerprint
+        flags = set() if self.emulated else set(fp.get("cpu_flags") or ())  # emulated: the host's flags
+        model = fp.get("cpu_model", "?") + (f" (EMULATED {fp.get('arch')}: {self.emulated})" if self.emulated else "")
+        hw: dict[str, Any] = {"cpu": {"model": model, "logical_cores": fp.get("logical_cores"), "usable_cores": fp.get("usable_cores"),
+                      "isa": [f for f in ISA_FLAGS if f in flags], "arch": fp.get("arch")},
+              "gpus": [], "os": fp.get("os"), "python": fp.get("python"), "device": self.on,
+              "emulated": self.emulated, "runtimes": {k: v for k, v in (fp.get("runtimes") or {}).items() if v}}
+        hw["hostname_hash"] = hashlib.sha256(str(fp.get("hostname", "")).encode()).hexdigest()[:12]
+        return hw
+
+class SSHRunner(Link, Runner):
+    backend = "ssh"
+    remote = True  # laser.measure: timings and hardware come from the device, energy is estimated
+
+    def __init__(self, artifact: Artifact, threads: int | None = None, device: str = "cpu", *, on: str = "",
+                 identity: str | None = None, runtime: str = "auto", timeout: float | None = None):
+        if not on:
+            raise ConfigError("the ssh backend needs a device: on='ssh://USER@HOST[:PORT]' (--on on the command line)")
+        if artifact.format not in ("onnx", "ort", "executorch"):
+            raise BackendError(f"--on ssh:// runs onnx, ort and executorch artifacts; {artifact.name!r} is "
+                               f"{artifact.format}: export it first (laser export {artifact.name} --to onnx)")
+        Runner.__init__(self, artifact, threads, device)
+        self.fmt = artifact.format
+        self._connect(on, identity, timeout)
+        try:
+            self.threads = threads or int(self.fingerprint.get("usable_cores") or 1)
+            self._upload(artifact)
+            loaded, _ = self._request({"op": "load", "model": self._model_rel, "format": artifact.format,
+                                       "runtime": runtime, "threads": self.threads,
+                                       "inputs": self.spec.input_names, "outputs": self.spec.output_names})
+        except BaseException:
+            self.close()
+            raise
+        self.runtime, self.runtime_version = loaded["runtime"], loaded["version"]
+        self.backend = f"ssh:{self.runtime}" + ":emulated" * bool(self.emulated)
+
+    # -- protocol ------------------------------------------------------------------------------
+    def _upload(self, artifact: Artifact) -> None:
+        model = artifact.model_file.resolve()
+        files = {rel: p for rel, p in artifact.files.items() if p.is_file()} or {model.name: model}
+        self._model_rel = next((rel for rel, p in files.items() if p.resolve() == model), model.name)
+        for rel, path in files.items():
+            self._request({"op": "file", "name": Path(rel).as_posix()}, path.read_bytes())
+
     # -- Runner --------------------------------------------------------------------------------
     def _feeds(self, inputs: Mapping[str, np.ndarray]) -> bytes:
         buf = io.BytesIO()
@@ -252,22 +313,6 @@ class SSHRunner(Runner):
         clock = "time.perf_counter_ns on the device around each inference call, back to back there (no SSH in it)"
         return f"emulated ({self.emulated}): {clock}" if self.emulated else f"measured: {clock}"
 
-    def hardware(self) -> dict[str, Any]:
-        """The device's fingerprint in ``laser.measure.hardware.fingerprint``'s shape (no peak benchmarks)."""
-        from laser.runtime.hardware import ISA_FLAGS
-
-        fp = self.fingerprint
-        flags = set() if self.emulated else set(fp.get("cpu_flags") or ())  # emulated: the host's flags
-        model = fp.get("cpu_model", "?") + (f" (EMULATED {fp.get('arch')}: {self.emulated})" if self.emulated else "")
-        hw: dict[str, Any] = {"cpu": {"model": model, "logical_cores": fp.get("logical_cores"), "usable_cores": fp.get("usable_cores"),
-                      "isa": [f for f in ISA_FLAGS if f in flags], "arch": fp.get("arch")},
-              "gpus": [], "os": fp.get("os"), "python": fp.get("python"), "device": self.on,
-              "emulated": self.emulated, "runtimes": {k: v for k, v in (fp.get("runtimes") or {}).items() if v}}
-        import hashlib
-
-        hw["hostname_hash"] = hashlib.sha256(str(fp.get("hostname", "")).encode()).hexdigest()[:12]
-        return hw
-
     def describe(self) -> dict[str, object]:
         fp = getattr(self, "fingerprint", {})
         return {**super().describe(), "device": self.on, "runtime": getattr(self, "runtime", None),
@@ -275,27 +320,14 @@ class SSHRunner(Runner):
                 "cpu": fp.get("cpu_model"), "emulated": getattr(self, "emulated", None),
                 "timing": self.timing_method if hasattr(self, "emulated") else None}
 
-    def _stop(self, grace: float) -> int | None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        try:
-            return proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # the device runner sees its session end and cleans up by itself
-            proc.wait(timeout=5)
-            return None
-        finally:
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
 
-    def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            try:
-                head = json.dumps({"op": "close"}).encode()
-                self._write(struct.pack(">I", len(head)) + head + struct.pack(">Q", 0), 5.0)
-            except BackendError:
-                pass
-        self._stop(grace=10.0)
-        self._stderr.close()
+def probe(on: str, identity: str | None = None, timeout: float | None = None) -> Link:
+    """A session to the device that has said hello and which runtimes import there (``.runtimes``); ``close()`` it."""
+    link = Link()
+    link._connect(on, identity, timeout)
+    try:
+        link.found = link.runtimes()
+    except BaseException:
+        link.close()
+        raise
+    return link
