@@ -58,8 +58,11 @@ def convert(fmt: str, source: Path, out_dir: Path) -> tuple[Any, dict[str, Path 
 
 
 def _first_line(exc: Exception) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
+    """The line of OpenVINO's report that says what failed (the op list when there is one), not where in C++."""
+    lines = [ln.strip().lstrip("- ") for ln in str(exc).strip().splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("Check '", "FrontEnd API failed", "To facilitate"))] or lines
+    ops = [ln for ln in lines if "conversion rule" in ln or "operations:" in ln]
+    return ((ops or lines)[0] if lines else type(exc).__name__)[:300]
 
 
 def spec_of(model: Any) -> ModelSpec:

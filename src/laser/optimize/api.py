@@ -72,6 +72,8 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     chosen_formats = where.choose("formats", cands.parse_list(formats, [])) or list(cands.DEFAULT_FORMATS)
     chosen_backends = where.choose("backends", cands.parse_list(backends, [])) or None
     source, base = _base(model, random_weights, inputs)
+    if base.format not in ("torch", "onnx") and not cands.parse_list(formats, []) and not where.restricted:
+        chosen_formats = [base.format]  # e.g. an imported OpenVINO IR: measured as it is (and bf16/f16 on it)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
     if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():  # an image folder, read as the model reads
