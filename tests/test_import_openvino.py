@@ -95,3 +95,25 @@ def test_openvino_import_bad_requests_are_one_line(no_frameworks, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "corrupted" in err and "tf2onnx==1.17.0" in err, err
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_a_failing_onnx_converter_falls_back_to_openvino(tmp_path, monkeypatch):
+    """tf2onnx present but failing on the model: OpenVINO converts, and the step says why."""
+    import sys
+
+    import laser.importer
+    from laser.errors import ConfigError
+    from laser.importer import frameworks as fw
+    from laser.importer import import_model
+
+    def fails(*args, **kwargs):
+        raise ConfigError(f"cnn.tflite: tf2onnx: Tensorflow op [x: Foo] is not supported (ran by {sys.executable})")
+
+    monkeypatch.setattr(fw, "python_for", lambda fmt, python=None: sys.executable)
+    monkeypatch.setattr(laser.importer, "via_onnx", fails)
+    art = import_model(DATA / "cnn.tflite")
+    why = art.lineage[-1].params["converter_reason"]
+    assert art.format == "openvino" and why.startswith("fallback: tf2onnx failed") and "Foo" in why, why
+    assert sys.executable not in why  # no local path in the manifest
+    with pytest.raises(ConfigError, match="Foo"):  # an ONNX result asked for: no fallback
+        import_model(DATA / "cnn.tflite", to="onnx")
