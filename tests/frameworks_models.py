@@ -1,5 +1,5 @@
 """Builds tiny source models with the real frameworks, for the slow ``laser import`` tests. Runs in the
-frameworks Python (``make frameworks-venv``), not laser's: ``python tests/frameworks_models.py OUT [tf|paddle]``.
+frameworks Python (``make frameworks-venv``), not laser's: ``python tests/frameworks_models.py OUT [tf|paddle|testdata]``.
 
 tf: a seeded Keras CNN (conv, batch norm, pooling, dense) saved as ``cnn.keras``, ``cnn.h5``, a SavedModel
 ``cnn_savedmodel/`` (Keras' export) and ``cnn.tflite``; ``two_sigs/``, a SavedModel with two different
@@ -7,13 +7,19 @@ signatures; ``bessel/``, a SavedModel using an op tf2onnx has no conversion for 
 paddle: a seeded Paddle CNN saved as an inference model twice: ``pd_old/cnn.pdmodel`` (the pre-PIR program)
 and ``pd_pir/cnn.json`` (Paddle 3's PIR program), each with ``cnn.pdiparams``.
 Each model's own framework output on the inputs ``*_x.npy`` is saved as ``*_y.npy`` (the references).
+testdata: builds both and keeps what OpenVINO reads (``cnn.tflite``, ``cnn_savedmodel/``, ``pd_old/cnn.pdmodel``
++ ``.pdiparams``) with the first two reference inputs/outputs: the committed ``tests/data/import/``, which the
+default suite imports with OpenVINO, no framework installed (run once: ``python tests/frameworks_models.py
+tests/data/import testdata``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +114,26 @@ def build_paddle(out: Path) -> None:
             sys.exit(f"building the Paddle model failed: {done.stderr.strip()[-2000:]}")
 
 
+KEEP = ("cnn.tflite", "cnn_savedmodel", "pd_old/cnn.pdmodel", "pd_old/cnn.pdiparams")
+
+
+def build_testdata(out: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        built = Path(tmp)
+        build_tf(built)
+        build_paddle(built)
+        (out / "pd_old").mkdir(exist_ok=True)
+        for rel in KEEP:
+            if (built / rel).is_dir():
+                shutil.copytree(built / rel, out / rel, dirs_exist_ok=True)
+            else:
+                shutil.copy(built / rel, out / rel)
+        for prefix in ("cnn", "pd_old/cnn"):
+            for end in ("_x.npy", "_y.npy"):
+                np.save(out / f"{prefix}{end}", np.load(built / f"{prefix}{end}")[:2])
+
+
 if __name__ == "__main__":
     target = Path(sys.argv[1])
     target.mkdir(parents=True, exist_ok=True)
-    {"tf": build_tf, "paddle": build_paddle}[sys.argv[2]](target)
+    {"tf": build_tf, "paddle": build_paddle, "testdata": build_testdata}[sys.argv[2]](target)

@@ -156,3 +156,31 @@ def test_import_paddle_to_torch_then_prune(models, fw_env, tmp_path):
     assert pruned.lineage[-1].results["macs_after"] < 0.6 * pruned.lineage[-1].results["macs_before"]
     with torch.inference_mode():
         assert pruned.module(torch.from_numpy(x)).shape == (6, 5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["cnn_savedmodel", "cnn.tflite", "pd_old/cnn.pdmodel"])
+def test_openvino_converter_is_checked_against_the_source_framework(models, fw_env, source, tmp_path, capsys):
+    """--converter openvino with the frameworks Python at hand: parity vs the framework itself is measured."""
+    from laser.artifact import Artifact
+
+    assert main(["import", str(models / source), "--converter", "openvino", "-o", str(tmp_path / "b")]) == 0
+    assert "source framework: max |diff|" in capsys.readouterr().out
+    step = Artifact.open(tmp_path / "b").lineage[-1]
+    vs = step.results["parity_vs_source"]["vs_source"]
+    assert step.params["converter"] == "openvino" and vs["max_abs_diff"] < 1e-5 and vs["top1_agreement"] == 1.0, vs
+
+
+@pytest.mark.slow  # a laser optimize run on an OpenVINO IR (~20 s on 2 busy cores)
+def test_optimize_measures_an_openvino_ir(models, tmp_path, monkeypatch):
+    import laser
+    from laser.artifact import Artifact
+
+    monkeypatch.delenv("LASER_FRAMEWORKS_PYTHON", raising=False)
+    assert main(["import", str(models / "cnn.tflite"), "--converter", "openvino", "-o", str(tmp_path / "b")]) == 0
+    result = laser.optimize(Artifact.open(tmp_path / "b"), recipes="none,int8-static", output=tmp_path / "opt",
+                            progress=False)
+    win = result.winner
+    assert win is not None and (win.candidate.format, win.candidate.backend) == ("openvino", "openvino")
+    skipped = [o for o in result.outcomes if o.candidate.recipe == "int8-static"]
+    assert skipped and all(o.status == "skipped" and "needs a torch or onnx base" in (o.error or "") for o in skipped)

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 MANIFEST = "laser.json"
-FORMATS = ("torch", "onnx", "torchscript", "ort", "aoti", "executorch")  # every artifact format (the one list of them)
-EXPORT_TARGETS = tuple(f for f in FORMATS if f != "torch")  # what a torch artifact exports to
+# every artifact format (the one list of them); "openvino" is an OpenVINO IR (model.xml + model.bin) that
+# ``laser import`` writes when only OpenVINO's frontends can convert the source
+FORMATS = ("torch", "onnx", "torchscript", "ort", "aoti", "executorch", "openvino")
+EXPORT_TARGETS = tuple(f for f in FORMATS if f not in ("torch", "openvino"))  # what a torch artifact exports to
 
 
 def sha256_file(path: Path) -> str:

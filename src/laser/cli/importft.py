@@ -18,7 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "pruned, distilled, fine-tuned")
     p.add_argument("source", help=".onnx, SavedModel directory, .keras/.h5, .tflite, Paddle .pdmodel/.json")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
-    p.add_argument("--to", default="onnx", choices=("onnx", "torch"), help="bundle format (default onnx)")
+    p.add_argument("--to", choices=("onnx", "torch"), help="bundle format (default onnx; an OpenVINO IR when only "
+                                                          "OpenVINO can convert the source)")
+    p.add_argument("--converter", choices=("openvino", "tf2onnx", "paddle2onnx"),
+                   help="converter of a TF/TFLite/Paddle model (default tf2onnx/paddle2onnx, falling back to "
+                        "openvino when they are not installed or fail)")
     p.add_argument("--name", help="model name (default: the file's stem)")
     p.add_argument("--labels", help="class names, comma-separated, or a file with one per line")
     p.add_argument("--preprocessing", help="JSON or .toml file with the preprocessing dict (see laser info digits-cnn)")
@@ -88,7 +92,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     art = import_model(args.source, to=args.to, name=args.name, input_shape=parse_shape(args.input_shape),
                        preprocessing=_preprocessing(args.preprocessing), labels=_labels(args.labels),
-                       signature=args.signature, python=args.python)
+                       signature=args.signature, python=args.python, converter=args.converter)
     saved = art.save(args.output)
     step = saved.lineage[-1]
     parity = step.results.get("parity")
@@ -99,6 +103,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     via = step.params.get("converter")
     print(f"imported {args.source}{f' with {via}' if via else ''}: {saved.format} bundle {saved.location} "
           f"(inputs {shapes})")
+    reason = step.params.get("converter_reason", "")
+    if reason.startswith("fallback"):
+        print(f"converter: {reason}")
     source = step.results.get("parity_vs_source")
     if source:
         print(f"parity (measured, {source['method']}):")

@@ -4,7 +4,10 @@ ONNX files are imported as ONNX (``to="onnx"``) or converted to PyTorch (``to="t
 onnx2torch) and validated against onnxruntime on example inputs; the parity figures go into the
 lineage step. TensorFlow SavedModels, Keras files, TFLite flatbuffers and Paddle inference models are
 converted to ONNX first (tf2onnx / paddle2onnx in the frameworks Python, see ``frameworks.py``) and
-checked against the source framework's own outputs; ``to="torch"`` then goes on as for ONNX.
+checked against the source framework's own outputs; ``to="torch"`` then goes on as for ONNX. Where those
+converters cannot run (no frameworks Python) or fail, and no ``to`` was asked for, OpenVINO's frontends
+convert SavedModel / TFLite / Paddle .pdmodel into an OpenVINO IR bundle instead (``openvino_ir.py``);
+``converter=`` picks one explicitly. The lineage step records which converter ran and why.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from laser.errors import ConfigError, NotFoundError, ParityError
 from laser.spec import ModelSpec, TensorSpec
 
 TARGETS = ("torch", "onnx")
+CONVERTERS = ("openvino", "tf2onnx", "paddle2onnx")
 FACTORY = "laser.importer.onnx_torch:rebuild"
 PARITY_ATOL = 1e-4  # max |torch - onnxruntime| accepted on the example inputs
 
@@ -45,20 +49,29 @@ def source_format(path: Path) -> str:
                       ".tflite and Paddle .pdmodel/.json (+ .pdiparams)")
 
 
-def import_model(source: str | os.PathLike[str], *, to: str = "onnx", name: str | None = None,
+def import_model(source: str | os.PathLike[str], *, to: str | None = None, name: str | None = None,
                  input_shape: tuple[int, ...] | None = None, preprocessing: Mapping[str, Any] | None = None,
-                 labels: tuple[str, ...] = (), signature: str | None = None, python: str | None = None) -> Artifact:
+                 labels: tuple[str, ...] = (), signature: str | None = None, python: str | None = None,
+                 converter: str | None = None) -> Artifact:
     """Import ``source``; ``input_shape`` (per sample) fixes the dynamic dims of the first input.
-    ``signature`` picks a SavedModel signature; ``python`` runs the TF/Paddle converters (see frameworks.py)."""
-    if to not in TARGETS:
+    ``signature`` picks a SavedModel signature; ``python`` runs the TF/Paddle converters (see frameworks.py).
+    ``to`` None: ONNX, or an OpenVINO IR when only OpenVINO could convert; ``converter`` picks one of CONVERTERS."""
+    if to is not None and to not in TARGETS:
         raise ConfigError(f"--to must be one of {TARGETS}, got {to!r}")
+    if converter is not None and converter not in CONVERTERS:
+        raise ConfigError(f"--converter must be one of {CONVERTERS}, got {converter!r}")
     path = Path(source)
     fmt = source_format(path)
     extra: dict[str, Any] = {"preprocessing": dict(preprocessing or {}), "labels": tuple(labels)}
     if fmt != "onnx":
-        return _from_framework(path, fmt, to, name, input_shape, extra, signature, python)
+        from laser.importer.fallback import from_framework
+
+        return from_framework(path, fmt, to, converter, name, input_shape, extra, signature, python)
+    if converter is not None:
+        raise ConfigError("--converter picks the converter of a TF/TFLite/Paddle model; an ONNX file is read as it is")
     if signature is not None:
         raise ConfigError("--signature picks a TF SavedModel signature; an ONNX file has one graph")
+    to = to or "onnx"
     from laser.loader import import_onnx
 
     art = import_onnx(path, name=name)
@@ -69,25 +82,26 @@ def import_model(source: str | os.PathLike[str], *, to: str = "onnx", name: str 
     return _to_torch(path, art, spec, {**params, "converter": "onnx2torch"}, extra)
 
 
-def _from_framework(path: Path, fmt: str, to: str, name: str | None, input_shape: tuple[int, ...] | None,
-                    extra: dict[str, Any], signature: str | None, python: str | None) -> Artifact:
-    """TF / Keras / TFLite / Paddle -> ONNX (checked against the source framework) -> ONNX or torch bundle."""
+def via_onnx(path: Path, fmt: str, to: str, name: str | None, input_shape: tuple[int, ...] | None,
+             extra: dict[str, Any], signature: str | None, py: str, why: str) -> Artifact:
+    """TF / Keras / TFLite / Paddle -> ONNX (checked against the source framework) -> ONNX or torch bundle,
+    with the Python ``py`` that has the converter."""
     from laser.artifact import tool_versions, workspace
     from laser.importer import frameworks as fw
     from laser.loader import import_onnx
 
-    py = fw.python_for(fmt, python)
     onnx_path = workspace("import") / "model.onnx"
     info = fw.convert(py, fmt, path, onnx_path, signature)
     art = import_onnx(onnx_path, name=name or path.stem)
     spec = _fixed_spec(art.spec, input_shape)
     run = _ort_runner(onnx_path)
-    probed = _probe_dims(path, spec, run) if spec.named_dims else spec  # concrete example inputs
+    probed = probe_dims(path, spec, run) if spec.named_dims else spec  # concrete example inputs
     results = {"parity_vs_source": fw.parity(py, fmt, path, info["signature"], probed, run)}
     fw.fill_io(info, art.spec)
     fw.check(results["parity_vs_source"])
     params = {"source": path.name, "framework": fmt, "converter": info["converter"], "signature": info["signature"],
-              "opset": fw.OPSET, "source_inputs": info["inputs"], "source_outputs": info["outputs"], "to": to}
+              "opset": fw.OPSET, "source_inputs": info["inputs"], "source_outputs": info["outputs"], "to": to,
+              "converter_reason": why}
     versions = {**tool_versions(), **info["versions"]}
     if to == "onnx":
         step = Step("import", params=params, results=results, versions=versions)
@@ -129,7 +143,7 @@ def _fixed_spec(spec: ModelSpec, input_shape: tuple[int, ...] | None) -> ModelSp
 PROBE_SIZES = (16, 32, 64, 128, 224)
 
 
-def _probe_dims(path: Path, spec: ModelSpec, run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]) -> ModelSpec:
+def probe_dims(path: Path, spec: ModelSpec, run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]) -> ModelSpec:
     """Fix dynamic dims other than the batch at the smallest size of PROBE_SIZES the model runs on with
     non-empty, finite outputs (pruning and parity checks need concrete example inputs); --input-shape
     chooses instead."""
@@ -161,7 +175,7 @@ def _to_torch(path: Path, art: Artifact, spec: ModelSpec, params: dict[str, Any]
     rebuilt = onnx_torch.rebuild(graph)  # what Artifact.module will build: it must take these weights
     rebuilt.load_state_dict(module.state_dict(), strict=True)
     if spec.named_dims:
-        spec = _probe_dims(path, spec, _torch_runner(rebuilt, spec))
+        spec = probe_dims(path, spec, _torch_runner(rebuilt, spec))
     parity = check_parity(path, rebuilt, spec)
     if parity["max_abs_diff"] > PARITY_ATOL:
         raise ParityError(f"the converted torch model differs from onnxruntime by up to {parity['max_abs_diff']:.3g} "

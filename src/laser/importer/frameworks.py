@@ -3,7 +3,7 @@
 The bundle holds ONNX: laser's backends, quantizers and ``--to torch`` read ONNX. OpenVINO's frontends
 read SavedModel, TFLite and Paddle ``.pdmodel`` without the frameworks, but they give an OpenVINO model,
 which cannot be written as ONNX; so the ONNX comes from the field's own converters, tf2onnx (TF, Keras,
-TFLite) and paddle2onnx (Paddle). Both import their framework, and the frameworks pin protobuf/numpy
+TFLite) and paddle2onnx (Paddle); where they cannot run, ``fallback.py`` imports an OpenVINO IR instead. Both import their framework, and the frameworks pin protobuf/numpy
 versions that conflict with laser's, so they run in a separate Python (``make frameworks-venv`` builds
 ``.venv-frameworks``): ``--python PATH``, else ``$LASER_FRAMEWORKS_PYTHON``, else laser's own Python.
 There ``fwworker.py`` (standard library + numpy only) converts, reads the source's inputs/outputs, and

@@ -83,6 +83,8 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     # an unreachable device, a refused key or a device without python3 fail here, in one line, before any write
     device = on_device.connect(on, identity) if on else None
     source, base = _base(model, random_weights, inputs)
+    if base.format not in ("torch", "onnx") and not cands.parse_list(formats, []) and not where.restricted:
+        chosen_formats = [base.format]  # e.g. an imported OpenVINO IR: measured as it is (and bf16/f16 on it)
     if data == "default":
         data = DEFAULT_DATA if source == DEFAULT_MODEL else None
     if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():  # an image folder, read as the model reads

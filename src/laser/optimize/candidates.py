@@ -264,7 +264,8 @@ def build_recipe(name: str, ctx: Context) -> Recipe:
                                     "different function; measured and listed as unverified, never the winner")
         return Recipe(name, stages, domain, note, verified=ctx.data is not None)
     builder, _, _ = RECIPES[name]
-    if name != "none" and ctx.base_format not in ("torch", "onnx"):
+    ir_precision = ctx.base_format == "openvino" and name in ONLY_ON  # an OpenVINO IR takes bf16/f16 at run time
+    if name != "none" and ctx.base_format not in ("torch", "onnx") and not ir_precision:
         raise Unavailable(f"recipe {name!r} needs a torch or onnx base model, got {ctx.base_format}")
     return Recipe(name, builder(ctx), domain)
 

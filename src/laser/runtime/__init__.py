@@ -21,7 +21,7 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aoti": ("laser.runtime.aoti:AOTIRunner", ("aoti",)),
     "compiled": ("laser.runtime.compiled:CompiledRunner", ("torch",)),
     "onnxruntime": ("laser.runtime.onnxruntime:OnnxRuntimeRunner", ("onnx", "ort")),
-    "openvino": ("laser.runtime.openvino:OpenVINORunner", ("onnx",)),
+    "openvino": ("laser.runtime.openvino:OpenVINORunner", ("onnx", "openvino")),
     "executorch": ("laser.runtime.executorch:ExecuTorchRunner", ("executorch",)),
     "echo": ("laser.runtime.echo:EchoRunner", FORMATS),
     "browser": ("laser.runtime.browser:BrowserRunner", ("onnx",)),

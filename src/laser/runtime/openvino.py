@@ -1,4 +1,5 @@
-"""OpenVINO backend (optional extra ``laser[openvino]``): runs ``onnx`` artifacts on OpenVINO's CPU plugin.
+"""OpenVINO backend (optional extra ``laser[openvino]``): runs ``onnx`` artifacts and OpenVINO IR (``openvino``
+artifacts, from ``laser import``) on OpenVINO's CPU plugin.
 
 Precision is FP32 by default. OpenVINO's CPU plugin otherwise picks bf16 on CPUs with AMX/AVX512-BF16
 (about 4x faster on ResNet-18 on a Xeon with AMX), but a silent precision drop that breaks export
@@ -38,8 +39,9 @@ class OpenVINORunner(Runner):
 
         ov = require("openvino", "openvino")
         super().__init__(artifact, threads, device)
-        if artifact.format != "onnx":
-            raise BackendError(f"the openvino backend runs onnx artifacts, {artifact.name!r} is {artifact.format}; "
+        if artifact.format not in ("onnx", "openvino"):
+            raise BackendError(f"the openvino backend runs onnx and openvino artifacts, {artifact.name!r} is "
+                               f"{artifact.format}; "
                                "export it to ONNX first (laser export MODEL --to onnx)")
         recorded = describe_recorded(artifact)
         if precision is None:

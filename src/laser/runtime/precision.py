@@ -187,9 +187,10 @@ class Precision(Stage):
             from laser.export import export
 
             return export(artifact, to="onnx", dynamic_batch=True)
-        if artifact.format != "onnx":
+        if artifact.format not in ("onnx", "openvino"):
             raise ConfigError(f"{artifact.name!r} is a {artifact.format} artifact; {self.precision} inference on "
-                              f"{self.backend} takes a torch model (exported first) or an ONNX artifact")
+                              f"{self.backend} takes a torch model (exported first), an ONNX artifact or an "
+                              "OpenVINO IR")
         return artifact
 
 
