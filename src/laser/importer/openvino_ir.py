@@ -11,6 +11,7 @@ the source framework when the frameworks Python has it; otherwise the manifest s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,14 @@ def convert(fmt: str, source: Path, out_dir: Path) -> tuple[Any, dict[str, Path 
     why = reads(fmt, source)
     if why:
         raise ConfigError(f"--converter openvino cannot convert {source.name}: {why}")
+    root = logging.getLogger()
+    level = root.level  # convert_model's error path sets the root logger's level (openvino.tools.ovc.logger)
     try:
         model = ov.convert_model(str(_pdmodel(source) or source))
     except Exception as exc:  # OpenVINO raises OpConversionFailure / RuntimeError with long reports
         raise ConfigError(f"OpenVINO could not convert {source.name}: {_first_line(exc)}") from exc
+    finally:
+        root.setLevel(level)
     xml = out_dir / "model.xml"
     ov.save_model(model, str(xml), compress_to_fp16=False)  # the default halves the weights to FP16
     return model, {"model.xml": xml, "model.bin": (xml.with_suffix(".bin"), "weights")}

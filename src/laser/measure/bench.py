@@ -132,34 +132,26 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
     """
     from laser.runtime import run
 
-    if on and device != "cpu":
-        raise ConfigError(f"device {device!r} is one of this machine's; the model runs on {on} instead (on its CPU): "
-                          "drop --device or --on")
+    _check_request(on, device, batch_sizes)
     arts = _artifacts(artifacts)
-    if isinstance(backends, str):
-        backends = [b.strip() for b in backends.split(",") if b.strip()]
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise ConfigError(f"batch_sizes must be positive integers, got {list(batch_sizes)}")
+    backends = [b.strip() for b in backends.split(",") if b.strip()] if isinstance(backends, str) else backends
     ref = _artifacts(reference)[0] if reference is not None else (arts[0] if len(arts) > 1 else None)
     ds = _dataset(data)
     # A copy: the fingerprint is cached. On an SSH device it is the device's, filled in by its first runner.
     hw = {} if on else dict(fingerprint(peak=peak, device=device))
-    report = Report(artifacts=[], hardware=hw, settings={
-        "backends": list(backends or ["auto"]), "data": ds.name if ds else None, "batch_sizes": list(batch_sizes),
-        "repeats": repeats, "warmup": warmup, "warmup_seconds": warmup_seconds, "min_iters": min_iters,
-        "max_seconds": max_seconds,
-        "threads": threads, "device": device, "robustness": robustness, "epsilons": list(epsilons),
-        "reference": ref.name if ref else None})
     lat_kw = {"warmup": warmup, "warmup_seconds": warmup_seconds, "min_iters": min_iters,
               "max_seconds": max_seconds}
+    report = Report(artifacts=[], hardware=hw, settings={
+        "backends": list(backends or ["auto"]), "data": ds.name if ds else None, "batch_sizes": list(batch_sizes),
+        "repeats": repeats, **lat_kw, "threads": threads, "device": device, "robustness": robustness,
+        "epsilons": list(epsilons), "reference": ref.name if ref else None})
     exported: dict[tuple[int, str], Artifact] = {}
     for parent in arts:
         jobs, missed = _ssh_jobs(parent, backends, export, exported) if on else _jobs(parent, backends, export, exported)
         if missed:
-            report.skipped.append({"name": parent.name, "format": parent.format, "backends": missed,
-                                   "reason": f"backend(s) {missed} do not run {parent.format} artifacts; "
-                                             "export the artifact to a format they run first (laser export)"
-                                             + ("" if export else " or pass export=True")})
+            report.skipped.append(_skip(parent, missed, f"backend(s) {missed} do not run {parent.format} artifacts; "
+                                        "export the artifact to a format they run first (laser export)"
+                                        + ("" if export else " or pass export=True")))
         sizes: dict[int, dict[str, Any]] = {}
         for art, backend in jobs:
             from laser.measure.size import size_of
@@ -172,9 +164,8 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
             timed = [b for b in batch_sizes if art.spec.accepts_batch(b)]
             untimed = [b for b in batch_sizes if b not in timed]
             if not timed:  # a fixed-batch program (ExecuTorch .pte) asked only for batches it cannot take
-                report.skipped.append({"name": art.name, "format": art.format, "backends": [backend],
-                                       "reason": art.spec.batch_note(untimed) + f"; measure it with --batch-sizes "
-                                                 f"{art.spec.fixed_batch}"})
+                note = f"{art.spec.batch_note(untimed)}; measure it with --batch-sizes {art.spec.fixed_batch}"
+                report.skipped.append(_skip(art, [backend], note))
                 continue
             with run(art, backend=backend, **options) as runner:
                 if on and not hw:
@@ -195,6 +186,18 @@ def measure(artifacts: Artifact | str | Sequence[Artifact | str], backends: Sequ
                            "(see laser.runtime.BACKENDS) or export the artifacts first")
     _unique_labels(report.artifacts)
     return report
+
+
+def _check_request(on: str | None, device: str, batch_sizes: Sequence[int]) -> None:
+    if on and device != "cpu":
+        raise ConfigError(f"device {device!r} is one of this machine's; the model runs on {on} instead (on its CPU): "
+                          "drop --device or --on")
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ConfigError(f"batch_sizes must be positive integers, got {list(batch_sizes)}")
+
+
+def _skip(art: Artifact, backends: list[str], reason: str) -> dict[str, Any]:
+    return {"name": art.name, "format": art.format, "backends": backends, "reason": reason}
 
 
 def _unique_labels(entries: list[dict[str, Any]]) -> None:

@@ -75,22 +75,14 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     target, on = targets.split(target, on)
     where = targets.target(target)
     # formats/backends the target does not run are refused before anything is loaded or written
-    given_formats = cands.parse_list(formats, [])
-    chosen_formats = where.choose("formats", given_formats) or list(cands.DEFAULT_FORMATS)
-    if on and not given_formats and not where.restricted:
-        chosen_formats = list(on_device.DEVICE_FORMATS)
+    chosen_formats = _formats(where, formats, on)
     chosen_backends = where.choose("backends", cands.parse_list(backends, [])) or None
     # an unreachable device, a refused key or a device without python3 fail here, in one line, before any write
     device = on_device.connect(on, identity) if on else None
     source, base = _base(model, random_weights, inputs)
     if base.format not in ("torch", "onnx") and not cands.parse_list(formats, []) and not where.restricted:
         chosen_formats = [base.format]  # e.g. an imported OpenVINO IR: measured as it is (and bf16/f16 on it)
-    if data == "default":
-        data = DEFAULT_DATA if source == DEFAULT_MODEL else None
-    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():  # an image folder, read as the model reads
-        from laser.data.folder import register_folder
-
-        data = register_folder(Path(data), base.preprocessing, base.labels)
+    data = _data(data, source, base)
     b = budget if isinstance(budget, Budget) else Budget.parse(budget, objective)
     b = b.with_default_accuracy()
     out = Path(output) if output is not None else None
@@ -104,20 +96,18 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     else:
         names, early_notes = _recipe_names(recipes, data, base.format,
                                            where.recipes or (on_device.DEVICE_RECIPES if device else None))
-    if device is not None:
-        early_notes.append(f"measured on {device.label}: candidates in {', '.join(chosen_formats)} on the runtimes "
-                           f"that import there ({', '.join(k for k, v in device.runtimes.items() if v) or 'none'}); "
-                           f"PyTorch eager does not run there, so speed-ups are vs {device.describe_baseline()}")
-    elif where.restricted:
-        early_notes.append(f"target {where.name}: {where.description}; candidates in {', '.join(where.formats)} "
-                           "are measured on this machine with the runtime the target ships; PyTorch eager is "
-                           "measured as the reference speed-ups are quoted against, never the winner")
+    early_notes += _placement_notes(device, where, chosen_formats)
     search = Search(base, source, data=data, budget=b, recipes=names, formats=chosen_formats,
                     backends=chosen_backends,
                     settings=settings, output=out, resume=resume, time_budget_s=parse_duration(time_budget),
                     progress=progress, evaluate=evaluate, inputs=str(inputs) if inputs is not None else None,
                     timer=timer, target=where.name, device=device)
     search.notes[:0] = early_notes
+    return _finish(search, replay, out, random_weights)
+
+
+def _finish(search: Search, replay: Replay | None, out: Path | None, random_weights: bool) -> OptimizeResult:
+    """Run the search, rebuild the winner's artifact and write the outputs."""
     result = search.run(winner_from=[replay.recipe.name] if replay is not None else None)
     note = replay.base_note(search.base_digest) if replay is not None else None
     if note:
@@ -132,6 +122,37 @@ def optimize(model: Artifact | str | os.PathLike[str] | None = None, *, data: Da
     if out is not None:
         write_outputs(result, out, stages, random_weights)
     return result
+
+
+def _formats(where: targets.Target, formats: Sequence[str] | str | None, on: str | None) -> list[str]:
+    """The formats asked for (refused when the target does not run them), else the target's or the device's."""
+    given = cands.parse_list(formats, [])
+    chosen = where.choose("formats", given) or list(cands.DEFAULT_FORMATS)
+    return list(on_device.DEVICE_FORMATS) if on and not given and not where.restricted else chosen
+
+
+def _data(data: Dataset | str | None, source: str, base: Artifact) -> Dataset | str | None:
+    """The default dataset for the built-in model; an image folder read as the model reads."""
+    if data == "default":
+        return DEFAULT_DATA if source == DEFAULT_MODEL else None
+    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
+        from laser.data.folder import register_folder
+
+        return register_folder(Path(data), base.preprocessing, base.labels)
+    return data
+
+
+def _placement_notes(device: Any, where: targets.Target, chosen_formats: Sequence[str]) -> list[str]:
+    """Where the candidates were measured, and what speed-ups are quoted against."""
+    if device is not None:
+        return [f"measured on {device.label}: candidates in {', '.join(chosen_formats)} on the runtimes that "
+                f"import there ({', '.join(k for k, v in device.runtimes.items() if v) or 'none'}); PyTorch eager "
+                f"does not run there, so speed-ups are vs {device.describe_baseline()}"]
+    if where.restricted:
+        return [f"target {where.name}: {where.description}; candidates in {', '.join(where.formats)} are measured "
+                "on this machine with the runtime the target ships; PyTorch eager is measured as the reference "
+                "speed-ups are quoted against, never the winner"]
+    return []
 
 
 def _base(model: Artifact | str | os.PathLike[str] | None, random_weights: bool,
