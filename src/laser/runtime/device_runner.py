@@ -202,7 +202,8 @@ def pick_runtime(fmt: str, wanted: str) -> str:
 
 
 def time_calls(call: Any, feeds: dict[str, Any], p: dict[str, Any]) -> tuple[list[int], int, float, int]:
-    """laser.measure.latency.time_calls, here: warm-up calls, then calls timed one by one, back to back."""
+    """laser.measure.latency.time_calls, here: warm-up calls, then calls timed one by one, back to back.
+    A copy on purpose: this file runs on the device, where laser is not installed; keep the two loops alike."""
     clock = time.perf_counter_ns
     warm_until = clock() + int(p["warmup_seconds"] * 1e9)
     done = 0
