@@ -76,50 +76,25 @@ def _digits_dataset(split: str) -> Dataset:
     return Dataset("digits", (x,), y)
 
 
-def _ocr_lines(split: str) -> Dataset:
-    from laser.data.ocr import ocr_lines
+def _lazy(module: str, function: str) -> Callable[[str], Dataset]:
+    """A loader that imports its generator module only when the dataset is asked for (they pull PIL, fonts,
+    espeak-ng or scikit-image)."""
+    def load_split(split: str) -> Dataset:
+        import importlib
 
-    return ocr_lines(split)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module), function)(split)  # type: ignore[no-any-return]
 
-
-def _ocr_docs(split: str) -> Dataset:
-    from laser.data.ocr import ocr_docs
-
-    return ocr_docs(split)  # type: ignore[no-any-return]
-
-
-def _vad_espeak(split: str) -> Dataset:
-    from laser.data.vad import vad_espeak
-
-    return vad_espeak(split)  # type: ignore[no-any-return]
-
-
-def _faces(split: str) -> Dataset:
-    from laser.data.faces import faces
-
-    return faces(split)  # type: ignore[no-any-return]
-
-
-def _faces_rnet(split: str) -> Dataset:
-    from laser.data.faces import faces_rnet
-
-    return faces_rnet(split)  # type: ignore[no-any-return]
-
-
-def _faces_pnet(split: str) -> Dataset:
-    from laser.data.faces import faces_pnet
-
-    return faces_pnet(split)  # type: ignore[no-any-return]
+    return load_split
 
 
 LOADERS: Mapping[str, Callable[[str], Dataset]] = {
     "digits": _digits_dataset,
-    "ocr-lines": _ocr_lines,  # rendered text lines for PP-OCRv4's recogniser (laser.data.ocr)
-    "ocr-docs": _ocr_docs,  # rendered multi-line pages for PP-OCRv4's detector (laser.data.ocr)
-    "vad-espeak": _vad_espeak,  # espeak-ng speech in noise for Silero VAD (laser.data.vad)
-    "faces": _faces,  # MTCNN O-Net crops of scikit-image faces, with true boxes (laser.data.faces)
-    "faces-rnet": _faces_rnet,  # MTCNN R-Net crops (calibration)
-    "faces-pnet": _faces_pnet,  # MTCNN P-Net pyramid tiles (calibration)
+    "ocr-lines": _lazy("laser.data.ocr", "ocr_lines"),  # rendered text lines, PP-OCRv4 recogniser
+    "ocr-docs": _lazy("laser.data.ocr", "ocr_docs"),  # rendered pages, PP-OCRv4 detector
+    "vad-espeak": _lazy("laser.data.vad", "vad_espeak"),  # espeak-ng speech in noise, Silero VAD
+    "faces": _lazy("laser.data.faces", "faces"),  # MTCNN O-Net crops with true boxes
+    "faces-rnet": _lazy("laser.data.faces", "faces_rnet"),  # MTCNN R-Net crops (calibration)
+    "faces-pnet": _lazy("laser.data.faces", "faces_pnet"),  # MTCNN P-Net pyramid tiles (calibration)
 }
 
 
