@@ -86,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from laser.optimize import Settings, optimize
+    from laser.optimize import Settings, optimize, targets
 
     settings = (Settings.fast(robustness=args.robustness, threads=args.threads) if args.quick else
                 Settings(robustness=args.robustness, threads=args.threads))
@@ -106,7 +106,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                               "with --no-accuracy-budget")
         terms = [t for t in budget.split(",") if t.strip() and not t.strip().startswith("accuracy_drop")]
         budget = ",".join([f"accuracy_drop<={args.max_accuracy_drop:g}%", *terms])
-    if args.serve and (args.on or str(args.target or "").startswith("ssh://")):
+    if args.serve and targets.split(args.target, args.on)[1]:  # a device, by --on or --target ssh://
         raise ConfigError("--serve serves the winner on this machine; with --on it was measured on the device: "
                           "drop --serve and copy winner/ there (laser serve runs wherever laser is installed)")
     result = optimize(model, data=None if args.inputs else data, budget=budget, objective=args.objective,
